@@ -1,0 +1,44 @@
+# Keel. `make demo` runs the product on the embedded default; `make test` runs the suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements/base.txt requirements/dev.txt | cksum | cut -d' ' -f1)
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install demo test bench lint format migrate
+
+$(STAMP): requirements/base.txt requirements/dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+migrate: install
+	$(BIN)/python manage.py migrate --no-input
+
+# Demo data, then a Celery worker on the filesystem broker and the web server.
+demo: migrate
+	$(BIN)/python manage.py keel_demo
+	@echo "Starting a Celery worker (background) and the web server on http://$(HOST):$(PORT)/admin/"
+	@trap 'kill $$WORKER 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/celery -A config worker --pool=solo --loglevel=WARNING & WORKER=$$!; \
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# make bench [ONLY=<benchmark>]: prints each figure and writes var/bench/<benchmark>.json
+bench: install
+	$(BIN)/python -m tests.bench $(ONLY)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .

@@ -1,0 +1,111 @@
+"""The one entry point that writes to the audit chain, and its redaction path."""
+
+import json
+from dataclasses import dataclass
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
+from django.utils import timezone
+
+from audit.canonical import canonical_text
+from audit.chain import GENESIS_HASH, event_hash, format_ts, payload_sha256
+from audit.context import Actor, current_actor
+from audit.models import REDACTED_PAYLOAD, AuditEvent
+
+# An arbitrary constant naming the chain head's advisory lock on PostgreSQL.
+_CHAIN_LOCK_KEY = 0x6B65656C
+
+
+class AuditError(Exception):
+    pass
+
+
+def _lock_head() -> tuple[int, str]:
+    """Take the chain head for this transaction and return (last seq, last hash).
+
+    PostgreSQL: a transaction-scoped advisory lock, then a fresh read of the
+    newest row (READ COMMITTED gives each statement a new snapshot, so the read
+    sees whatever the previous holder committed). SQLite: the immediate
+    transaction already holds the database's write lock.
+    """
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
+        cursor.execute("SELECT seq, hash FROM audit_auditevent ORDER BY seq DESC LIMIT 1")
+        row = cursor.fetchone()
+    return (row[0], row[1]) if row else (0, GENESIS_HASH)
+
+
+def _to_json(payload) -> object:
+    # Dates, decimals and UUIDs become strings first, as Django would serialise them.
+    return json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
+
+
+def audit_record(
+    *,
+    action: str,
+    object_type: str,
+    object_id: object,
+    payload: dict | None = None,
+    workspace_id: int | None = None,
+    pipeline_id: int | None = None,
+    actor: object = None,
+) -> AuditEvent:
+    """Append one event to the chain inside the caller's transaction.
+
+    1. Canonicalise and hash the payload before touching the database.
+    2. Take the chain head (lock), stamp the time, link and hash the event.
+    3. Insert it. The head stays held until the caller's transaction ends, so
+       callers record their event as the last statement of the transaction.
+    """
+    who = Actor.of(actor) if actor is not None else current_actor()
+    payload_text = canonical_text(_to_json(payload or {}))
+    fields = {
+        "actor_id": who.id,
+        "actor_name": who.name,
+        "action": action,
+        "object_type": object_type,
+        "object_id": str(object_id),
+        "workspace_id": workspace_id,
+        "pipeline_id": pipeline_id,
+        "payload_sha256": payload_sha256(payload_text),
+    }
+    with transaction.atomic():
+        last_seq, last_hash = _lock_head()
+        ts = timezone.now()
+        seq = last_seq + 1
+        digest = event_hash(seq=seq, ts=format_ts(ts), prev_hash=last_hash, **fields)
+        return AuditEvent.objects.create(
+            seq=seq, ts=ts, payload=payload_text, prev_hash=last_hash, hash=digest, **fields
+        )
+
+
+@dataclass(frozen=True)
+class Redaction:
+    seq: int
+    already: bool
+
+
+@transaction.atomic
+def audit_redact(*, seq: int, reason: str, actor: object = None) -> Redaction:
+    """The one path that may change a stored event: replace its payload with the
+    tombstone. Every hash stays as it was, so the chain still verifies, and the
+    redaction itself is recorded as a new event."""
+    if not reason.strip():
+        raise AuditError("A redaction needs a reason.")
+    event = AuditEvent.objects.filter(seq=seq).first()
+    if event is None:
+        raise AuditError(f"There is no audit event #{seq}.")
+    if event.is_redacted:
+        return Redaction(seq=seq, already=True)
+    AuditEvent.objects.filter(seq=seq).update(payload=REDACTED_PAYLOAD, redacted_at=timezone.now())
+    audit_record(
+        action="audit.redacted",
+        object_type="audit_event",
+        object_id=seq,
+        payload={"seq": seq, "reason": reason},
+        workspace_id=event.workspace_id,
+        pipeline_id=event.pipeline_id,
+        actor=actor,
+    )
+    return Redaction(seq=seq, already=False)

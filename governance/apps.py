@@ -1,0 +1,23 @@
+from django.apps import AppConfig, apps
+from django.db.models.signals import post_migrate
+
+
+def _ensure_roles(sender, **kwargs) -> None:
+    from governance.roles import role_groups_ensure
+
+    role_groups_ensure()
+
+
+class GovernanceConfig(AppConfig):
+    name = "governance"
+
+    def ready(self) -> None:
+        from config.celery import log_eager_notice
+        from governance import signals
+
+        signals.connect()
+        # After the last configuration app migrates, so every permission exists.
+        post_migrate.connect(
+            _ensure_roles, sender=apps.get_app_config("pipelines"), dispatch_uid="keel_ensure_roles"
+        )
+        log_eager_notice()

@@ -1,0 +1,112 @@
+"""Who may do what to which object: guardian object permissions, on the object
+itself or on its workspace. Deny by default; superusers pass.
+
+Actions: ``view``, ``change``, ``approve_release``, ``deploy_pipeline``,
+``review_output``, ``view_audit``. A step answers for its pipeline, an approval
+policy for its workspace. On a workspace, ``change`` of anything inside it is
+the ``change_config`` right; ``change`` of the workspace row itself is
+``change_workspace``.
+
+Governance imports nothing from the apps above it, so models are handled by
+their ``_meta`` and by two conventions: ``permission_parent_field`` names the
+foreign key an object without rights of its own answers to, and everything
+else has a ``workspace`` foreign key.
+"""
+
+from django.db.models import Model, Q, QuerySet
+from guardian.shortcuts import get_objects_for_user
+
+from governance.models import Workspace
+
+ACTIONS = ("view", "change", "approve_release", "deploy_pipeline", "review_output", "view_audit")
+PIPELINE_ONLY = ("approve_release", "deploy_pipeline", "review_output", "view_audit")
+
+
+def _own_codename(model, action: str) -> str | None:
+    """The object's own permission for an action, or None when it has none."""
+    meta = model._meta
+    codename = f"{action}_{meta.model_name}" if action in ("view", "change") else action
+    known = {c for c, _ in meta.permissions} | {f"{a}_{meta.model_name}" for a in meta.default_permissions}
+    return f"{meta.app_label}.{codename}" if codename in known else None
+
+
+def _workspace_codename(action: str, *, inside: bool) -> str:
+    if action == "view":
+        return "governance.view_workspace"
+    if action == "change":
+        return "governance.change_config" if inside else "governance.change_workspace"
+    return f"governance.{action}"
+
+
+def _target(obj: Model) -> Model:
+    parent_field = getattr(obj, "permission_parent_field", None)
+    return _target(getattr(obj, parent_field)) if parent_field else obj
+
+
+def user_can(user, action: str, obj: Model) -> bool:
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}")
+    if user is None or not user.is_active or not user.is_authenticated:
+        return False
+    if user.is_superuser:
+        return True
+    target = _target(obj)
+    if isinstance(target, Workspace):
+        return user.has_perm(_workspace_codename(action, inside=target is not obj), target)
+    own = _own_codename(type(target), action)
+    if own and user.has_perm(own, target):
+        return True
+    if action in PIPELINE_ONLY and own is None:
+        return False  # e.g. review_output means nothing on a prompt template
+    return user.has_perm(_workspace_codename(action, inside=True), target.workspace)
+
+
+def workspaces_for_user(user, action: str, *, inside: bool = True) -> QuerySet[Workspace]:
+    if user.is_superuser:
+        return Workspace.objects.all()
+    if not user.is_active:
+        return Workspace.objects.none()
+    codename = _workspace_codename(action, inside=inside)
+    return get_objects_for_user(user, codename, Workspace, accept_global_perms=False)
+
+
+def filter_for_user(user, action: str, queryset: QuerySet) -> QuerySet:
+    """``queryset`` narrowed to the objects ``user`` may ``action``."""
+    if not user.is_authenticated or not user.is_active:
+        return queryset.none()
+    if user.is_superuser:
+        return queryset
+    model = queryset.model
+    if model is Workspace:
+        return queryset.filter(pk__in=workspaces_for_user(user, action, inside=False))
+    parent_field = getattr(model, "permission_parent_field", None)
+    if parent_field == "workspace":
+        return queryset.filter(workspace__in=workspaces_for_user(user, action))
+    if parent_field:
+        parent_model = model._meta.get_field(parent_field).related_model
+        allowed = filter_for_user(user, action, parent_model.objects.all())
+        return queryset.filter(**{f"{parent_field}__in": allowed})
+    condition = Q(workspace__in=workspaces_for_user(user, action))
+    own = _own_codename(model, action)
+    if own:
+        direct = get_objects_for_user(user, own, model.objects.all(), accept_global_perms=False)
+        condition |= Q(pk__in=direct.values("pk"))
+    elif action in PIPELINE_ONLY:
+        return queryset.none()
+    return queryset.filter(condition)
+
+
+def is_governance_lead(user) -> bool:
+    from governance.roles import GOVERNANCE_LEADS
+
+    return user.is_superuser or user.groups.filter(name=GOVERNANCE_LEADS).exists()
+
+
+def can_manage_permissions(user, obj: Model) -> bool:
+    """Only superusers, and governance leads who may change the object, grant
+    and revoke rights on it."""
+    if not user.is_active:
+        return False
+    if user.is_superuser:
+        return True
+    return is_governance_lead(user) and user_can(user, "change", obj)

@@ -1,0 +1,120 @@
+"""Configuration changes and permission changes, recorded in the audit chain
+in the same transaction as the change.
+
+Every save of a history-tracked model writes a history record; every history
+record writes an audit event. Guardian's object-permission rows and Django's
+group and permission relations are watched directly, so a grant made through
+any path (service, guardian's admin pages, the shell) is on the record.
+"""
+
+from django.apps import apps
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db.models.signals import m2m_changed, post_delete, post_save
+from guardian.models.models import BaseObjectPermission
+from simple_history.signals import post_create_historical_record
+
+from audit.services import audit_record
+
+VERBS = {"+": "created", "~": "changed", "-": "deleted"}
+_SKIP_FIELDS = {"updated_at"}
+
+
+def audit_ids(obj) -> dict:
+    return {
+        "workspace_id": getattr(obj, "audit_workspace_id", None),
+        "pipeline_id": getattr(obj, "audit_pipeline_id", None),
+    }
+
+
+def _changes(history_instance) -> dict:
+    previous = history_instance.prev_record
+    if previous is None:
+        return {}
+    delta = history_instance.diff_against(previous)
+    return {
+        change.field: {"old": change.old, "new": change.new}
+        for change in delta.changes
+        if change.field not in _SKIP_FIELDS
+    }
+
+
+def record_history(sender, instance, history_instance, **kwargs) -> None:
+    noun = getattr(instance, "audit_noun", instance._meta.model_name)
+    verb = VERBS[history_instance.history_type]
+    payload = {
+        "history_id": history_instance.history_id,
+        "reason": history_instance.history_change_reason or "",
+        "object": str(instance),
+    }
+    if verb == "changed":
+        payload["changes"] = _changes(history_instance)
+    audit_record(
+        action=f"{noun}.{verb}",
+        object_type=noun,
+        object_id=instance.pk,
+        payload=payload,
+        actor=history_instance.history_user,
+        **audit_ids(instance),
+    )
+
+
+def _principal(row) -> dict:
+    if hasattr(row, "user"):
+        return {"user_id": row.user_id, "user": row.user.get_username()}
+    return {"group_id": row.group_id, "group": row.group.name}
+
+
+def record_object_permission(sender, instance, created=None, **kwargs) -> None:
+    if created is False:
+        return  # a re-save of an existing grant changes nothing
+    target = instance.content_object
+    granted = kwargs.get("signal") is post_save
+    audit_record(
+        action="permission.granted" if granted else "permission.revoked",
+        object_type=getattr(target, "audit_noun", target._meta.model_name),
+        object_id=target.pk,
+        payload={"permission": instance.permission.codename, "object": str(target), **_principal(instance)},
+        **audit_ids(target),
+    )
+
+
+def record_membership(sender, instance, action, reverse, model, pk_set, **kwargs) -> None:
+    if action not in ("post_add", "post_remove", "post_clear") or not pk_set and action != "post_clear":
+        return
+    verb = "granted" if action == "post_add" else "revoked"
+    if sender is get_user_model().groups.through:
+        users = [instance] if not reverse else list(model.objects.filter(pk__in=pk_set or []))
+        groups = list(Group.objects.filter(pk__in=pk_set or [])) if not reverse else [instance]
+        for user in users:
+            for group in groups:
+                audit_record(
+                    action=f"role.{verb}",
+                    object_type="user",
+                    object_id=user.pk,
+                    payload={"user": user.get_username(), "group_id": group.pk, "group": group.name},
+                )
+        return
+    # Model-level permissions of a user or a group (the scope is the whole site).
+    holder = instance
+    codenames = sorted(
+        f"{p.content_type.app_label}.{p.codename}"
+        for p in model.objects.filter(pk__in=pk_set or []).select_related("content_type")
+    ) if not reverse else []
+    audit_record(
+        action=f"permission.{verb}",
+        object_type=holder._meta.model_name,
+        object_id=holder.pk,
+        payload={"scope": "global", "holder": str(holder), "permissions": codenames},
+    )
+
+
+def connect() -> None:
+    post_create_historical_record.connect(record_history, dispatch_uid="keel_record_history")
+    for model in apps.get_models():
+        if issubclass(model, BaseObjectPermission):
+            post_save.connect(record_object_permission, sender=model, dispatch_uid=f"keel_grant_{model._meta.label}")
+            post_delete.connect(record_object_permission, sender=model, dispatch_uid=f"keel_revoke_{model._meta.label}")
+    user_model = get_user_model()
+    for through in (user_model.groups.through, user_model.user_permissions.through, Group.permissions.through):
+        m2m_changed.connect(record_membership, sender=through, dispatch_uid=f"keel_m2m_{through._meta.label}")

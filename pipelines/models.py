@@ -1,0 +1,242 @@
+import re
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+from simple_history.models import HistoricalRecords
+
+from governance.models import PIPELINE_RIGHTS, ApprovalPolicy, Workspace, validate_policy_workspace
+from pipelines.prompts import check_template
+from pipelines.steps import KIND_CHOICES, KINDS, validate_json_schema, validate_step_config
+
+env_var_name = RegexValidator(
+    r"^[A-Z_][A-Z0-9_]*$", "Name an environment variable (capitals, digits, underscores), never the key itself."
+)
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class PromptTemplate(models.Model):
+    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="prompts")
+    slug = models.SlugField(max_length=100)
+    name = models.CharField(max_length=200)
+    body = models.TextField(help_text="Jinja2, rendered in a sandbox; every variable must be declared.")
+    variables = models.JSONField(default=list, blank=True, help_text='Declared variables, e.g. ["subject", "body"].')
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    description = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords()
+
+    audit_noun = "prompt"
+
+    class Meta:
+        ordering = ["workspace__name", "slug"]
+        constraints = [models.UniqueConstraint(fields=["workspace", "slug"], name="prompt_slug_unique_in_workspace")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.slug})"
+
+    def clean(self) -> None:
+        if not isinstance(self.variables, list) or not all(
+            isinstance(v, str) and IDENTIFIER.match(v) for v in self.variables
+        ):
+            raise ValidationError({"variables": "Variables must be a list of names such as [\"subject\", \"body\"]."})
+        check_template(self.body, self.variables)
+
+    @property
+    def audit_workspace_id(self) -> int:
+        return self.workspace_id
+
+
+class PromptTemplateUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(PromptTemplate, on_delete=models.CASCADE)
+
+
+class PromptTemplateGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(PromptTemplate, on_delete=models.CASCADE)
+
+
+class ModelConfig(models.Model):
+    class Provider(models.TextChoices):
+        BUILTIN = "builtin", "Built-in deterministic model (no network)"
+        OPENAI = "openai", "OpenAI-compatible chat completions"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="model_configs")
+    slug = models.SlugField(max_length=100)
+    name = models.CharField(max_length=200)
+    provider = models.CharField(max_length=20, choices=Provider.choices)
+    model_name = models.CharField(max_length=200)
+    model_version = models.CharField(max_length=100, blank=True)
+    base_url = models.URLField(blank=True, help_text="The chat-completions endpoint's base URL (openai provider).")
+    temperature = models.DecimalField(
+        max_digits=3,
+        decimal_places=2,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("2"))],
+    )
+    top_p = models.DecimalField(
+        max_digits=3,
+        decimal_places=2,
+        default=Decimal("1"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))],
+    )
+    max_tokens = models.PositiveIntegerField(default=512, validators=[MinValueValidator(1), MaxValueValidator(200_000)])
+    seed = models.BigIntegerField(null=True, blank=True, help_text="A fixed seed; empty derives one per run.")
+    timeout_seconds = models.PositiveIntegerField(default=30, validators=[MinValueValidator(1), MaxValueValidator(600)])
+    extra_params = models.JSONField(default=dict, blank=True)
+    price_input_per_1k = models.DecimalField(
+        max_digits=12, decimal_places=6, default=Decimal("0"), validators=[MinValueValidator(Decimal("0"))]
+    )
+    price_output_per_1k = models.DecimalField(
+        max_digits=12, decimal_places=6, default=Decimal("0"), validators=[MinValueValidator(Decimal("0"))]
+    )
+    api_key_env = models.CharField(
+        "API key environment variable",
+        max_length=100,
+        blank=True,
+        validators=[env_var_name],
+        help_text="The environment variable that holds the key; Keel never stores keys.",
+    )
+
+    history = HistoricalRecords()
+
+    audit_noun = "model_config"
+
+    class Meta:
+        ordering = ["workspace__name", "slug"]
+        verbose_name = "model config"
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "slug"], name="modelconfig_slug_unique_in_workspace")
+        ]
+
+    def __str__(self) -> str:
+        version = f"@{self.model_version}" if self.model_version else ""
+        return f"{self.name} ({self.provider}:{self.model_name}{version})"
+
+    def clean(self) -> None:
+        if not isinstance(self.extra_params, dict):
+            raise ValidationError({"extra_params": "Extra parameters must be a JSON object."})
+        if self.provider == self.Provider.OPENAI and not self.base_url:
+            raise ValidationError({"base_url": "An OpenAI-compatible model needs the endpoint's base URL."})
+
+    @property
+    def audit_workspace_id(self) -> int:
+        return self.workspace_id
+
+
+class ModelConfigUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(ModelConfig, on_delete=models.CASCADE)
+
+
+class ModelConfigGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(ModelConfig, on_delete=models.CASCADE)
+
+
+class Pipeline(models.Model):
+    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="pipelines")
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    team = models.ForeignKey(Group, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    escalation_contact = models.EmailField(blank=True)
+    runbook = models.TextField(blank=True, help_text="Responsibilities and the escalation path, in Markdown.")
+    approval_policy = models.ForeignKey(
+        ApprovalPolicy, on_delete=models.PROTECT, null=True, blank=True, related_name="pipelines"
+    )
+    input_schema = models.JSONField(default=dict, blank=True, help_text="A JSON Schema the run input must satisfy.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords()
+
+    audit_noun = "pipeline"
+
+    class Meta:
+        ordering = ["workspace__name", "name"]
+        permissions = list(PIPELINE_RIGHTS)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        validate_json_schema(self.input_schema, field="input_schema")
+        validate_policy_workspace(self.approval_policy, self.workspace_id, "approval_policy")
+
+    @property
+    def audit_workspace_id(self) -> int:
+        return self.workspace_id
+
+    @property
+    def audit_pipeline_id(self) -> int:
+        return self.pk
+
+    def restore_related(self, *, version, reason: str, actor) -> None:
+        """Called by a revert: a pipeline version includes its steps."""
+        from pipelines.services import pipeline_steps_restore
+
+        pipeline_steps_restore(pipeline=self, version=version, reason=reason, actor=actor)
+
+
+class PipelineUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(Pipeline, on_delete=models.CASCADE)
+
+
+class PipelineGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Pipeline, on_delete=models.CASCADE)
+
+
+class Step(models.Model):
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=20, choices=KIND_CHOICES)
+    config = models.JSONField(default=dict, blank=True)
+    prompt = models.ForeignKey(PromptTemplate, on_delete=models.PROTECT, null=True, blank=True, related_name="steps")
+    model_config = models.ForeignKey(ModelConfig, on_delete=models.PROTECT, null=True, blank=True, related_name="steps")
+
+    history = HistoricalRecords()
+
+    audit_noun = "step"
+    # A step carries no rights of its own: it answers to its pipeline.
+    permission_parent_field = "pipeline"
+
+    class Meta:
+        ordering = ["pipeline", "position"]
+        constraints = [models.UniqueConstraint(fields=["pipeline", "position"], name="step_position_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.position}. {self.name} ({self.kind})"
+
+    def clean(self) -> None:
+        if self.kind not in KINDS:
+            return  # the choices check already names the field
+        validate_step_config(self.kind, self.config)
+        kind = KINDS[self.kind]
+        errors = {}
+        if kind.needs_prompt and self.prompt_id is None:
+            errors["prompt"] = f"A {self.kind} step needs a prompt template."
+        if kind.needs_model and self.model_config_id is None:
+            errors["model_config"] = f"A {self.kind} step needs a model config."
+        if not kind.needs_prompt and self.prompt_id is not None:
+            errors["prompt"] = f"A {self.kind} step takes no prompt template."
+        if not kind.needs_model and self.model_config_id is not None:
+            errors["model_config"] = f"A {self.kind} step takes no model config."
+        workspace_id = self.pipeline.workspace_id if self.pipeline_id else None
+        if self.prompt_id and workspace_id and self.prompt.workspace_id != workspace_id:
+            errors["prompt"] = "The prompt template must belong to the pipeline's workspace."
+        if self.model_config_id and workspace_id and self.model_config.workspace_id != workspace_id:
+            errors["model_config"] = "The model config must belong to the pipeline's workspace."
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def audit_workspace_id(self) -> int:
+        return self.pipeline.workspace_id
+
+    @property
+    def audit_pipeline_id(self) -> int:
+        return self.pipeline_id

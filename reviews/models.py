@@ -1,0 +1,1 @@
+"""Review tasks and decisions arrive with the human-gates work (issue 5)."""
