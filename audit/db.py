@@ -23,10 +23,7 @@ _UNCHANGED = (
     "prev_hash",
     "hash",
 )
-_REDACTION = (
-    f"OLD.redacted_at IS NULL AND NEW.redacted_at IS NOT NULL "
-    f"AND NEW.payload = '{REDACTED_PAYLOAD}'"
-)
+_REDACTION = f"OLD.redacted_at IS NULL AND NEW.redacted_at IS NOT NULL AND NEW.payload = '{REDACTED_PAYLOAD}'"
 
 _SQLITE_INSTALL = [
     f"""

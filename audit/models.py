@@ -7,7 +7,6 @@ from audit.chain import REDACTED_PAYLOAD
 __all__ = ["REDACTED_PAYLOAD", "AuditEvent"]
 
 
-
 class AuditEvent(models.Model):
     """One thing that happened, as one link of the hash chain.
 

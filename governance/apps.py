@@ -17,7 +17,5 @@ class GovernanceConfig(AppConfig):
 
         signals.connect()
         # After the last configuration app migrates, so every permission exists.
-        post_migrate.connect(
-            _ensure_roles, sender=apps.get_app_config("pipelines"), dispatch_uid="keel_ensure_roles"
-        )
+        post_migrate.connect(_ensure_roles, sender=apps.get_app_config("pipelines"), dispatch_uid="keel_ensure_roles")
         log_eager_notice()

@@ -131,7 +131,6 @@ class ApprovalPolicy(models.Model):
         return self.workspace_id
 
 
-
 def validate_policy_workspace(policy: ApprovalPolicy | None, workspace_id: int | None, field: str) -> None:
     if policy is not None and workspace_id is not None and policy.workspace_id != workspace_id:
         raise ValidationError({field: "The approval policy must belong to the same workspace."})

@@ -18,9 +18,7 @@ _NOT_ASSIGNABLE_PREFIXES = ("add_", "delete_")
 
 
 def assignable_permissions(obj: Model) -> list[str]:
-    return [
-        p.codename for p in get_perms_for_model(obj) if not p.codename.startswith(_NOT_ASSIGNABLE_PREFIXES)
-    ]
+    return [p.codename for p in get_perms_for_model(obj) if not p.codename.startswith(_NOT_ASSIGNABLE_PREFIXES)]
 
 
 def _check_grant(*, actor, obj: Model, permission: str, user=None, group: Group | None = None) -> None:

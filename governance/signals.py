@@ -97,10 +97,14 @@ def record_membership(sender, instance, action, reverse, model, pk_set, **kwargs
         return
     # Model-level permissions of a user or a group (the scope is the whole site).
     holder = instance
-    codenames = sorted(
-        f"{p.content_type.app_label}.{p.codename}"
-        for p in model.objects.filter(pk__in=pk_set or []).select_related("content_type")
-    ) if not reverse else []
+    codenames = (
+        sorted(
+            f"{p.content_type.app_label}.{p.codename}"
+            for p in model.objects.filter(pk__in=pk_set or []).select_related("content_type")
+        )
+        if not reverse
+        else []
+    )
     audit_record(
         action=f"permission.{verb}",
         object_type=holder._meta.model_name,

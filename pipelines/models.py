@@ -44,7 +44,7 @@ class PromptTemplate(models.Model):
         if not isinstance(self.variables, list) or not all(
             isinstance(v, str) and IDENTIFIER.match(v) for v in self.variables
         ):
-            raise ValidationError({"variables": "Variables must be a list of names such as [\"subject\", \"body\"]."})
+            raise ValidationError({"variables": 'Variables must be a list of names such as ["subject", "body"].'})
         check_template(self.body, self.variables)
 
     @property

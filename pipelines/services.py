@@ -13,9 +13,7 @@ def _version_end(pipeline: Pipeline, version):
     """The last moment a pipeline version was current: just before the next
     pipeline record. Step edits saved with a pipeline land a moment after its
     record, so they belong to that version."""
-    following = (
-        pipeline.history.filter(history_date__gt=version.history_date).order_by("history_date").first()
-    )
+    following = pipeline.history.filter(history_date__gt=version.history_date).order_by("history_date").first()
     if following is None:
         return None
     return following.history_date - timedelta(microseconds=1)
@@ -46,9 +44,7 @@ def pipeline_steps_restore(*, pipeline: Pipeline, version, reason: str, actor) -
         step._change_reason = reason
         step._history_user = actor
         step.delete()
-    changed = [
-        pk for pk in current if any(getattr(current[pk], f) != getattr(target[pk], f) for f in _STEP_FIELDS)
-    ]
+    changed = [pk for pk in current if any(getattr(current[pk], f) != getattr(target[pk], f) for f in _STEP_FIELDS)]
     spare = 10_000 + max([s.position for s in current.values()] + [0])
     for offset, pk in enumerate(changed):
         step = current[pk]

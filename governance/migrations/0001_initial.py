@@ -9,122 +9,325 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
+        ("auth", "0012_alter_user_first_name_max_length"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='HistoricalWorkspace',
+            name="HistoricalWorkspace",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('slug', models.SlugField(max_length=100)),
-                ('description', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(blank=True, editable=False)),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_change_reason', models.TextField(null=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('owner', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name="ID")),
+                ("name", models.CharField(max_length=200)),
+                ("slug", models.SlugField(max_length=100)),
+                ("description", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(blank=True, editable=False)),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                ("history_change_reason", models.TextField(null=True)),
+                (
+                    "history_type",
+                    models.CharField(choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical workspace',
-                'verbose_name_plural': 'historical workspaces',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical workspace",
+                "verbose_name_plural": "historical workspaces",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='Workspace',
+            name="Workspace",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('slug', models.SlugField(max_length=100, unique=True)),
-                ('description', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=200)),
+                ("slug", models.SlugField(max_length=100, unique=True)),
+                ("description", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
-                'permissions': [('change_config', 'Change pipelines, prompts, model configs and policies'), ('approve_release', 'Approve releases'), ('deploy_pipeline', 'Deploy, roll back and pause'), ('review_output', 'Review outputs'), ('view_audit', 'Read the audit trail')],
+                "ordering": ["name"],
+                "permissions": [
+                    ("change_config", "Change pipelines, prompts, model configs and policies"),
+                    ("approve_release", "Approve releases"),
+                    ("deploy_pipeline", "Deploy, roll back and pause"),
+                    ("review_output", "Review outputs"),
+                    ("view_audit", "Read the audit trail"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='HistoricalApprovalPolicy',
+            name="HistoricalApprovalPolicy",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('review_mode', models.CharField(choices=[('always', 'Always (pre-publication review of every output)'), ('exceptions', 'Exceptions (low confidence or a rule matches)'), ('never', 'Never')], default='exceptions', max_length=20)),
-                ('confidence_threshold', models.DecimalField(decimal_places=3, default=Decimal('0.800'), help_text='Outputs below this confidence go to review (0 to 1).', max_digits=4, validators=[django.core.validators.MinValueValidator(Decimal('0')), django.core.validators.MaxValueValidator(Decimal('1'))])),
-                ('rules', models.JSONField(blank=True, default=list, help_text='Rules that force review, e.g. [{"field": "label", "operator": "eq", "value": "refund"}].')),
-                ('sample_rate', models.DecimalField(decimal_places=3, default=Decimal('0.050'), help_text='Share of passed outputs copied to a non-blocking QA review (0 to 1).', max_digits=4, validators=[django.core.validators.MinValueValidator(Decimal('0')), django.core.validators.MaxValueValidator(Decimal('1'))])),
-                ('required_approvals', models.PositiveSmallIntegerField(default=1, help_text='Distinct reviewers who must approve (1 to 3).', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(3)])),
-                ('review_deadline_hours', models.PositiveIntegerField(default=24, help_text='Hours before an open review is escalated (1 to 720).', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(720)])),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_change_reason', models.TextField(null=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('workspace', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='governance.workspace')),
+                ("id", models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name="ID")),
+                ("name", models.CharField(max_length=200)),
+                (
+                    "review_mode",
+                    models.CharField(
+                        choices=[
+                            ("always", "Always (pre-publication review of every output)"),
+                            ("exceptions", "Exceptions (low confidence or a rule matches)"),
+                            ("never", "Never"),
+                        ],
+                        default="exceptions",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "confidence_threshold",
+                    models.DecimalField(
+                        decimal_places=3,
+                        default=Decimal("0.800"),
+                        help_text="Outputs below this confidence go to review (0 to 1).",
+                        max_digits=4,
+                        validators=[
+                            django.core.validators.MinValueValidator(Decimal("0")),
+                            django.core.validators.MaxValueValidator(Decimal("1")),
+                        ],
+                    ),
+                ),
+                (
+                    "rules",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text='Rules that force review, e.g. [{"field": "label", "operator": "eq", "value": "refund"}].',
+                    ),
+                ),
+                (
+                    "sample_rate",
+                    models.DecimalField(
+                        decimal_places=3,
+                        default=Decimal("0.050"),
+                        help_text="Share of passed outputs copied to a non-blocking QA review (0 to 1).",
+                        max_digits=4,
+                        validators=[
+                            django.core.validators.MinValueValidator(Decimal("0")),
+                            django.core.validators.MaxValueValidator(Decimal("1")),
+                        ],
+                    ),
+                ),
+                (
+                    "required_approvals",
+                    models.PositiveSmallIntegerField(
+                        default=1,
+                        help_text="Distinct reviewers who must approve (1 to 3).",
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(3),
+                        ],
+                    ),
+                ),
+                (
+                    "review_deadline_hours",
+                    models.PositiveIntegerField(
+                        default=24,
+                        help_text="Hours before an open review is escalated (1 to 720).",
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(720),
+                        ],
+                    ),
+                ),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                ("history_change_reason", models.TextField(null=True)),
+                (
+                    "history_type",
+                    models.CharField(choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="governance.workspace",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical approval policy',
-                'verbose_name_plural': 'historical approval policies',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical approval policy",
+                "verbose_name_plural": "historical approval policies",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='ApprovalPolicy',
+            name="ApprovalPolicy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('review_mode', models.CharField(choices=[('always', 'Always (pre-publication review of every output)'), ('exceptions', 'Exceptions (low confidence or a rule matches)'), ('never', 'Never')], default='exceptions', max_length=20)),
-                ('confidence_threshold', models.DecimalField(decimal_places=3, default=Decimal('0.800'), help_text='Outputs below this confidence go to review (0 to 1).', max_digits=4, validators=[django.core.validators.MinValueValidator(Decimal('0')), django.core.validators.MaxValueValidator(Decimal('1'))])),
-                ('rules', models.JSONField(blank=True, default=list, help_text='Rules that force review, e.g. [{"field": "label", "operator": "eq", "value": "refund"}].')),
-                ('sample_rate', models.DecimalField(decimal_places=3, default=Decimal('0.050'), help_text='Share of passed outputs copied to a non-blocking QA review (0 to 1).', max_digits=4, validators=[django.core.validators.MinValueValidator(Decimal('0')), django.core.validators.MaxValueValidator(Decimal('1'))])),
-                ('required_approvals', models.PositiveSmallIntegerField(default=1, help_text='Distinct reviewers who must approve (1 to 3).', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(3)])),
-                ('review_deadline_hours', models.PositiveIntegerField(default=24, help_text='Hours before an open review is escalated (1 to 720).', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(720)])),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='approval_policies', to='governance.workspace')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=200)),
+                (
+                    "review_mode",
+                    models.CharField(
+                        choices=[
+                            ("always", "Always (pre-publication review of every output)"),
+                            ("exceptions", "Exceptions (low confidence or a rule matches)"),
+                            ("never", "Never"),
+                        ],
+                        default="exceptions",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "confidence_threshold",
+                    models.DecimalField(
+                        decimal_places=3,
+                        default=Decimal("0.800"),
+                        help_text="Outputs below this confidence go to review (0 to 1).",
+                        max_digits=4,
+                        validators=[
+                            django.core.validators.MinValueValidator(Decimal("0")),
+                            django.core.validators.MaxValueValidator(Decimal("1")),
+                        ],
+                    ),
+                ),
+                (
+                    "rules",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text='Rules that force review, e.g. [{"field": "label", "operator": "eq", "value": "refund"}].',
+                    ),
+                ),
+                (
+                    "sample_rate",
+                    models.DecimalField(
+                        decimal_places=3,
+                        default=Decimal("0.050"),
+                        help_text="Share of passed outputs copied to a non-blocking QA review (0 to 1).",
+                        max_digits=4,
+                        validators=[
+                            django.core.validators.MinValueValidator(Decimal("0")),
+                            django.core.validators.MaxValueValidator(Decimal("1")),
+                        ],
+                    ),
+                ),
+                (
+                    "required_approvals",
+                    models.PositiveSmallIntegerField(
+                        default=1,
+                        help_text="Distinct reviewers who must approve (1 to 3).",
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(3),
+                        ],
+                    ),
+                ),
+                (
+                    "review_deadline_hours",
+                    models.PositiveIntegerField(
+                        default=24,
+                        help_text="Hours before an open review is escalated (1 to 720).",
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(720),
+                        ],
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="approval_policies",
+                        to="governance.workspace",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'approval policies',
-                'ordering': ['workspace__name', 'name'],
-                'constraints': [models.UniqueConstraint(fields=('workspace', 'name'), name='policy_name_unique_in_workspace'), models.CheckConstraint(condition=models.Q(('confidence_threshold__gte', 0), ('confidence_threshold__lte', 1)), name='policy_confidence_0_1'), models.CheckConstraint(condition=models.Q(('sample_rate__gte', 0), ('sample_rate__lte', 1)), name='policy_sample_rate_0_1'), models.CheckConstraint(condition=models.Q(('required_approvals__gte', 1), ('required_approvals__lte', 3)), name='policy_approvals_1_3')],
+                "verbose_name_plural": "approval policies",
+                "ordering": ["workspace__name", "name"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("workspace", "name"), name="policy_name_unique_in_workspace"),
+                    models.CheckConstraint(
+                        condition=models.Q(("confidence_threshold__gte", 0), ("confidence_threshold__lte", 1)),
+                        name="policy_confidence_0_1",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("sample_rate__gte", 0), ("sample_rate__lte", 1)),
+                        name="policy_sample_rate_0_1",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("required_approvals__gte", 1), ("required_approvals__lte", 3)),
+                        name="policy_approvals_1_3",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='WorkspaceGroupObjectPermission',
+            name="WorkspaceGroupObjectPermission",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('content_object', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='governance.workspace')),
-                ('group', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='auth.group')),
-                ('permission', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='auth.permission')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "content_object",
+                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="governance.workspace"),
+                ),
+                ("group", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="auth.group")),
+                ("permission", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="auth.permission")),
             ],
             options={
-                'abstract': False,
-                'unique_together': {('group', 'permission', 'content_object')},
+                "abstract": False,
+                "unique_together": {("group", "permission", "content_object")},
             },
         ),
         migrations.CreateModel(
-            name='WorkspaceUserObjectPermission',
+            name="WorkspaceUserObjectPermission",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('content_object', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='governance.workspace')),
-                ('permission', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='auth.permission')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "content_object",
+                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="governance.workspace"),
+                ),
+                ("permission", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="auth.permission")),
+                ("user", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                'abstract': False,
-                'unique_together': {('user', 'permission', 'content_object')},
+                "abstract": False,
+                "unique_together": {("user", "permission", "content_object")},
             },
         ),
     ]

@@ -123,7 +123,9 @@ def validate_step_config(kind: str, config: object) -> None:
             try:
                 re.compile(item["regex"])
             except re.error as exc:
-                raise ValidationError({"config": f"config.patterns: {item['name']!r} is not a valid regex: {exc}"}) from None
+                raise ValidationError(
+                    {"config": f"config.patterns: {item['name']!r} is not a valid regex: {exc}"}
+                ) from None
 
 
 def validate_json_schema(schema: object, *, field: str) -> None:

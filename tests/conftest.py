@@ -1,0 +1,131 @@
+"""Shared personas and fixtures.
+
+Two workspaces: ``acme`` (where every persona holds its role) and ``globex``
+(where nobody but the superuser holds anything). Personas: a governance lead,
+a prompt engineer (the author), a reviewer, an auditor, an operator, and an
+outsider who is staff with no role and no rights.
+"""
+
+import pytest
+
+from audit.context import acting_as
+from governance.roles import AUDITORS, GOVERNANCE_LEADS, OPERATORS, PROMPT_ENGINEERS, REVIEWERS, ROLES
+from tests import factories
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _audit_guards_survive_flush():
+    """After a transactional test Django empties every table; on SQLite it
+    does so with DELETE, which the audit table refuses. Wrap SQLite's flush SQL
+    so that the guards are lifted for that statement and put straight back."""
+    from django.db.backends.sqlite3.operations import DatabaseOperations
+
+    from audit.db import _SQLITE_INSTALL, _SQLITE_REMOVE, TABLE
+
+    original = DatabaseOperations.sql_flush
+
+    def sql_flush(self, style, tables, **kwargs):
+        statements = original(self, style, tables, **kwargs)
+        if TABLE not in tables:
+            return statements
+        return [*_SQLITE_REMOVE, *statements, *(s.strip() for s in _SQLITE_INSTALL)]
+
+    DatabaseOperations.sql_flush = sql_flush
+    yield
+    DatabaseOperations.sql_flush = original
+
+
+@pytest.fixture
+def superuser(db):
+    return factories.UserFactory(username="root", is_superuser=True)
+
+
+@pytest.fixture
+def acme(db, superuser):
+    return factories.WorkspaceFactory(name="Acme", slug="acme", owner=superuser)
+
+
+@pytest.fixture
+def globex(db, superuser):
+    return factories.WorkspaceFactory(name="Globex", slug="globex", owner=superuser)
+
+
+def _persona(username: str, role: str | None, workspace, superuser, *, is_staff: bool = True):
+    from governance.services import role_grant
+
+    user = factories.UserFactory(username=username, is_staff=is_staff)
+    if role is not None:
+        with acting_as(superuser):
+            role_grant(actor=superuser, role=role, user=user, workspace=workspace)
+    return user
+
+
+@pytest.fixture
+def lead(acme, superuser):
+    return _persona("lead", GOVERNANCE_LEADS, acme, superuser)
+
+
+@pytest.fixture
+def author(acme, superuser):
+    return _persona("author", PROMPT_ENGINEERS, acme, superuser)
+
+
+@pytest.fixture
+def reviewer(acme, superuser):
+    return _persona("reviewer", REVIEWERS, acme, superuser, is_staff=False)
+
+
+@pytest.fixture
+def auditor(acme, superuser):
+    return _persona("auditor", AUDITORS, acme, superuser)
+
+
+@pytest.fixture
+def operator(acme, superuser):
+    return _persona("operator", OPERATORS, acme, superuser)
+
+
+@pytest.fixture
+def outsider(db):
+    return factories.UserFactory(username="outsider", is_staff=True)
+
+
+@pytest.fixture
+def personas(lead, author, reviewer, auditor, operator, outsider) -> dict:
+    return {
+        "lead": lead,
+        "author": author,
+        "reviewer": reviewer,
+        "auditor": auditor,
+        "operator": operator,
+        "outsider": outsider,
+    }
+
+
+@pytest.fixture
+def acme_config(acme, superuser):
+    """A small working configuration in acme: policy, prompt, model, pipeline with steps."""
+    with acting_as(superuser):
+        policy = factories.ApprovalPolicyFactory(workspace=acme, name="Acme review")
+        prompt = factories.PromptTemplateFactory(workspace=acme, slug="classify")
+        model = factories.ModelConfigFactory(workspace=acme, slug="builtin")
+        pipeline = factories.PipelineFactory(workspace=acme, slug="acme-triage", approval_policy=policy)
+        factories.StepFactory(
+            pipeline=pipeline, position=1, name="classify", kind="model", prompt=prompt, model_config=model
+        )
+        factories.StepFactory(pipeline=pipeline, position=2, name="gate", kind="gate")
+    return {"policy": policy, "prompt": prompt, "model": model, "pipeline": pipeline}
+
+
+@pytest.fixture
+def globex_config(globex, superuser):
+    with acting_as(superuser):
+        policy = factories.ApprovalPolicyFactory(workspace=globex, name="Globex review")
+        prompt = factories.PromptTemplateFactory(workspace=globex, slug="globex-classify")
+        model = factories.ModelConfigFactory(workspace=globex, slug="globex-builtin")
+        pipeline = factories.PipelineFactory(workspace=globex, slug="globex-triage", approval_policy=policy)
+        factories.StepFactory(pipeline=pipeline, position=1, name="gate", kind="gate")
+    return {"policy": policy, "prompt": prompt, "model": model, "pipeline": pipeline}
+
+
+__all__ = ["ROLES"]
