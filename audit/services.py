@@ -8,7 +8,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.canonical import canonical_text
-from audit.chain import GENESIS_HASH, event_hash, format_ts, payload_sha256
+from audit.chain import GENESIS_HASH, ChainResult, event_hash, format_ts, payload_sha256
 from audit.context import Actor, current_actor
 from audit.models import REDACTED_PAYLOAD, AuditEvent
 
@@ -109,3 +109,25 @@ def audit_redact(*, seq: int, reason: str, actor: object = None) -> Redaction:
         actor=actor,
     )
     return Redaction(seq=seq, already=False)
+
+
+def audit_chain_check(*, actor: object = "audit") -> ChainResult:
+    """Verify the stored chain and put the outcome on the record: the chain
+    itself says when it was last found intact (or where it broke)."""
+    from audit.selectors import audit_chain_verify
+
+    result = audit_chain_verify()
+    with transaction.atomic():
+        audit_record(
+            action="audit.verified" if result.ok else "audit.broken",
+            object_type="audit_chain",
+            object_id="chain",
+            payload={
+                "count": result.count,
+                "head_hash": result.head_hash,
+                "broken_seq": result.broken_seq,
+                "reason": result.reason,
+            },
+            actor=actor,
+        )
+    return result
