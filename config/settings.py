@@ -184,9 +184,11 @@ def filesystem_broker_options(var_dir: Path) -> dict:
     """kombu's filesystem transport: one folder of message files under var/."""
     queue_dir = var_dir / "celery" / "queue"
     processed_dir = var_dir / "celery" / "processed"
-    queue_dir.mkdir(parents=True, exist_ok=True)
-    processed_dir.mkdir(parents=True, exist_ok=True)
+    control_dir = var_dir / "celery" / "control"
+    for folder in (queue_dir, processed_dir, control_dir):
+        folder.mkdir(parents=True, exist_ok=True)
     return {
+        "control_folder": str(control_dir),
         "data_folder_in": str(queue_dir),
         "data_folder_out": str(queue_dir),
         "processed_folder": str(processed_dir),
