@@ -52,3 +52,12 @@ def acting_as(who):
     finally:
         _current.reset(actor_token)
         _current_user.reset(user_token)
+
+
+def history_user(request=None, **kwargs):
+    """simple-history's ``get_user``: the signed-in user of a request, else the
+    user a command or task is acting as (``acting_as``), else nobody."""
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return user
+    return current_user()

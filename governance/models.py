@@ -7,6 +7,7 @@ from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 from simple_history.models import HistoricalRecords
 
+from audit.context import history_user
 from governance.rules import validate_rules
 
 # Rights that can be granted on a pipeline, or on a workspace for every pipeline in it.
@@ -28,7 +29,7 @@ class Workspace(models.Model):
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    history = HistoricalRecords()
+    history = HistoricalRecords(get_user=history_user)
 
     audit_noun = "workspace"
 
@@ -96,7 +97,7 @@ class ApprovalPolicy(models.Model):
         help_text="Hours before an open review is escalated (1 to 720).",
     )
 
-    history = HistoricalRecords()
+    history = HistoricalRecords(get_user=history_user)
 
     audit_noun = "policy"
     # A policy carries no rights of its own: it answers to its workspace.

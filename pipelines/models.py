@@ -9,6 +9,7 @@ from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 from simple_history.models import HistoricalRecords
 
+from audit.context import history_user
 from governance.models import PIPELINE_RIGHTS, ApprovalPolicy, Workspace, validate_policy_workspace
 from pipelines.prompts import check_template
 from pipelines.steps import KIND_CHOICES, KINDS, validate_json_schema, validate_step_config
@@ -29,7 +30,7 @@ class PromptTemplate(models.Model):
     description = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    history = HistoricalRecords()
+    history = HistoricalRecords(get_user=history_user)
 
     audit_noun = "prompt"
 
@@ -102,7 +103,7 @@ class ModelConfig(models.Model):
         help_text="The environment variable that holds the key; Keel never stores keys.",
     )
 
-    history = HistoricalRecords()
+    history = HistoricalRecords(get_user=history_user)
 
     audit_noun = "model_config"
 
@@ -151,7 +152,7 @@ class Pipeline(models.Model):
     input_schema = models.JSONField(default=dict, blank=True, help_text="A JSON Schema the run input must satisfy.")
     updated_at = models.DateTimeField(auto_now=True)
 
-    history = HistoricalRecords()
+    history = HistoricalRecords(get_user=history_user)
 
     audit_noun = "pipeline"
 
@@ -198,7 +199,7 @@ class Step(models.Model):
     prompt = models.ForeignKey(PromptTemplate, on_delete=models.PROTECT, null=True, blank=True, related_name="steps")
     model_config = models.ForeignKey(ModelConfig, on_delete=models.PROTECT, null=True, blank=True, related_name="steps")
 
-    history = HistoricalRecords()
+    history = HistoricalRecords(get_user=history_user)
 
     audit_noun = "step"
     # A step carries no rights of its own: it answers to its pipeline.

@@ -39,6 +39,12 @@ def _audit_guards_survive_flush():
     DatabaseOperations.sql_flush = original
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # Personas are created per test; the production hasher costs ~0.5 s each.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def superuser(db):
     return factories.UserFactory(username="root", is_superuser=True)

@@ -1,0 +1,182 @@
+"""Demo data: role groups, a demo workspace with a support-triage pipeline, a
+second client workspace, and one demo user per role. Idempotent: a second run
+changes nothing but the demo users' passwords (reset to the documented one)."""
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from audit.context import acting_as
+from governance.models import ApprovalPolicy, Workspace
+from governance.roles import AUDITORS, GOVERNANCE_LEADS, OPERATORS, PROMPT_ENGINEERS, REVIEWERS, role_groups_ensure
+from governance.services import role_grant
+from pipelines.models import ModelConfig, Pipeline, PromptTemplate, Step
+
+DEMO_PASSWORD = "keel-demo"
+# username -> (role, staff)
+DEMO_USERS = {
+    "lead": (GOVERNANCE_LEADS, True),
+    "engineer": (PROMPT_ENGINEERS, True),
+    "reviewer": (REVIEWERS, False),
+    "auditor": (AUDITORS, True),
+    "operator": (OPERATORS, True),
+}
+
+TICKET_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "subject": {"type": "string", "minLength": 1, "maxLength": 200},
+        "body": {"type": "string", "minLength": 1, "maxLength": 10000},
+        "customer_email": {"type": "string", "format": "email"},
+        "order_id": {"type": "string"},
+        "channel": {"enum": ["email", "chat", "web", "phone"]},
+    },
+    "required": ["subject", "body", "customer_email"],
+    "additionalProperties": False,
+}
+
+CLASSIFY_PROMPT = """Classify this support ticket as one of: {{ labels | join(", ") }}.
+Answer with the label and a confidence between 0 and 1.
+
+Subject: {{ subject }}
+Message:
+{{ body }}
+"""
+
+DRAFT_PROMPT = """Write a short, polite reply to a customer whose ticket was classified as {{ label }}.
+Do not promise refunds or delivery dates; a person checks refunds and complaints.
+
+Subject: {{ subject }}
+Message:
+{{ body }}
+"""
+
+LABELS = ["billing", "refund", "shipping", "technical", "account", "complaint", "other"]
+
+
+class Command(BaseCommand):
+    help = "Create (or refresh) the demo workspace, pipeline and one user per role."
+
+    @transaction.atomic
+    def handle(self, *args, **options):
+        with acting_as("keel_demo"):
+            role_groups_ensure()
+            admin = self._user("admin", staff=True, superuser=True)
+            users = {name: self._user(name, staff=staff) for name, (_, staff) in DEMO_USERS.items()}
+        with acting_as(admin):
+            northwind = self._workspace("northwind", "Northwind Traders (support)", admin)
+            self._workspace("contoso", "Contoso Ltd", admin)
+            for name, (role, _) in DEMO_USERS.items():
+                if not users[name].groups.filter(name=role).exists():
+                    role_grant(actor=admin, role=role, user=users[name], workspace=northwind)
+            self._triage_pipeline(northwind, owner=users["lead"])
+        self._print_credentials()
+
+    def _user(self, username: str, *, staff: bool, superuser: bool = False):
+        user, _ = get_user_model().objects.get_or_create(
+            username=username,
+            defaults={"email": f"{username}@demo.keel.local", "is_staff": staff, "is_superuser": superuser},
+        )
+        user.set_password(DEMO_PASSWORD)
+        user.save(update_fields=["password"])
+        return user
+
+    def _workspace(self, slug: str, name: str, owner) -> Workspace:
+        workspace, _ = Workspace.objects.get_or_create(slug=slug, defaults={"name": name, "owner": owner})
+        return workspace
+
+    def _triage_pipeline(self, workspace: Workspace, *, owner) -> Pipeline:
+        if Pipeline.objects.filter(slug="support-triage").exists():
+            return Pipeline.objects.get(slug="support-triage")
+        policy = ApprovalPolicy.objects.create(
+            workspace=workspace,
+            name="Customer replies",
+            review_mode=ApprovalPolicy.ReviewMode.EXCEPTIONS,
+            confidence_threshold="0.750",
+            rules=[
+                {"field": "label", "operator": "in", "value": ["refund", "complaint"]},
+                {"field": "draft", "operator": "contains", "value": "guarantee"},
+            ],
+            sample_rate="0.100",
+            required_approvals=1,
+            review_deadline_hours=4,
+        )
+        classify = PromptTemplate.objects.create(
+            workspace=workspace,
+            slug="ticket-classify",
+            name="Classify a ticket",
+            body=CLASSIFY_PROMPT,
+            variables=["labels", "subject", "body"],
+            owner=owner,
+        )
+        draft = PromptTemplate.objects.create(
+            workspace=workspace,
+            slug="reply-draft",
+            name="Draft a reply",
+            body=DRAFT_PROMPT,
+            variables=["label", "subject", "body"],
+            owner=owner,
+        )
+        classifier = ModelConfig.objects.create(
+            workspace=workspace,
+            slug="keyword-classifier",
+            name="Built-in keyword classifier",
+            provider=ModelConfig.Provider.BUILTIN,
+            model_name="keyword-classifier",
+            model_version="1",
+            max_tokens=64,
+        )
+        drafter = ModelConfig.objects.create(
+            workspace=workspace,
+            slug="template-drafter",
+            name="Built-in template drafter",
+            provider=ModelConfig.Provider.BUILTIN,
+            model_name="template-drafter",
+            model_version="1",
+            max_tokens=400,
+        )
+        pipeline = Pipeline.objects.create(
+            workspace=workspace,
+            slug="support-triage",
+            name="Support ticket triage",
+            description="Classifies incoming support tickets and drafts a reply for a person to check.",
+            owner=owner,
+            escalation_contact="support-leads@demo.keel.local",
+            runbook=(
+                "## Responsibilities\n- Owner: the support lead.\n- Reviewers: the support team.\n\n"
+                "## Escalation\n1. A review past its deadline goes to support-leads@.\n"
+                "2. Still open after a second deadline: the pipeline owner.\n"
+            ),
+            approval_policy=policy,
+            input_schema=TICKET_SCHEMA,
+        )
+        steps = [
+            ("validate ticket", "validate", {}, None, None),
+            ("redact PII", "redact", {"fields": ["body"], "builtin": ["email", "phone", "card"]}, None, None),
+            ("classify", "model", {"output_field": "classification"}, classify, classifier),
+            ("parse label", "parse", {"format": "label_confidence", "labels": LABELS}, None, None),
+            ("draft reply", "model", {"output_field": "draft"}, draft, drafter),
+            ("human gate", "gate", {}, None, None),
+            ("store result", "deliver", {"channel": "stored"}, None, None),
+        ]
+        for position, (name, kind, config, prompt, model) in enumerate(steps, start=1):
+            step = Step(
+                pipeline=pipeline,
+                position=position,
+                name=name,
+                kind=kind,
+                config=config,
+                prompt=prompt,
+                model_config=model,
+            )
+            step.full_clean()
+            step.save()
+        return pipeline
+
+    def _print_credentials(self) -> None:
+        self.stdout.write(self.style.SUCCESS("Keel demo ready."))
+        self.stdout.write(f"Sign in at http://127.0.0.1:8000/admin/ with any of these (password: {DEMO_PASSWORD}):")
+        self.stdout.write("  admin     superuser")
+        for name, (role, staff) in DEMO_USERS.items():
+            note = "" if staff else "  (not staff: reviews happen in the reviewer app, not yet built)"
+            self.stdout.write(f"  {name:<9} {role} of Northwind Traders{note}")
