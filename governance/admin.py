@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from governance.admin_base import GovernedModelAdmin
+from governance.admin_base import WORKSPACE_FILTER, GovernedModelAdmin
 from governance.models import ApprovalPolicy, Workspace
 
 
@@ -27,6 +27,6 @@ class WorkspaceAdmin(GovernedModelAdmin):
 @admin.register(ApprovalPolicy)
 class ApprovalPolicyAdmin(GovernedModelAdmin):
     list_display = ("name", "workspace", "review_mode", "confidence_threshold", "sample_rate", "required_approvals")
-    list_filter = ("workspace", "review_mode")
+    list_filter = (WORKSPACE_FILTER, "review_mode")
     list_select_related = ("workspace",)
     search_fields = ("name", "workspace__name")

@@ -79,3 +79,14 @@ class GovernedInline(admin.TabularInline):
         if db_field.name in self.scoped_foreign_keys:
             kwargs["queryset"] = filter_for_user(request.user, "view", db_field.related_model.objects.all())
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class PermittedWorkspaceFilter(admin.RelatedFieldListFilter):
+    """The workspace filter lists only workspaces the user may view: the names
+    of other clients are not shown to anyone without a right on them."""
+
+    def field_choices(self, field, request, model_admin):
+        return [(w.pk, str(w)) for w in workspaces_for_user(request.user, "view").order_by("name")]
+
+
+WORKSPACE_FILTER = ("workspace", PermittedWorkspaceFilter)

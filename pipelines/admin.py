@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.template.response import TemplateResponse
 
-from governance.admin_base import GovernedInline, GovernedModelAdmin
+from governance.admin_base import WORKSPACE_FILTER, GovernedInline, GovernedModelAdmin
 from governance.permissions import user_can
 from pipelines.models import ModelConfig, Pipeline, PromptTemplate, Step
 from pipelines.services import config_owner_transfer
@@ -63,7 +63,7 @@ class StepInline(GovernedInline):
 @admin.register(Pipeline)
 class PipelineAdmin(GovernedModelAdmin):
     list_display = ("name", "slug", "workspace", "owner", "approval_policy", "updated_at")
-    list_filter = ("workspace",)
+    list_filter = (WORKSPACE_FILTER,)
     list_select_related = ("workspace", "owner", "approval_policy")
     search_fields = ("name", "slug", "description")
     prepopulated_fields = {"slug": ("name",)}
@@ -79,7 +79,7 @@ class PipelineAdmin(GovernedModelAdmin):
 @admin.register(PromptTemplate)
 class PromptTemplateAdmin(GovernedModelAdmin):
     list_display = ("name", "slug", "workspace", "owner", "updated_at")
-    list_filter = ("workspace",)
+    list_filter = (WORKSPACE_FILTER,)
     list_select_related = ("workspace", "owner")
     search_fields = ("name", "slug", "body")
     actions = [transfer_ownership]
@@ -89,7 +89,7 @@ class PromptTemplateAdmin(GovernedModelAdmin):
 @admin.register(ModelConfig)
 class ModelConfigAdmin(GovernedModelAdmin):
     list_display = ("name", "slug", "workspace", "provider", "model_name", "model_version")
-    list_filter = ("workspace", "provider")
+    list_filter = (WORKSPACE_FILTER, "provider")
     list_select_related = ("workspace",)
     search_fields = ("name", "slug", "model_name")
     prepopulated_fields = {"slug": ("name",)}
