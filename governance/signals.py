@@ -79,38 +79,45 @@ def record_object_permission(sender, instance, created=None, **kwargs) -> None:
     )
 
 
+def _pairs(sender, instance, reverse: bool, model, pk_set) -> list[tuple]:
+    """(holder, member) pairs touched by an m2m change, whichever side it came from:
+    (user, group) for memberships, (user or group, permission) for model rights."""
+    others = list(model.objects.filter(pk__in=pk_set))
+    return [(other, instance) for other in others] if reverse else [(instance, other) for other in others]
+
+
 def record_membership(sender, instance, action, reverse, model, pk_set, **kwargs) -> None:
-    if action not in ("post_add", "post_remove", "post_clear") or not pk_set and action != "post_clear":
+    """Role memberships and model-level (site-wide) rights of users and groups."""
+    if action == "pre_clear":
+        # The cleared set is known only before the clear.
+        field = {get_user_model().groups.through: "groups", Group.permissions.through: "permissions"}.get(
+            sender, "user_permissions"
+        )
+        if reverse:
+            return  # clearing from the far side (e.g. permission.user_set.clear()) is not done by Keel
+        pk_set, action = set(getattr(instance, field).values_list("pk", flat=True)), "post_remove"
+    if action not in ("post_add", "post_remove") or not pk_set:
         return
     verb = "granted" if action == "post_add" else "revoked"
-    if sender is get_user_model().groups.through:
-        users = [instance] if not reverse else list(model.objects.filter(pk__in=pk_set or []))
-        groups = list(Group.objects.filter(pk__in=pk_set or [])) if not reverse else [instance]
-        for user in users:
-            for group in groups:
-                audit_record(
-                    action=f"role.{verb}",
-                    object_type="user",
-                    object_id=user.pk,
-                    payload={"user": user.get_username(), "group_id": group.pk, "group": group.name},
-                )
-        return
-    # Model-level permissions of a user or a group (the scope is the whole site).
-    holder = instance
-    codenames = (
-        sorted(
-            f"{p.content_type.app_label}.{p.codename}"
-            for p in model.objects.filter(pk__in=pk_set or []).select_related("content_type")
-        )
-        if not reverse
-        else []
-    )
-    audit_record(
-        action=f"permission.{verb}",
-        object_type=holder._meta.model_name,
-        object_id=holder.pk,
-        payload={"scope": "global", "holder": str(holder), "permissions": codenames},
-    )
+    for holder, item in _pairs(sender, instance, reverse, model, pk_set):
+        if sender is get_user_model().groups.through:
+            audit_record(
+                action=f"role.{verb}",
+                object_type="user",
+                object_id=holder.pk,
+                payload={"user": holder.get_username(), "group_id": item.pk, "group": item.name},
+            )
+        else:
+            audit_record(
+                action=f"permission.{verb}",
+                object_type=holder._meta.model_name,
+                object_id=holder.pk,
+                payload={
+                    "scope": "global",
+                    "holder": str(holder),
+                    "permission": f"{item.content_type.app_label}.{item.codename}",
+                },
+            )
 
 
 def connect() -> None:

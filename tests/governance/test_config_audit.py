@@ -102,3 +102,26 @@ def test_a_command_acting_as_a_user_names_them_in_history_too(acme):
         prompt = factories.PromptTemplateFactory(workspace=acme, slug="cli")
     assert prompt.history.first().history_user == user
     assert events("prompt.created")[-1].actor_name == "cli-user"
+
+
+def test_role_memberships_and_site_wide_rights_are_recorded_from_either_side(db):
+    from django.contrib.auth.models import Group, Permission
+
+    user = factories.UserFactory(username="member")
+    group = Group.objects.get(name="Auditors")
+    group.user_set.add(user)
+    user.groups.remove(group)
+    permission = Permission.objects.get(codename="view_pipeline")
+    user.user_permissions.add(permission)
+    user.user_permissions.clear()
+    actions = [(e.action, e.payload_data.get("group") or e.payload_data.get("permission")) for e in events_since(user)]
+    assert actions == [
+        ("role.granted", "Auditors"),
+        ("role.revoked", "Auditors"),
+        ("permission.granted", "pipelines.view_pipeline"),
+        ("permission.revoked", "pipelines.view_pipeline"),
+    ]
+
+
+def events_since(user):
+    return AuditEvent.objects.filter(object_type="user", object_id=str(user.pk)).order_by("seq")
