@@ -105,7 +105,9 @@ def config_owner_transfer(*, queryset: QuerySet, new_owner, actor, reason: str) 
         raise ValidationError(f"Ownership transfers apply to prompt templates and pipelines, not {model.__name__}.")
     if new_owner is None or not new_owner.is_active:
         raise ValidationError({"new_owner": "Choose an active user as the new owner."})
-    objs = list(queryset.select_for_update().select_related("workspace").order_by("pk"))
+    # Lock the rows themselves, not whatever the caller's queryset joins (an
+    # admin changelist joins nullable relations, which FOR UPDATE refuses).
+    objs = list(model.objects.filter(pk__in=queryset.values("pk")).select_for_update(of=("self",)).order_by("pk"))
     refused = [obj for obj in objs if not user_can(actor, "change", obj)]
     if refused:
         raise PermissionDenied(f"You may not change {', '.join(str(obj) for obj in refused)}; nothing was transferred.")
