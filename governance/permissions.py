@@ -103,10 +103,19 @@ def is_governance_lead(user) -> bool:
 
 
 def can_manage_permissions(user, obj: Model) -> bool:
-    """Only superusers, and governance leads who may change the object, grant
-    and revoke rights on it."""
+    """Only superusers, and governance leads who lead the object's workspace and
+    may change the object, grant and revoke rights on it."""
     if not user.is_active:
         return False
     if user.is_superuser:
         return True
-    return is_governance_lead(user) and user_can(user, "change", obj)
+    # The leads group is site-wide, so membership alone would let a lead of one
+    # workspace manage rights wherever they are merely a prompt engineer; leading
+    # this object's workspace is the lead role's change_workspace right on it.
+    target = _target(obj)
+    workspace = target if isinstance(target, Workspace) else target.workspace
+    return (
+        is_governance_lead(user)
+        and user.has_perm("governance.change_workspace", workspace)
+        and user_can(user, "change", obj)
+    )

@@ -293,3 +293,20 @@ def test_reviewer_role_members_are_reached_through_their_group(lead_client, acme
     )
     assert response.status_code == 302
     assert list(get_group_perms(reviewers, acme_config["pipeline"])) == ["review_output"]
+
+
+def test_leading_acme_gives_no_say_over_rights_in_globex_where_one_is_a_prompt_engineer(
+    client, lead, superuser, globex_config, newcomer
+):
+    """The leads group is site-wide; leading a workspace is the lead role's grant on it."""
+    from governance.roles import PROMPT_ENGINEERS
+    from governance.services import role_grant
+
+    role_grant(actor=superuser, role=PROMPT_ENGINEERS, user=lead, workspace=globex_config["pipeline"].workspace)
+    pipeline = globex_config["pipeline"]
+    client.force_login(lead)
+    assert client.get(reverse("admin:pipelines_pipeline_change", args=[pipeline.pk])).status_code == 200
+    assert client.get(_url(pipeline)).status_code == 403
+    with pytest.raises(PermissionDenied):
+        permission_grant(actor=lead, obj=pipeline, permission="approve_release", user=newcomer)
+    assert list(get_user_perms(newcomer, pipeline)) == []
