@@ -109,8 +109,9 @@ def test_the_history_page_names_the_user_and_the_reason(client, lead, prompt):
     newest = response.context["versions"][0]
     assert newest["changed"] == ["Body"]
     assert newest["is_current"]
-    assert "be careful" in response.text
-    assert ">lead<" in response.text
+    assert newest["record"].history_user == lead
+    assert "<td>be careful</td>" in response.text
+    assert "<td>lead</td>" in response.text
 
 
 # Compare
