@@ -12,6 +12,7 @@ from functools import partial
 
 from django import forms
 from django.contrib import messages
+from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -122,6 +123,9 @@ class KeelGroupObjectPermissionsForm(_ServiceSavedPermissionsForm, AdminGroupObj
 
 
 class ObjectPermissionsAdminMixin(GuardedModelAdminMixin):
+    """Guardian's permission pages and a link to them on the change form, for
+    models with rights of their own; nothing at all for the others."""
+
     # None: switch the pages on exactly for models with their own guardian tables.
     include_object_permissions_urls: bool | None = None
     change_form_template = "admin/keel/permissions/change_form.html"
@@ -177,8 +181,6 @@ class ObjectPermissionsAdminMixin(GuardedModelAdminMixin):
     def _managed_object(self, request: HttpRequest, object_pk: str) -> Model:
         """The object, from this admin's queryset (404 outside it), if the user
         may manage its rights (403 otherwise)."""
-        from django.contrib.admin.utils import unquote
-
         if not self.include_object_permissions_urls:
             raise Http404("This kind of object carries no rights of its own.")
         obj = self.get_object(request, unquote(object_pk))
