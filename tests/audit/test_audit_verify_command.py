@@ -196,3 +196,53 @@ def test_manage_py_exits_non_zero_on_a_broken_chain(transactional_db):
     broken = _manage_verify()
     assert broken.returncode != 0
     assert f"broken at #{events[1].seq}:" in broken.stderr
+
+
+# A long chain is verified in two processes, the newer half in a forked one
+# (audit.selectors.SPLIT_FROM); here a short committed chain takes that path.
+_SPLIT_CASES = {
+    # name: statements, given the seam (the last seq of the older half) and the newest seq
+    "untouched": lambda seam, last: [],
+    "an older event changed": lambda seam, last: [f"UPDATE audit_auditevent SET action = 'x' WHERE seq = {seam - 1}"],
+    "a newer event changed": lambda seam, last: [f"UPDATE audit_auditevent SET object_id = 'x' WHERE seq = {last - 1}"],
+    "the event at the seam deleted": lambda seam, last: [f"DELETE FROM audit_auditevent WHERE seq = {seam}"],
+    "the event after the seam deleted": lambda seam, last: [f"DELETE FROM audit_auditevent WHERE seq = {seam + 1}"],
+    "the hash at the seam changed": lambda seam, last: [
+        f"UPDATE audit_auditevent SET hash = '{'a' * 64}' WHERE seq = {seam}"
+    ],
+    "the newest event deleted": lambda seam, last: [f"DELETE FROM audit_auditevent WHERE seq = {last}"],
+    "events swapped across the seam": lambda seam, last: [
+        f"UPDATE audit_auditevent SET seq = -1 WHERE seq = {seam - 1}",
+        f"UPDATE audit_auditevent SET seq = {seam - 1} WHERE seq = {seam + 2}",
+        f"UPDATE audit_auditevent SET seq = {seam + 2} WHERE seq = -1",
+    ],
+}
+
+
+@pytest.mark.parametrize("case", list(_SPLIT_CASES))
+def test_a_split_walk_finds_what_one_walk_finds(transactional_db, monkeypatch, case):
+    from audit import selectors
+
+    last = _record_events(10)[-1].seq
+    remove_guards(connection)
+    try:
+        for statement in _SPLIT_CASES[case](last // 2, last):
+            _sql(statement)
+    finally:
+        install_guards(connection)
+    splits = []
+    real_split = selectors._verify_split
+    monkeypatch.setattr(selectors, "SPLIT_FROM", 1)
+    monkeypatch.setattr(selectors, "_verify_split", lambda *args: splits.append(args) or real_split(*args))
+
+    split = selectors.audit_chain_verify()
+    one_walk = selectors._verify_range(10_000)
+
+    assert splits, "the chain was not verified in two processes"
+    assert (split.count, split.head_hash, split.broken_seq, split.reason) == (
+        one_walk.count,
+        one_walk.head_hash,
+        one_walk.broken_seq,
+        one_walk.reason,
+    )
+    assert split.ok == (case in ("untouched", "the newest event deleted"))
