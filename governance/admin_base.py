@@ -8,6 +8,7 @@ choices and every object page are narrowed to what the user holds.
 """
 
 from django.contrib import admin
+from django.db import models
 
 from governance.admin_history import HistoryAdminMixin
 from governance.admin_permissions import ObjectPermissionsAdminMixin
@@ -21,6 +22,8 @@ def _model_perm(request, model, action: str) -> bool:
 
 
 class GovernedModelAdmin(HistoryAdminMixin, ObjectPermissionsAdminMixin, admin.ModelAdmin):
+    # URLs typed without a scheme are taken as https (Django 6's default, today).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     # Foreign keys whose choices are narrowed to objects the user may view.
     scoped_foreign_keys: tuple[str, ...] = ("prompt", "model_config", "approval_policy", "pipeline")
 
