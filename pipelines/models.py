@@ -227,10 +227,19 @@ class Step(models.Model):
         if not kind.needs_model and self.model_config_id is not None:
             errors["model_config"] = f"A {self.kind} step takes no model config."
         workspace_id = self.pipeline.workspace_id if self.pipeline_id else None
-        if self.prompt_id and workspace_id and self.prompt.workspace_id != workspace_id:
-            errors["prompt"] = "The prompt template must belong to the pipeline's workspace."
-        if self.model_config_id and workspace_id and self.model_config.workspace_id != workspace_id:
-            errors["model_config"] = "The model config must belong to the pipeline's workspace."
+        for field, model, noun in (
+            ("prompt", PromptTemplate, "prompt template"),
+            ("model_config", ModelConfig, "model config"),
+        ):
+            related_id = getattr(self, f"{field}_id")
+            if related_id is None or workspace_id is None or field in errors:
+                continue
+            # Looked up rather than followed: a revert may name one deleted since.
+            related = model.objects.filter(pk=related_id).values_list("workspace_id", flat=True).first()
+            if related is None:
+                errors[field] = f"The {noun} #{related_id} no longer exists."
+            elif related != workspace_id:
+                errors[field] = f"The {noun} must belong to the pipeline's workspace."
         if errors:
             raise ValidationError(errors)
 

@@ -52,6 +52,9 @@ def pipeline_steps_restore(*, pipeline: Pipeline, version, reason: str, actor) -
     current = {step.pk: step for step in pipeline.steps.all()}
 
     def save(step: Step) -> None:
+        # The old version may name a prompt or model config deleted since:
+        # refuse with a message rather than fail at commit.
+        step.full_clean()
         step._change_reason = reason
         step._history_user = actor
         step.save()

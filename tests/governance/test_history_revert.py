@@ -198,3 +198,20 @@ def test_reverting_a_step_through_its_own_history_leaves_the_pipeline_alone(acme
     assert pipeline.history.count() == pipeline_records
     event = AuditEvent.objects.get(action="step.reverted", object_id=str(step.pk))
     assert event.pipeline_id == pipeline.pk
+
+
+def test_a_pipeline_revert_naming_a_prompt_deleted_since_is_refused_and_changes_nothing(acme_config, lead):
+    pipeline, prompt = acme_config["pipeline"], acme_config["prompt"]
+    first = pipeline.history.earliest("history_date").history_id
+    with acting_as(lead):
+        # As the admin does: the pipeline's record first, then its step edits.
+        pipeline.name = "Without the model step"
+        pipeline.save()
+        pipeline.steps.get(position=1).delete()
+        prompt.delete()
+    before = (list(pipeline.steps.values_list("pk", "name")), AuditEvent.objects.count())
+    with pytest.raises(ValidationError, match="prompt"):
+        history_revert(obj=pipeline, history_id=first, reason="bring the model step back", actor=lead)
+    pipeline.refresh_from_db()
+    assert pipeline.name == "Without the model step"
+    assert (list(pipeline.steps.values_list("pk", "name")), AuditEvent.objects.count()) == before
