@@ -15,12 +15,6 @@ from tests import factories
 CHANGELIST = reverse("admin:audit_auditevent_changelist")
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # The personas' passwords are never typed here; hashing them slowly only slows the suite.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def events(acme_config, globex_config) -> dict[str, AuditEvent]:
     """One event for each place an event can belong to."""

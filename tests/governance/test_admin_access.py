@@ -139,12 +139,6 @@ def _cases(table: dict, *, places: bool):
                 yield pytest.param(model, persona, expected, id=f"{model}-{persona}")
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # The personas' passwords are never typed here; hashing them slowly only slows the suite.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def as_persona(request, client):
     """Sign in as the named persona (creating only that one)."""
@@ -183,7 +177,7 @@ def _assert_response(response, expected: str) -> None:
         assert str(response.status_code) == expected
 
 
-@pytest.mark.parametrize(("model", "persona", "expected"), _cases(CHANGELIST, places=False))
+@pytest.mark.parametrize(("model", "persona", "expected"), list(_cases(CHANGELIST, places=False)))
 def test_changelist(client, as_persona, objects, model, persona, expected):
     as_persona(persona)
     response = client.get(_url(model, "changelist"))
@@ -194,7 +188,7 @@ def test_changelist(client, as_persona, objects, model, persona, expected):
         assert listed == {objects[(model, place)].pk for place in places}
 
 
-@pytest.mark.parametrize(("model", "persona", "expected"), _cases(ADD, places=False))
+@pytest.mark.parametrize(("model", "persona", "expected"), list(_cases(ADD, places=False)))
 def test_add_page(client, as_persona, acme, model, persona, expected):
     as_persona(persona)
     _assert_response(client.get(_url(model, "add")), expected)
@@ -206,7 +200,7 @@ def _object_page_cases():
             yield pytest.param(page, *case.values, id=f"{page}-{case.id}")
 
 
-@pytest.mark.parametrize(("page", "model", "persona", "place", "expected"), _object_page_cases())
+@pytest.mark.parametrize(("page", "model", "persona", "place", "expected"), list(_object_page_cases()))
 def test_object_page(client, as_persona, objects, page, model, persona, place, expected):
     as_persona(persona)
     obj = objects[(model, place)]
@@ -235,7 +229,7 @@ def _deletable(model: str, workspace: Workspace, superuser):
         return factory(workspace=workspace)
 
 
-@pytest.mark.parametrize(("model", "persona", "place", "expected"), _cases(DELETE_SELECTED, places=True))
+@pytest.mark.parametrize(("model", "persona", "place", "expected"), list(_cases(DELETE_SELECTED, places=True)))
 def test_delete_selected_action(request, client, as_persona, superuser, model, persona, place, expected):
     as_persona(persona)
     obj = _deletable(model, request.getfixturevalue(place), superuser)

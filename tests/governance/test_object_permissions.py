@@ -24,12 +24,6 @@ def _messages(response) -> list[str]:
     return [str(m) for m in response.wsgi_request._messages]
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # The personas' passwords are never typed here; hashing them slowly only slows the suite.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def newcomer(db):
     """A reviewer-to-be: no role, no rights yet."""
