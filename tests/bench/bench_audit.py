@@ -30,7 +30,7 @@ from audit.services import audit_record
 SEED_COUNT = 1_000_000
 APPEND_ROUNDS = 6
 APPEND_PER_ROUND = 500
-VERIFY_RUNS = 2
+VERIFY_RUNS = 3
 
 _COLUMNS = (
     "seq", "ts", "actor_id", "actor_name", "action", "object_type", "object_id",
