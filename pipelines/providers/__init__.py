@@ -1,0 +1,62 @@
+"""Model providers: one call in, one recorded response out.
+
+A provider turns a ``ModelRequest`` (everything a release fixes about the call,
+plus the rendered prompt and the run's seed) into a ``ModelResponse`` that
+carries, besides the text, exactly what was sent and received, so a run can be
+replayed from its recordings without calling the model again.
+"""
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    provider: str  # "builtin" or "openai"
+    model_name: str
+    model_version: str
+    messages: tuple[dict, ...]  # chat messages: ({"role": "user", "content": "..."},)
+    temperature: float
+    top_p: float
+    max_tokens: int
+    seed: int
+    timeout_seconds: float
+    base_url: str = ""
+    api_key_env: str = ""  # the name of the environment variable, never the key
+    extra_params: dict = field(default_factory=dict)
+    price_input_per_1k: float = 0.0
+    price_output_per_1k: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelResponse:
+    text: str
+    input_tokens: int
+    output_tokens: int
+    cost: float  # in the model config's currency, from its prices per 1,000 tokens
+    request_body: dict  # the body exactly as sent (no key)
+    response_body: dict  # the body exactly as received (parsed JSON)
+    attempts: tuple[dict, ...] = ()  # one per attempt: {"status", "error", "elapsed_ms"}
+
+
+class ProviderError(Exception):
+    """A call that failed. ``transient`` errors (timeouts, 429, 5xx after the
+    provider's own retries) may succeed on a later try of the step; permanent
+    ones (4xx, a reply that is not chat-completions JSON, a missing key) not."""
+
+    def __init__(self, message: str, *, transient: bool, attempts: tuple[dict, ...] = ()):
+        super().__init__(message)
+        self.transient = transient
+        self.attempts = attempts
+
+
+def call_model(request: ModelRequest) -> ModelResponse:
+    """Dispatch to the provider the request names."""
+    if request.provider == "builtin":
+        from pipelines.providers import builtin
+
+        return builtin.complete(request)
+    if request.provider == "openai":
+        from pipelines.providers import openai
+
+        return openai.complete(request)
+    raise ProviderError(f"Unknown provider {request.provider!r}.", transient=False)

@@ -1,0 +1,50 @@
+"""What every step kind's ``execute`` receives and returns.
+
+A pipeline passes one JSON document from step to step: the run's input first,
+then each step's output. A step is a pure function of (its input document, its
+config from the release, the run's seed) plus whatever it learns from outside,
+which it records in ``StepResult.recordings`` so that replay can feed the same
+answers back instead of asking again.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pipelines.providers import ModelRequest, ModelResponse
+
+
+class StepError(Exception):
+    """The step cannot produce an output from this input: the run fails with
+    this message as its reason (``transient`` errors are retried first)."""
+
+    def __init__(self, message: str, *, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class StepContext:
+    run_id: int
+    pipeline_slug: str
+    step_position: int
+    seed: int
+    # This step's part of the release snapshot: {"kind", "name", "config",
+    # "prompt": {"slug", "body", "variables"} | None, "model": {...ModelConfig fields} | None}
+    step: dict
+    # The release's approval policy snapshot, or None (used by the gate).
+    policy: dict | None
+    # The release's input JSON Schema (used by validate when its config has none).
+    input_schema: dict
+    # How a model step reaches its model; replay passes one that returns recordings.
+    call_model: Callable[[ModelRequest], ModelResponse]
+
+
+@dataclass
+class StepResult:
+    output: dict
+    recordings: list[dict] = field(default_factory=list)  # model calls, exactly as sent and received
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    # The gate's verdict: {"passed": bool, "reasons": [...], ...}; None for other kinds.
+    decision: dict | None = None
