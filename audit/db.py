@@ -85,3 +85,34 @@ def install_guards(connection) -> None:
 
 def remove_guards(connection) -> None:
     _run(connection, _POSTGRES_REMOVE if connection.vendor == "postgresql" else _SQLITE_REMOVE)
+
+
+def immutable_statements(vendor: str, table: str) -> tuple[list[str], list[str]]:
+    """(install, remove) statements that make ``table`` refuse every UPDATE
+    and DELETE, for tables other apps keep immutable (releases)."""
+    if vendor == "sqlite":
+        install = [
+            f"""
+            CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table}
+            BEGIN SELECT RAISE(ABORT, '{table} rows never change: {op} refused'); END
+            """
+            for op in ("UPDATE", "DELETE")
+        ]
+        remove = [f"DROP TRIGGER IF EXISTS {table}_no_{op.lower()}" for op in ("update", "delete")]
+        return install, remove
+    install = [
+        """
+        CREATE OR REPLACE FUNCTION keel_refuse_change() RETURNS trigger AS $$
+        BEGIN
+            RAISE EXCEPTION '% rows never change: % refused', TG_TABLE_NAME, TG_OP
+                USING ERRCODE = 'integrity_constraint_violation';
+        END;
+        $$ LANGUAGE plpgsql
+        """,
+        f"DROP TRIGGER IF EXISTS {table}_immutable ON {table}",
+        f"""
+        CREATE TRIGGER {table}_immutable BEFORE UPDATE OR DELETE ON {table}
+        FOR EACH ROW EXECUTE FUNCTION keel_refuse_change()
+        """,
+    ]
+    return install, [f"DROP TRIGGER IF EXISTS {table}_immutable ON {table}"]

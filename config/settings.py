@@ -19,6 +19,9 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DEBUG", True)
 
+# Recorded in every release snapshot; keep equal to pyproject.toml's version.
+KEEL_VERSION = "0.1.0"
+
 
 def _secret_key() -> str:
     key = env_str("SECRET_KEY")

@@ -16,12 +16,14 @@ AUDITORS = "Auditors"
 OPERATORS = "Operators"
 
 _CONFIG = ("pipelines.pipeline", "pipelines.step", "pipelines.prompttemplate", "pipelines.modelconfig")
+# Read-only records of what was released and deployed: visible to every staff role.
+_RELEASES = ("pipelines.release:view", "pipelines.deployment:view")
 
 # role -> (model-level permissions, the object rights a workspace grant of the role gives)
 ROLES: dict[str, tuple[list[str], list[str]]] = {
     GOVERNANCE_LEADS: (
         [f"{m}:{a}" for m in (*_CONFIG, "governance.approvalpolicy") for a in ("view", "add", "change", "delete")]
-        + ["governance.workspace:view", "governance.workspace:add", "governance.workspace:change"],
+        + ["governance.workspace:view", "governance.workspace:add", "governance.workspace:change", *_RELEASES],
         [
             "view_workspace",
             "change_workspace",
@@ -34,16 +36,16 @@ ROLES: dict[str, tuple[list[str], list[str]]] = {
     ),
     PROMPT_ENGINEERS: (
         [f"{m}:{a}" for m in _CONFIG for a in ("view", "add", "change")]
-        + ["governance.approvalpolicy:view", "governance.workspace:view"],
+        + ["governance.approvalpolicy:view", "governance.workspace:view", *_RELEASES],
         ["view_workspace", "change_config", "deploy_pipeline"],
     ),
     REVIEWERS: ([], ["review_output"]),
     AUDITORS: (
-        [f"{m}:view" for m in (*_CONFIG, "governance.approvalpolicy", "governance.workspace")],
+        [f"{m}:view" for m in (*_CONFIG, "governance.approvalpolicy", "governance.workspace")] + list(_RELEASES),
         ["view_workspace", "view_audit"],
     ),
     OPERATORS: (
-        ["pipelines.pipeline:view", "pipelines.step:view", "governance.workspace:view"],
+        ["pipelines.pipeline:view", "pipelines.step:view", "governance.workspace:view", *_RELEASES],
         ["view_workspace", "deploy_pipeline"],
     ),
 }

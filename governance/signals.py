@@ -40,6 +40,8 @@ def _changes(history_instance) -> dict:
 
 
 def record_history(sender, instance, history_instance, **kwargs) -> None:
+    if not getattr(instance, "audit_history", True):
+        return
     noun = getattr(instance, "audit_noun", instance._meta.model_name)
     verb = VERBS[history_instance.history_type]
     payload = {

@@ -1,17 +1,21 @@
 """Writes of the pipelines app."""
 
+import hashlib
 from datetime import timedelta
+from decimal import Decimal
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from simple_history.utils import bulk_update_with_history
 
+from audit.canonical import canonical_bytes, canonical_text
 from audit.services import audit_record
 from governance.permissions import user_can
 from governance.signals import audit_ids
-from pipelines.models import Pipeline, PromptTemplate, Step
+from pipelines.models import Deployment, Pipeline, PromptTemplate, Release, Step
 
 _STEP_FIELDS = ("position", "name", "kind", "config", "prompt_id", "model_config_id")
 
@@ -151,3 +155,242 @@ def config_owner_transfer(*, queryset: QuerySet, new_owner, actor, reason: str) 
             **audit_ids(obj),
         )
     return len(moving)
+
+
+# Releases and deployments
+
+_MODEL_FIELDS = (
+    "provider",
+    "model_name",
+    "model_version",
+    "base_url",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "seed",
+    "timeout_seconds",
+    "extra_params",
+    "price_input_per_1k",
+    "price_output_per_1k",
+    "api_key_env",
+)
+_POLICY_FIELDS = (
+    "review_mode",
+    "confidence_threshold",
+    "rules",
+    "sample_rate",
+    "required_approvals",
+    "review_deadline_hours",
+)
+
+
+def _version_of(obj) -> int | None:
+    """The id of the history record that describes ``obj`` as it is now."""
+    latest = obj.history.order_by("-history_date", "-history_id").first()
+    return latest.history_id if latest else None
+
+
+def _plain(value):
+    # Decimals keep their exact digits as strings; everything else is JSON already.
+    return str(value) if isinstance(value, Decimal) else value
+
+
+def release_snapshot(pipeline: Pipeline) -> dict:
+    """The whole resolved configuration a release freezes, with the history
+    version of every object it was read from."""
+    steps = []
+    for step in pipeline.steps.select_related("prompt", "model_config").order_by("position"):
+        prompt = step.prompt
+        model = step.model_config
+        steps.append(
+            {
+                "position": step.position,
+                "name": step.name,
+                "kind": step.kind,
+                "config": step.config,
+                "prompt": None
+                if prompt is None
+                else {
+                    "id": prompt.pk,
+                    "slug": prompt.slug,
+                    "version": _version_of(prompt),
+                    "body": prompt.body,
+                    "variables": prompt.variables,
+                },
+                "model": None
+                if model is None
+                else {
+                    "id": model.pk,
+                    "slug": model.slug,
+                    "version": _version_of(model),
+                    **{name: _plain(getattr(model, name)) for name in _MODEL_FIELDS},
+                },
+            }
+        )
+    policy = pipeline.approval_policy
+    return {
+        "keel_version": settings.KEEL_VERSION,
+        "pipeline": {
+            "id": pipeline.pk,
+            "slug": pipeline.slug,
+            "name": pipeline.name,
+            "workspace_id": pipeline.workspace_id,
+            "version": _version_of(pipeline),
+        },
+        "input_schema": pipeline.input_schema,
+        "approval_policy": None
+        if policy is None
+        else {
+            "id": policy.pk,
+            "name": policy.name,
+            "version": _version_of(policy),
+            **{name: _plain(getattr(policy, name)) for name in _POLICY_FIELDS},
+        },
+        "steps": steps,
+    }
+
+
+def _fingerprint_of(snapshot: dict) -> str:
+    # The versions say where the configuration was read from, not what it is:
+    # two releases of the same configuration share a fingerprint.
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "version"}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return hashlib.sha256(canonical_bytes(strip(snapshot))).hexdigest()
+
+
+@transaction.atomic
+def release_cut(*, pipeline: Pipeline, actor, notes: str = "") -> Release:
+    """Freeze the pipeline's current configuration as its next release.
+
+    1. Refuse without the change right on the pipeline.
+    2. Validate every step again (a prompt may have changed since it was saved).
+    3. Refuse when nothing changed since the newest release.
+    4. Number it under a lock on the pipeline row and record ``release.cut``.
+    """
+    if not user_can(actor, "change", pipeline):
+        raise PermissionDenied("Cutting a release needs the change right on the pipeline.")
+    pipeline = Pipeline.objects.select_for_update().get(pk=pipeline.pk)
+    steps = list(pipeline.steps.all())
+    if not steps:
+        raise ValidationError({"steps": "A pipeline needs at least one step before it can be released."})
+    problems = []
+    for step in steps:
+        try:
+            step.full_clean()
+        except ValidationError as error:
+            problems.extend(f"step {step.position} ({step.name}): {m}" for m in error.messages)
+    if problems:
+        raise ValidationError({"steps": problems})
+    snapshot = release_snapshot(pipeline)
+    fingerprint = _fingerprint_of(snapshot)
+    newest = pipeline.releases.order_by("-number").first()
+    if newest is not None and newest.fingerprint == fingerprint:
+        raise ValidationError(f"Nothing changed since release #{newest.number}.")
+    release = Release.objects.create(
+        pipeline=pipeline,
+        number=(newest.number + 1) if newest else 1,
+        snapshot=canonical_text(snapshot),
+        fingerprint=fingerprint,
+        keel_version=settings.KEEL_VERSION,
+        notes=notes,
+        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+    )
+    audit_record(
+        action="release.cut",
+        object_type="release",
+        object_id=release.pk,
+        payload={"pipeline": pipeline.slug, "number": release.number, "fingerprint": fingerprint, "notes": notes},
+        workspace_id=pipeline.workspace_id,
+        pipeline_id=pipeline.pk,
+        actor=actor,
+    )
+    return release
+
+
+def _move_pointer(*, deployment: Deployment, release: Release | None, actor, reason: str) -> Release | None:
+    previous = deployment.release
+    deployment.release = release
+    deployment._change_reason = reason
+    deployment._history_user = actor if getattr(actor, "is_authenticated", False) else None
+    deployment.save()
+    return previous
+
+
+def _deployment_for_update(pipeline: Pipeline, environment: str) -> Deployment:
+    if environment not in Deployment.Environment.values:
+        raise ValidationError({"environment": f"Unknown environment {environment!r}."})
+    Deployment.objects.get_or_create(pipeline=pipeline, environment=environment)
+    return Deployment.objects.select_for_update().get(pipeline=pipeline, environment=environment)
+
+
+@transaction.atomic
+def deployment_set(*, release: Release, environment: str, actor, reason: str = "") -> Deployment:
+    """Make ``release`` the live release of its pipeline in ``environment``."""
+    pipeline = release.pipeline
+    if not user_can(actor, "deploy_pipeline", pipeline):
+        raise PermissionDenied("Deploying needs the deploy right on the pipeline.")
+    deployment = _deployment_for_update(pipeline, environment)
+    if deployment.release_id == release.pk:
+        raise ValidationError(f"Release #{release.number} is already live in {environment}.")
+    previous = _move_pointer(
+        deployment=deployment, release=release, actor=actor, reason=reason or f"Deployed #{release.number}"
+    )
+    audit_record(
+        action="deployment.set",
+        object_type="deployment",
+        object_id=deployment.pk,
+        payload={
+            "environment": environment,
+            "release": release.number,
+            "fingerprint": release.fingerprint,
+            "previous_release": previous.number if previous else None,
+            "reason": reason,
+        },
+        workspace_id=pipeline.workspace_id,
+        pipeline_id=pipeline.pk,
+        actor=actor,
+    )
+    return deployment
+
+
+@transaction.atomic
+def deployment_rollback(*, pipeline: Pipeline, environment: str, actor, reason: str) -> Deployment:
+    """Put back the release that was live before the current one."""
+    if not user_can(actor, "deploy_pipeline", pipeline):
+        raise PermissionDenied("Rolling back needs the deploy right on the pipeline.")
+    if not (reason or "").strip():
+        raise ValidationError({"reason": "Say why you are rolling back."})
+    deployment = _deployment_for_update(pipeline, environment)
+    if deployment.release_id is None:
+        raise ValidationError(f"Nothing is live in {environment} to roll back.")
+    earlier = (
+        deployment.history.exclude(release_id=deployment.release_id)
+        .exclude(release_id=None)
+        .order_by("-history_date", "-history_id")
+        .first()
+    )
+    if earlier is None:
+        raise ValidationError(f"No earlier release was live in {environment}.")
+    target = Release.objects.get(pk=earlier.release_id)
+    current = _move_pointer(deployment=deployment, release=target, actor=actor, reason=f"Rolled back: {reason}")
+    audit_record(
+        action="deployment.rolled_back",
+        object_type="deployment",
+        object_id=deployment.pk,
+        payload={
+            "environment": environment,
+            "from_release": current.number,
+            "to_release": target.number,
+            "fingerprint": target.fingerprint,
+            "reason": reason,
+        },
+        workspace_id=pipeline.workspace_id,
+        pipeline_id=pipeline.pk,
+        actor=actor,
+    )
+    return deployment

@@ -20,19 +20,23 @@ def _audit_guards_survive_flush():
     so that the guards are lifted for that statement and put straight back."""
     from django.db import connection
 
-    from audit.db import _SQLITE_INSTALL, _SQLITE_REMOVE, TABLE
+    from audit.db import _SQLITE_INSTALL, _SQLITE_REMOVE, TABLE, immutable_statements
+    from pipelines.db import IMMUTABLE_TABLES
 
     if connection.vendor != "sqlite":
         yield  # PostgreSQL empties tables with TRUNCATE, which row triggers do not see
         return
     DatabaseOperations = type(connection.ops)
     original = DatabaseOperations.sql_flush
+    guards = {TABLE: (list(_SQLITE_INSTALL), list(_SQLITE_REMOVE))}
+    guards.update({table: immutable_statements("sqlite", table) for table in IMMUTABLE_TABLES})
 
     def sql_flush(self, style, tables, **kwargs):
         statements = original(self, style, tables, **kwargs)
-        if TABLE not in tables:
-            return statements
-        return [*_SQLITE_REMOVE, *statements, *(s.strip() for s in _SQLITE_INSTALL)]
+        guarded = [guards[table] for table in tables if table in guards]
+        removes = [s for _, remove in guarded for s in remove]
+        installs = [s.strip() for install, _ in guarded for s in install]
+        return [*removes, *statements, *installs]
 
     DatabaseOperations.sql_flush = sql_flush
     yield
