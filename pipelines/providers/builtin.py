@@ -74,6 +74,8 @@ TEMPLATES: dict[str, str] = {
     "other": "Your message has been passed to the right team, and someone will reply to you as soon as they can.",
 }
 SIGN_OFF = "Kind regards,\nThe support team"
+# Request fields the release fixes; extra_params may add to them, never replace them.
+FIXED_FIELDS = ("model", "messages", "temperature", "top_p", "max_tokens", "seed")
 
 _LABELS_LINE = re.compile(r"as one of:\s*(?P<labels>[^\n.]+)", re.IGNORECASE)
 _DRAFT_LABEL = re.compile(r"classified as\s+(?P<label>[\w-]+)", re.IGNORECASE)
@@ -87,6 +89,9 @@ def complete(request: ModelRequest) -> ModelResponse:
     if request.model_name not in models:
         known = ", ".join(sorted(models))
         raise ProviderError(f"Unknown built-in model {request.model_name!r} (known: {known}).", transient=False)
+    clashes = sorted(set(request.extra_params) & set(FIXED_FIELDS))
+    if clashes:  # the same rule as the openai provider's, so a config behaves alike on both
+        raise ProviderError(f"extra_params may not override {', '.join(clashes)}.", transient=False)
     text, finish_reason = _truncate(models[request.model_name](_prompt(request), request.seed), request.max_tokens)
     request_body = {
         "model": request.model_name,

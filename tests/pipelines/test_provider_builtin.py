@@ -185,3 +185,13 @@ def test_a_different_request_gives_a_different_response_id():
 
     assert first.text == second.text
     assert first.response_body["id"] != second.response_body["id"]
+
+
+def test_extra_params_are_recorded_but_may_not_replace_what_the_release_fixes():
+    recorded = call_model(request_for("keyword-classifier", "Hi", extra_params={"user": "u-1"})).request_body
+    assert recorded["user"] == "u-1"
+
+    with pytest.raises(ProviderError, match="seed") as raised:
+        call_model(request_for("keyword-classifier", "Hi", extra_params={"seed": 1}))
+
+    assert raised.value.transient is False
