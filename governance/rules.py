@@ -60,3 +60,81 @@ def validate_rules(rules: object) -> None:
             errors.append(f"{where}: operator {operator} needs a single value, not a list or object.")
     if errors:
         raise ValidationError({"rules": errors})
+
+
+_MISSING = object()
+
+
+def _resolve(document: object, field: str) -> object:
+    # A digit segment indexes a list (``items.0.sku``); anything unreachable is missing.
+    value = document
+    for part in field.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return _MISSING
+    return value
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _same(a: object, b: object) -> bool:
+    # JSON's true is not the number 1, although Python says True == 1.
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    return a == b
+
+
+def _contains(haystack: object, needle: object) -> bool | None:
+    """Case-insensitive substring of text or member of a list; None when the field is neither."""
+    if isinstance(haystack, str):
+        return isinstance(needle, str) and needle.casefold() in haystack.casefold()
+    if isinstance(haystack, list):
+        folded = needle.casefold() if isinstance(needle, str) else needle
+        return any(_same(item.casefold() if isinstance(item, str) else item, folded) for item in haystack)
+    return None
+
+
+def _matches(operator: str, actual: object, value: object) -> bool:
+    if operator == "eq":
+        return _same(actual, value)
+    if operator == "ne":
+        return not _same(actual, value)
+    if operator in ("lt", "lte", "gt", "gte"):
+        # Only numbers compare: "0.5" in a text field is not a confidence.
+        if not (_is_number(actual) and _is_number(value)):
+            return False
+        return {"lt": actual < value, "lte": actual <= value, "gt": actual > value, "gte": actual >= value}[operator]
+    if operator in ("in", "not_in"):
+        found = isinstance(value, list) and any(_same(actual, item) for item in value)
+        return found if operator == "in" else not found
+    if operator in ("contains", "not_contains"):
+        found = _contains(actual, value)
+        if found is None:
+            return False
+        return found if operator == "contains" else not found
+    raise ValueError(f"unknown rule operator {operator!r}")
+
+
+def evaluate_rules(rules: list[dict], document: dict) -> list[dict]:
+    """The rules that match ``document``, in their order.
+
+    A field the document does not have never matches, whatever the operator
+    (``ne`` and ``not_in`` included): a rule only speaks about what is there.
+    A malformed rule raises ValueError rather than silently never matching.
+    """
+    hits = []
+    for rule in rules:
+        field, operator = rule.get("field"), rule.get("operator")
+        if not isinstance(field, str) or not FIELD_PATTERN.match(field):
+            raise ValueError(f"rule field must be a dotted name, not {field!r}")
+        if operator not in OPERATORS:
+            raise ValueError(f"unknown rule operator {operator!r}")
+        actual = _resolve(document, field)
+        if actual is not _MISSING and _matches(operator, actual, rule.get("value")):
+            hits.append(rule)
+    return hits

@@ -65,7 +65,13 @@ KINDS: dict[str, StepKind] = {
         StepKind(
             "model",
             "Model call",
-            _object({"output_field": {"type": "string", "pattern": FIELD_NAME}}),
+            _object(
+                {
+                    "output_field": {"type": "string", "pattern": FIELD_NAME},
+                    # Constant prompt variables (e.g. the labels to choose from); the document's fields win.
+                    "variables": {"type": "object"},
+                }
+            ),
             needs_prompt=True,
             needs_model=True,
         ),
@@ -75,6 +81,7 @@ KINDS: dict[str, StepKind] = {
             _object(
                 {
                     "format": {"enum": ["label_confidence", "json"]},
+                    "input_field": {"type": "string", "pattern": FIELD_NAME},  # default "output"
                     "labels": {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True},
                 },
                 required=("format",),
@@ -136,3 +143,15 @@ def validate_json_schema(schema: object, *, field: str) -> None:
     except SchemaError as exc:
         where = ".".join(str(p) for p in exc.absolute_path)
         raise ValidationError({field: f"Invalid JSON Schema{' at ' + where if where else ''}: {exc.message}"}) from None
+
+
+def execute_step(kind: str, document: dict, ctx):
+    """Run one step: ``pipelines.steps.<kind>.execute(document, ctx)``, imported
+    only when a run needs it (the model and deliver kinds pull in their providers)."""
+    import importlib
+
+    from pipelines.steps.base import StepError
+
+    if kind not in KINDS:
+        raise StepError(f"Unknown step kind {kind!r}.")
+    return importlib.import_module(f"pipelines.steps.{kind}").execute(document, ctx)

@@ -153,8 +153,20 @@ class Command(BaseCommand):
         steps = [
             ("validate ticket", "validate", {}, None, None),
             ("redact PII", "redact", {"fields": ["body"], "builtin": ["email", "phone", "card"]}, None, None),
-            ("classify", "model", {"output_field": "classification"}, classify, classifier),
-            ("parse label", "parse", {"format": "label_confidence", "labels": LABELS}, None, None),
+            (
+                "classify",
+                "model",
+                {"output_field": "classification", "variables": {"labels": LABELS}},
+                classify,
+                classifier,
+            ),
+            (
+                "parse label",
+                "parse",
+                {"format": "label_confidence", "input_field": "classification", "labels": LABELS},
+                None,
+                None,
+            ),
             ("draft reply", "model", {"output_field": "draft"}, draft, drafter),
             ("human gate", "gate", {}, None, None),
             ("store result", "deliver", {"channel": "stored"}, None, None),

@@ -1,0 +1,44 @@
+"""validate: check the document against a JSON Schema (the step's own, else the pipeline's input schema)."""
+
+import copy
+import re
+
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import SchemaError
+
+from pipelines.steps.base import StepContext, StepError, StepResult
+
+# jsonschema's own "email" check only looks for an "@"; an address that a reply
+# would be sent to needs at least something on both sides and a dotted domain.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+_formats = FormatChecker(formats=())
+
+
+@_formats.checks("email")
+def _is_email(instance: object) -> bool:
+    return not isinstance(instance, str) or bool(_EMAIL.match(instance))
+
+
+def document_problems(schema: dict, document: object) -> list[str]:
+    """Every way ``document`` breaks ``schema``, as sorted "<json path>: <message>" lines."""
+    validator = Draft202012Validator(schema, format_checker=_formats)
+    errors = sorted(validator.iter_errors(document), key=_position)
+    return [f"{error.json_path}: {error.message}" for error in errors]
+
+
+def _position(error) -> tuple:
+    # Outer problems first, then by path (list items by number, not as text), then by message.
+    path = [(0, part, "") if isinstance(part, int) else (1, 0, part) for part in error.absolute_path]
+    return path, error.message
+
+
+def execute(document: dict, ctx: StepContext) -> StepResult:
+    schema = ctx.step["config"].get("schema") or ctx.input_schema or {}
+    try:
+        Draft202012Validator.check_schema(schema)
+        problems = document_problems(schema, document)
+    except SchemaError as exc:
+        raise StepError(f"the schema is not a valid JSON Schema: {exc.message}") from None
+    if problems:
+        raise StepError("the document does not match the schema: " + "; ".join(problems))
+    return StepResult(output=copy.deepcopy(document))
