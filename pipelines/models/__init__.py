@@ -1,5 +1,5 @@
 """The pipelines app's models: the governed configuration (config.py) and
-what runs from it (releases.py)."""
+what runs from it (releases.py, runs.py)."""
 
 from pipelines.models.config import (
     IDENTIFIER,
@@ -16,6 +16,7 @@ from pipelines.models.config import (
     env_var_name,
 )
 from pipelines.models.releases import Deployment, Release, ReleaseTransition
+from pipelines.models.runs import Run, StepRun
 
 __all__ = [
     "IDENTIFIER",
@@ -31,6 +32,8 @@ __all__ = [
     "PromptTemplateUserObjectPermission",
     "Release",
     "ReleaseTransition",
+    "Run",
     "Step",
+    "StepRun",
     "env_var_name",
 ]

@@ -1,0 +1,26 @@
+from celery import shared_task
+
+from pipelines.engine import run_execute, runs_recover
+from pipelines.steps.base import StepError
+
+
+# Executing a run twice is safe (completed steps never run again and a lease
+# admits one worker), so the message is acknowledged only when the work is done.
+@shared_task(
+    name="pipelines.execute_run",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=3,
+)
+def run_execute_task(self, run_id: int) -> str | None:
+    try:
+        run = run_execute(run_id, owner=f"{self.request.hostname}:{self.request.id}")
+    except StepError as error:  # transient: the engine has put the run back on the queue
+        raise self.retry(exc=error, countdown=2 ** (self.request.retries + 1)) from error
+    return run.status if run else None
+
+
+@shared_task(name="pipelines.recover_runs")
+def runs_recover_task() -> list[int]:
+    return runs_recover()
