@@ -14,7 +14,7 @@ from tests.workers import celery_worker, wait_for
 def _sender(broker_url: str, transport_options: dict, monkeypatch) -> Celery:
     # Celery lets CELERY_BROKER_URL in the environment override the app's broker.
     monkeypatch.setenv("CELERY_BROKER_URL", broker_url)
-    app = Celery("keel-test-sender", broker=broker_url)
+    app = Celery("keel-test-sender", broker=broker_url, set_as_current=False)
     app.conf.broker_transport_options = transport_options
     return app
 
