@@ -206,6 +206,7 @@ def run_execute(run_id: int, *, owner: str | None = None, call=call_model) -> Ru
             policy=snapshot["approval_policy"],
             input_schema=snapshot["input_schema"],
             call_model=call,
+            source=run.source,
         )
         try:
             result = execute_step(step["kind"], document, ctx)

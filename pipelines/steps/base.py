@@ -37,6 +37,12 @@ class StepContext:
     input_schema: dict
     # How a model step reaches its model; replay passes one that returns recordings.
     call_model: Callable[[ModelRequest], ModelResponse]
+    # Where the run's input came from (the API's source identifier, "cli", ...).
+    source: str = ""
+    # How a deliver step sends to an external consumer: (config, document) ->
+    # a record of the delivery. The engine binds it to the run and step, so
+    # the delivery row and its stable id exist before anything is sent.
+    deliver: Callable[[dict, dict], dict] | None = None
 
 
 @dataclass

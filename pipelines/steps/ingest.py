@@ -22,5 +22,5 @@ def execute(document: dict, ctx: StepContext) -> StepResult:
     except (TypeError, ValueError) as exc:
         raise StepError(f"the input is not plain JSON: {exc}") from None
     output = copy.deepcopy(document)
-    output["_ingest"] = {"sha256": digest, "source": document.get("_source") or "unknown"}
+    output["_ingest"] = {"sha256": digest, "source": ctx.source or "unknown"}
     return StepResult(output=output)

@@ -11,8 +11,8 @@ from .helpers import make_ctx
 
 
 def test_it_passes_the_payload_on_with_its_fingerprint_and_source():
-    payload = {"subject": "Hi", "body": "Where is my parcel?", "_source": "api"}
-    result = execute(payload, make_ctx())
+    payload = {"subject": "Hi", "body": "Where is my parcel?"}
+    result = execute(payload, make_ctx(source="api"))
     expected = hashlib.sha256(canonical_bytes(payload)).hexdigest()
     assert result.output == {**payload, "_ingest": {"sha256": expected, "source": "api"}}
     assert result.recordings == [] and result.decision is None
