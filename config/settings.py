@@ -179,6 +179,9 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 # is still running.
 KEEL_TASK_TIME_LIMIT = env_int("KEEL_TASK_TIME_LIMIT", 15 * 60, minimum=10)
 KEEL_MAX_COUNTDOWN = 60 * 60
+# A worker renews its lease on a run after every step; a run whose lease has
+# expired (its worker died) is taken back by the recovery beat task.
+KEEL_RUN_LEASE_SECONDS = env_int("KEEL_RUN_LEASE_SECONDS", 300, minimum=1)
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
     "visibility_timeout": KEEL_TASK_TIME_LIMIT + KEEL_MAX_COUNTDOWN + 30 * 60,
 }

@@ -14,6 +14,7 @@ import uuid
 from datetime import timedelta
 
 import jsonschema
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -29,7 +30,11 @@ from pipelines.steps.base import StepContext, StepError
 
 logger = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=5)
+def _lease() -> timedelta:
+    # How long a claimed run is a worker's before recovery may take it back;
+    # read per use so that a test (or an operator) can shorten it.
+    return timedelta(seconds=settings.KEEL_RUN_LEASE_SECONDS)
+
 MAX_TRANSIENT_ATTEMPTS = 3
 
 
@@ -143,7 +148,7 @@ def _claim(run_id: int, owner: str) -> Run | None:
     claimable = Q(status=Run.Status.QUEUED) | Q(status=Run.Status.RUNNING, lease_expires_at__lt=now)
     with transaction.atomic():
         won = Run.objects.filter(claimable, pk=run_id).update(
-            status=Run.Status.RUNNING, lease_owner=owner, lease_expires_at=now + LEASE, started_at=now
+            status=Run.Status.RUNNING, lease_owner=owner, lease_expires_at=now + _lease(), started_at=now
         )
     return Run.objects.select_related("pipeline", "release").get(pk=run_id) if won else None
 
@@ -151,7 +156,7 @@ def _claim(run_id: int, owner: str) -> Run | None:
 def _renew(run: Run, owner: str) -> bool:
     return bool(
         Run.objects.filter(pk=run.pk, lease_owner=owner, status=Run.Status.RUNNING).update(
-            lease_expires_at=timezone.now() + LEASE
+            lease_expires_at=timezone.now() + _lease()
         )
     )
 
@@ -277,7 +282,7 @@ def runs_recover(*, now=None) -> list[int]:
     stale = list(
         Run.objects.filter(
             Q(status=Run.Status.RUNNING, lease_expires_at__lt=now)
-            | Q(status=Run.Status.QUEUED, created_at__lt=now - LEASE)
+            | Q(status=Run.Status.QUEUED, created_at__lt=now - _lease())
         ).values_list("pk", flat=True)
     )
     from pipelines.tasks import run_execute_task
