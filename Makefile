@@ -20,12 +20,13 @@ install: $(STAMP)
 migrate: install
 	$(BIN)/python manage.py migrate --no-input
 
-# Demo data, then a Celery worker on the filesystem broker and the web server.
+# Demo data, a Celery worker on the filesystem broker, 20 sample tickets run
+# through the demo pipeline on that worker, then the web server.
 demo: migrate
-	$(BIN)/python manage.py keel_demo
-	@echo "Starting a Celery worker (background) and the web server on http://$(HOST):$(PORT)/admin/"
 	@trap 'kill $$WORKER 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/celery -A config worker --pool=solo --loglevel=WARNING & WORKER=$$!; \
+	$(BIN)/python manage.py keel_demo --runs 20 || echo "The sample runs did not all settle; see the worker's output above."; \
+	echo "Serving http://$(HOST):$(PORT)/admin/ (Ctrl-C stops the server and the worker)"; \
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: install

@@ -73,6 +73,7 @@ def run_start(
     source: str = "",
     idempotency_key: str | None = None,
     environment: str = Deployment.Environment.PRODUCTION,
+    enqueue: bool = True,
 ) -> tuple[Run, bool]:
     """Start a run of the pipeline's live release; returns (run, created).
 
@@ -132,9 +133,10 @@ def run_start(
                 },
                 actor=actor,
             )
-            from pipelines.tasks import run_execute_task
+            if enqueue:  # False: the caller executes the run itself (keel_demo --inline)
+                from pipelines.tasks import run_execute_task
 
-            run_execute_task.delay_on_commit(run.pk)
+                run_execute_task.delay_on_commit(run.pk)
     except IntegrityError:
         # A concurrent start with the same key won the race: return its run.
         return Run.objects.get(pipeline=pipeline, idempotency_key=idempotency_key), False

@@ -32,3 +32,22 @@ def test_the_demo_creates_a_working_configuration_and_is_idempotent(db, capsys):
     assert (AuditEvent.objects.count(), Pipeline.history.count(), Step.history.count(), users.count()) == counts
     assert users.get(username="lead").check_password("keel-demo")
     assert audit_chain_verify().ok
+
+
+def test_the_demo_deploys_its_pipeline_and_runs_sample_tickets_inline(db, capsys):
+    from pipelines.models import Run
+
+    call_command("keel_demo", "--runs", "12", "--inline")
+    out = capsys.readouterr().out
+    assert Run.objects.count() == 12
+    assert not Run.objects.filter(status__in=["queued", "running", "failed"]).exists()
+    assert "Runs: " in out and "Labels: " in out
+    assert audit_chain_verify().ok
+
+
+def test_a_negative_run_count_is_refused(db):
+    import pytest
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="--runs must be zero or more"):
+        call_command("keel_demo", "--runs", "-1")

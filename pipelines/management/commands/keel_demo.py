@@ -2,15 +2,24 @@
 second client workspace, and one demo user per role. Idempotent: a second run
 changes nothing but the demo users' passwords (reset to the documented one)."""
 
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from audit.context import acting_as
 from governance.models import ApprovalPolicy, Workspace
 from governance.roles import AUDITORS, GOVERNANCE_LEADS, OPERATORS, PROMPT_ENGINEERS, REVIEWERS, role_groups_ensure
 from governance.services import role_grant
-from pipelines.models import ModelConfig, Pipeline, PromptTemplate, Step
+from pipelines.engine import run_execute, run_start
+from pipelines.models import ModelConfig, Pipeline, PromptTemplate, Run, Step, StepRun
+from pipelines.services import deployment_set, release_cut
+
+TICKETS = Path(__file__).resolve().parents[2] / "fixtures" / "demo_tickets.json"
 
 DEMO_PASSWORD = "keel-demo"
 # username -> (role, staff)
@@ -57,8 +66,23 @@ LABELS = ["billing", "refund", "shipping", "technical", "account", "complaint", 
 class Command(BaseCommand):
     help = "Create (or refresh) the demo workspace, pipeline and one user per role."
 
-    @transaction.atomic
+    def add_arguments(self, parser):
+        parser.add_argument("--runs", type=int, default=0, help="Submit this many sample tickets and wait for them.")
+        parser.add_argument(
+            "--inline", action="store_true", help="Execute the runs in this process instead of on a Celery worker."
+        )
+        parser.add_argument("--timeout", type=float, default=180.0, help="Seconds to wait for the runs to settle.")
+
     def handle(self, *args, **options):
+        if options["runs"] < 0:
+            raise CommandError("--runs must be zero or more.")
+        self._setup()
+        self._print_credentials()
+        if options["runs"]:
+            self._submit(options["runs"], inline=options["inline"], timeout=options["timeout"])
+
+    @transaction.atomic
+    def _setup(self) -> None:
         with acting_as("keel_demo"):
             role_groups_ensure()
             admin = self._user("admin", staff=True, superuser=True)
@@ -69,8 +93,40 @@ class Command(BaseCommand):
             for name, (role, _) in DEMO_USERS.items():
                 if not users[name].groups.filter(name=role).exists():
                     role_grant(actor=admin, role=role, user=users[name], workspace=northwind)
-            self._triage_pipeline(northwind, owner=users["lead"])
-        self._print_credentials()
+            pipeline = self._triage_pipeline(northwind, owner=users["lead"])
+            if not pipeline.deployments.filter(environment="production", release__isnull=False).exists():
+                release = release_cut(pipeline=pipeline, actor=admin, notes="The demo's first release.")
+                deployment_set(release=release, environment="production", actor=admin, reason="Demo set-up")
+
+    def _submit(self, count: int, *, inline: bool, timeout: float) -> None:
+        """Start ``count`` runs from the sample tickets and wait until none is
+        queued or running (on a worker, or here with --inline)."""
+        tickets = json.loads(TICKETS.read_text())
+        pipeline = Pipeline.objects.get(slug="support-triage")
+        ids = []
+        for index in range(count):
+            ticket = tickets[index % len(tickets)]
+            with acting_as("keel_demo"):
+                run, _ = run_start(
+                    pipeline=pipeline, input=ticket, actor=None, trigger="cli", source="keel_demo", enqueue=not inline
+                )
+                if inline:
+                    run_execute(run.pk)
+            ids.append(run.pk)
+        self.stdout.write(f"Submitted {count} sample tickets to support-triage; waiting for them to settle...")
+        deadline = time.monotonic() + timeout
+        runs = Run.objects.filter(pk__in=ids)
+        while runs.filter(status__in=["queued", "running"]).exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        by_status = Counter(runs.values_list("status", flat=True))
+        labels = Counter(
+            step.output.get("label") for step in StepRun.objects.filter(run__in=ids, kind="parse") if step.output
+        )
+        self.stdout.write("Runs: " + ", ".join(f"{n} {status}" for status, n in sorted(by_status.items())))
+        self.stdout.write("Labels: " + ", ".join(f"{n} {label}" for label, n in labels.most_common()))
+        unsettled = by_status.get("queued", 0) + by_status.get("running", 0)
+        if unsettled:
+            raise CommandError(f"{unsettled} runs did not settle within {timeout:.0f} s: is a Celery worker running?")
 
     def _user(self, username: str, *, staff: bool, superuser: bool = False):
         user, _ = get_user_model().objects.get_or_create(
