@@ -25,12 +25,13 @@ def database_url() -> str:
 
 
 @contextmanager
-def celery_worker(*, var_dir: Path, broker_url: str | None, log_path: Path):
+def celery_worker(*, var_dir: Path, broker_url: str | None, log_path: Path, extra_env: dict | None = None):
     env = {**os.environ, "DATABASE_URL": database_url(), "KEEL_VAR_DIR": str(var_dir), "LOG_LEVEL": "INFO"}
+    env.update(extra_env or {})
     env.pop("CELERY_BROKER_URL", None)
     if broker_url:
         env["CELERY_BROKER_URL"] = broker_url
-    with open(log_path, "w") as log:
+    with open(log_path, "a") as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--loglevel=INFO",
              "--without-gossip", "--without-mingle", "--without-heartbeat"],

@@ -11,7 +11,6 @@ from audit.models import AuditEvent
 from audit.selectors import audit_chain_verify
 from pipelines.engine import RunRefused, run_execute, run_start
 from pipelines.models import Pipeline, Run, StepRun
-from pipelines.services import deployment_set, release_cut
 from tests.workers import celery_worker, wait_for
 
 TICKET = {
@@ -23,14 +22,9 @@ TICKET = {
 
 @pytest.fixture
 def triage(db):
-    from django.contrib.auth import get_user_model
 
-    call_command("keel_demo", stdout=io.StringIO())
-    admin = get_user_model().objects.get(username="admin")
-    pipeline = Pipeline.objects.get(slug="support-triage")
-    release = release_cut(pipeline=pipeline, actor=admin)
-    deployment_set(release=release, environment="production", actor=admin)
-    return pipeline
+    call_command("keel_demo", stdout=io.StringIO())  # sets up and deploys the demo pipeline
+    return Pipeline.objects.get(slug="support-triage")
 
 
 def _start(pipeline, ticket=TICKET, **kwargs):
@@ -119,11 +113,7 @@ def test_a_real_worker_runs_a_started_run(tmp_path, monkeypatch):
     from django.conf import settings
 
     call_command("keel_demo", stdout=io.StringIO())
-    from django.contrib.auth import get_user_model
-
-    admin = get_user_model().objects.get(username="admin")
     pipeline = Pipeline.objects.get(slug="support-triage")
-    deployment_set(release=release_cut(pipeline=pipeline, actor=admin), environment="production", actor=admin)
     broker = settings.CELERY_BROKER_URL
     with celery_worker(var_dir=settings.VAR_DIR, broker_url=broker if broker != "filesystem://" else None,
                        log_path=tmp_path / "worker.log"):  # fmt: skip

@@ -1,0 +1,98 @@
+"""A worker killed with SIGKILL in the middle of a run loses nothing: the run's
+lease expires, recovery puts it back on the queue, another worker resumes it
+from the step that had not completed, and no completed step runs again."""
+
+import os
+import signal
+
+import pytest
+from django.conf import settings
+
+from audit.context import acting_as
+from audit.models import AuditEvent
+from audit.selectors import audit_chain_verify
+from pipelines.engine import run_start, runs_recover
+from pipelines.models import ModelConfig, Run, StepRun
+from pipelines.services import deployment_set, release_cut
+from tests import factories
+from tests.pipelines.chat_server import ChatServer, Reply, completion
+from tests.workers import celery_worker, wait_for
+
+LEASE_SECONDS = 2
+
+
+@pytest.fixture
+def slow_pipeline(superuser):
+    """check → a model step on a real chat-completions server → parse → store."""
+    server = ChatServer()
+    with server, acting_as(superuser):
+        workspace = factories.WorkspaceFactory(owner=superuser)
+        prompt = factories.PromptTemplateFactory(
+            workspace=workspace, body="Classify: {{ subject }}", variables=["subject"]
+        )
+        model = ModelConfig.objects.create(
+            workspace=workspace, slug="remote", name="Remote", provider="openai", model_name="test-model",
+            base_url=server.base_url, timeout_seconds=30,
+        )  # fmt: skip
+        pipeline = factories.PipelineFactory(workspace=workspace)
+        steps = [
+            ("check", "validate", {}, None, None),
+            ("classify", "model", {"output_field": "classification"}, prompt, model),
+            ("parse", "parse", {"format": "label_confidence", "input_field": "classification"}, None, None),
+            ("store", "deliver", {"channel": "stored"}, None, None),
+        ]
+        for position, (name, kind, config, step_prompt, step_model) in enumerate(steps, start=1):
+            factories.StepFactory(
+                pipeline=pipeline, position=position, name=name, kind=kind, config=config,
+                prompt=step_prompt, model_config=step_model,
+            )  # fmt: skip
+        release = release_cut(pipeline=pipeline, actor=superuser)
+        deployment_set(release=release, environment="production", actor=superuser)
+        yield pipeline, server
+
+
+def _worker(tmp_path, name):
+    broker = settings.CELERY_BROKER_URL
+    return celery_worker(
+        var_dir=settings.VAR_DIR,
+        broker_url=None if broker.startswith("filesystem") else broker,
+        log_path=tmp_path / f"{name}.log",
+        extra_env={"KEEL_RUN_LEASE_SECONDS": str(LEASE_SECONDS)},
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_survives_its_worker_being_killed_mid_step(slow_pipeline, tmp_path, settings):
+    pipeline, server = slow_pipeline
+    settings.KEEL_RUN_LEASE_SECONDS = LEASE_SECONDS
+    # The first answer never comes in time: the worker is killed while it waits.
+    answer = completion("label: billing\nconfidence: 0.90")
+    server.script = [Reply(body=answer.body, delay=30), answer]
+
+    with _worker(tmp_path, "first") as first:
+        run, _ = run_start(pipeline=pipeline, input={"subject": "Charged twice"}, actor=None, trigger="cli")
+        in_model_step = wait_for(lambda: len(server.requests) == 1, timeout=60)
+        assert in_model_step, (tmp_path / "first.log").read_text()[-3000:]
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+
+    run.refresh_from_db()
+    assert run.status == Run.Status.RUNNING
+    assert StepRun.objects.get(run=run, position=1).status == StepRun.Status.COMPLETED
+    assert StepRun.objects.get(run=run, position=2).status == StepRun.Status.RUNNING
+
+    # Nothing is recovered while the dead worker's lease still holds; after it lapses, recovery takes it back.
+    assert wait_for(lambda: run.pk in runs_recover(), timeout=30, interval=0.5)
+    with _worker(tmp_path, "second"):
+        settled = wait_for(lambda: Run.objects.get(pk=run.pk).status not in ("queued", "running"), timeout=90)
+    assert settled, (tmp_path / "second.log").read_text()[-3000:]
+
+    run.refresh_from_db()
+    assert run.status == Run.Status.COMPLETED, run.failure_reason
+    assert run.output["label"] == "billing"
+    attempts = dict(StepRun.objects.filter(run=run).values_list("position", "attempts"))
+    assert attempts == {1: 1, 2: 2, 3: 1, 4: 1}  # only the interrupted step ran again
+    completed = AuditEvent.objects.filter(action="step.completed", object_id=str(run.pk))
+    assert sorted(e.payload_data["position"] for e in completed) == [1, 2, 3, 4]  # each exactly once
+    assert len(server.requests) == 2
+    assert audit_chain_verify().ok
