@@ -1,5 +1,6 @@
-"""Releases and deployments in the admin: releases are read-only snapshots;
-cutting, deploying and rolling back are actions that call their services."""
+"""Releases, deployments and runs in the admin: all read-only records; cutting,
+deploying, rolling back, cancelling and retrying are actions that call their
+services, which check the rights on each object."""
 
 import json
 
@@ -11,7 +12,8 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from governance.admin_base import GovernedModelAdmin
-from pipelines.models import Deployment, Release
+from pipelines.engine import run_cancel, run_retry
+from pipelines.models import Deployment, Release, Run, StepRun
 from pipelines.services import deployment_rollback, deployment_set, release_cut
 
 
@@ -52,13 +54,13 @@ def deploy_production(modeladmin, request, queryset):
     _deploy(modeladmin, request, queryset, Deployment.Environment.PRODUCTION)
 
 
-class RollbackForm(forms.Form):
+class ReasonForm(forms.Form):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="Recorded in the audit trail.")
 
 
 @admin.action(description="Roll back to the previously live release")
 def roll_back(modeladmin, request, queryset):
-    form = RollbackForm(request.POST if "apply" in request.POST else None)
+    form = ReasonForm(request.POST if "apply" in request.POST else None)
     if form.is_valid():
         for deployment in queryset.select_related("pipeline"):
             try:
@@ -75,13 +77,15 @@ def roll_back(modeladmin, request, queryset):
         return None
     context = {
         **modeladmin.admin_site.each_context(request),
-        "title": "Roll back deployments",
+        "title": "Roll back to the release live before the current one",
         "form": form,
         "queryset": queryset,
         "opts": modeladmin.model._meta,
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "action": "roll_back",
+        "verb": "Roll back",
     }
-    return TemplateResponse(request, "admin/keel/rollback.html", context)
+    return TemplateResponse(request, "admin/keel/reason_action.html", context)
 
 
 class ReadOnlyMixin:
@@ -127,6 +131,79 @@ class DeploymentAdmin(ReadOnlyMixin, GovernedModelAdmin):
     list_filter = ("environment", "paused")
     readonly_fields = ("pipeline", "environment", "release", "canary_release", "canary_share", "paused", "updated_at")
     actions = [roll_back]
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+
+class StepRunInline(admin.TabularInline):
+    model = StepRun
+    extra = 0
+    can_delete = False
+    fields = ("position", "name", "kind", "status", "output_sha256", "input_tokens", "output_tokens", "cost", "error")
+    readonly_fields = fields
+    ordering = ("position",)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.action(description="Cancel the selected runs")
+def cancel_runs(modeladmin, request, queryset):
+    form = ReasonForm(request.POST if "apply" in request.POST else None)
+    if not form.is_valid():
+        context = {
+            **modeladmin.admin_site.each_context(request),
+            "title": "Cancel runs",
+            "form": form,
+            "queryset": queryset,
+            "opts": modeladmin.model._meta,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "action": "cancel_runs",
+            "verb": "Cancel",
+        }
+        return TemplateResponse(request, "admin/keel/reason_action.html", context)
+    for run in queryset:
+        try:
+            run_cancel(run=run, actor=request.user, reason=form.cleaned_data["reason"])
+        except (ValidationError, PermissionDenied) as error:
+            modeladmin.message_user(request, f"Run {run.pk}: {_refusal(error)}", messages.ERROR)
+        else:
+            modeladmin.message_user(request, f"Run {run.pk} cancelled.")
+    return None
+
+
+@admin.action(description="Retry the selected failed runs")
+def retry_runs(modeladmin, request, queryset):
+    for run in queryset:
+        try:
+            run_retry(run=run, actor=request.user)
+        except (ValidationError, PermissionDenied) as error:
+            modeladmin.message_user(request, f"Run {run.pk}: {_refusal(error)}", messages.ERROR)
+        else:
+            modeladmin.message_user(request, f"Run {run.pk} is queued again.")
+
+
+@admin.register(Run)
+class RunAdmin(ReadOnlyMixin, GovernedModelAdmin):
+    list_display = ("pk", "pipeline", "release", "status", "trigger", "source", "created_at", "finished_at")
+    list_filter = ("status", "trigger", "environment")
+    list_select_related = ("pipeline", "release", "release__pipeline")
+    search_fields = ("=pk", "idempotency_key", "source")
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    readonly_fields = (
+        "pipeline", "release", "environment", "status", "trigger", "source", "actor", "idempotency_key", "seed",
+        "input_sha256", "next_position", "attempts", "failure_reason", "created_at", "started_at", "finished_at",
+        "input", "output",
+    )  # fmt: skip
+    inlines = [StepRunInline]
+    actions = [cancel_runs, retry_runs]
 
     def get_actions(self, request):
         actions = super().get_actions(request)

@@ -295,3 +295,37 @@ def runs_recover(*, now=None) -> list[int]:
     for run_id in stale:
         run_execute_task.delay(run_id)
     return stale
+
+
+@transaction.atomic
+def run_cancel(*, run: Run, actor, reason: str) -> Run:
+    """Stop a run that has not finished; a worker holding it stops after its current step."""
+    if not user_can(actor, "deploy_pipeline", run.pipeline):
+        raise PermissionDenied("Cancelling a run needs the deploy right on its pipeline.")
+    if not (reason or "").strip():
+        raise ValidationError({"reason": "Say why you are cancelling the run."})
+    run = Run.objects.select_for_update().get(pk=run.pk)
+    if run.is_finished:
+        raise ValidationError(f"Run {run.pk} has already finished ({run.status}).")
+    Run.objects.filter(pk=run.pk).update(
+        status=Run.Status.CANCELLED, failure_reason=f"Cancelled: {reason}", lease_owner="", lease_expires_at=None,
+        finished_at=timezone.now(),
+    )  # fmt: skip
+    _events(run, "run.cancelled", {"reason": reason, "previous_status": run.status}, actor=actor)
+    return Run.objects.get(pk=run.pk)
+
+
+@transaction.atomic
+def run_retry(*, run: Run, actor) -> Run:
+    """Put a failed run back on the queue; it resumes at the step that failed."""
+    if not user_can(actor, "deploy_pipeline", run.pipeline):
+        raise PermissionDenied("Retrying a run needs the deploy right on its pipeline.")
+    run = Run.objects.select_for_update().get(pk=run.pk)
+    if run.status != Run.Status.FAILED:
+        raise ValidationError(f"Only failed runs can be retried; run {run.pk} is {run.status}.")
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.QUEUED, failure_reason="", finished_at=None)
+    _events(run, "run.retried", {"from_position": run.next_position}, actor=actor)
+    from pipelines.tasks import run_execute_task
+
+    run_execute_task.delay_on_commit(run.pk)
+    return Run.objects.get(pk=run.pk)

@@ -122,3 +122,63 @@ def test_a_real_worker_runs_a_started_run(tmp_path, monkeypatch):
     assert done, (tmp_path / "worker.log").read_text()[-3000:]
     run.refresh_from_db()
     assert run.status in (Run.Status.COMPLETED, Run.Status.WAITING_REVIEW), run.failure_reason
+
+
+def test_runs_can_be_cancelled_and_failed_runs_retried_from_the_admin(
+    client, triage, django_capture_on_commit_callbacks
+):
+    from django.contrib.auth import get_user_model
+    from django.urls import reverse
+
+    operator = get_user_model().objects.get(username="operator")
+    with django_capture_on_commit_callbacks(execute=False):
+        queued = _start(triage)
+        failed = _start(triage)
+    Run.objects.filter(pk=failed.pk).update(status=Run.Status.FAILED, failure_reason="step 4: boom")
+    client.force_login(operator)
+    changelist = reverse("admin:pipelines_run_changelist")
+    assert client.get(changelist).status_code == 200
+    client.post(changelist, {"action": "cancel_runs", "_selected_action": [queued.pk], "apply": "1", "reason": "test"})
+    with django_capture_on_commit_callbacks(execute=False) as enqueued:
+        client.post(changelist, {"action": "retry_runs", "_selected_action": [failed.pk]})
+    queued.refresh_from_db(), failed.refresh_from_db()
+    assert (queued.status, failed.status) == (Run.Status.CANCELLED, Run.Status.QUEUED)
+    assert len(enqueued) == 1
+    assert AuditEvent.objects.filter(action="run.cancelled", actor_name="operator").exists()
+    assert client.get(reverse("admin:pipelines_run_change", args=[queued.pk])).status_code == 200
+
+
+def test_an_outsider_sees_no_runs_and_cannot_cancel(client, triage, outsider, django_capture_on_commit_callbacks):
+    from django.core.exceptions import PermissionDenied
+    from django.urls import reverse
+
+    from pipelines.engine import run_cancel
+
+    with django_capture_on_commit_callbacks(execute=False):
+        run = _start(triage)
+    client.force_login(outsider)
+    assert client.get(reverse("admin:pipelines_run_changelist")).status_code == 403
+    with pytest.raises(PermissionDenied):
+        run_cancel(run=run, actor=outsider, reason="no")
+    run.refresh_from_db()
+    assert run.status == Run.Status.QUEUED
+
+
+def test_a_hundred_inputs_run_twice_give_byte_identical_step_outputs(triage, django_capture_on_commit_callbacks):
+    import json
+
+    from audit.canonical import canonical_bytes
+    from pipelines.management.commands.keel_demo import TICKETS
+
+    tickets = json.loads(TICKETS.read_text())
+    inputs = tickets + [{**t, "subject": f"Re: {t['subject']}", "channel": "web"} for t in tickets]
+    assert len(inputs) == 100
+
+    def outputs(ticket) -> list[bytes]:
+        run, _ = run_start(pipeline=triage, input=ticket, actor=None, trigger="cli", enqueue=False)
+        run_execute(run.pk)
+        return [canonical_bytes(s.output) for s in StepRun.objects.filter(run=run).order_by("position")]
+
+    for ticket in inputs:
+        first, second = outputs(ticket), outputs(ticket)
+        assert first == second and len(first) >= 6
