@@ -15,11 +15,13 @@ from pipelines.models.config import (
     Step,
     env_var_name,
 )
+from pipelines.models.deliveries import Delivery
 from pipelines.models.releases import Deployment, Release, ReleaseTransition
 from pipelines.models.runs import Run, StepRun
 
 __all__ = [
     "IDENTIFIER",
+    "Delivery",
     "Deployment",
     "ModelConfig",
     "ModelConfigGroupObjectPermission",

@@ -1,0 +1,47 @@
+import uuid
+
+from django.db import models
+
+from pipelines.models.runs import Run
+
+
+class Delivery(models.Model):
+    """One deliver step of one run sending its output to a consumer.
+
+    The row exists before anything is sent, and every attempt (including one
+    made by another worker after a crash) carries its ``delivery_id``, so a
+    receiver can drop repeats. ``payload_sha256`` pins the id to one body:
+    an id is never sent with two different outputs.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+
+    class Channel(models.TextChoices):
+        WEBHOOK = "webhook"
+
+    run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="deliveries")
+    position = models.PositiveSmallIntegerField()
+    delivery_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    channel = models.CharField(max_length=20, choices=Channel.choices)
+    url = models.CharField(max_length=2000)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    # SHA-256 of the canonical JSON body as sent (delivery id, run, pipeline, output).
+    payload_sha256 = models.CharField(max_length=64)
+    # Who answered: the URL's host and what the server said it was (X-Receiver, Server).
+    receiver = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "position"]
+        verbose_name_plural = "deliveries"
+        constraints = [models.UniqueConstraint(fields=["run", "position"], name="delivery_unique_per_step")]
+
+    def __str__(self) -> str:
+        return f"delivery {self.delivery_id} of run {self.run_id}.{self.position} ({self.status})"
