@@ -49,6 +49,12 @@ class ProviderError(Exception):
         self.attempts = attempts
 
 
+def cost_of(request: ModelRequest, input_tokens: int, output_tokens: int) -> float:
+    """What a call cost, from the model config's prices per 1,000 tokens."""
+    spent = input_tokens * float(request.price_input_per_1k) + output_tokens * float(request.price_output_per_1k)
+    return spent / 1000
+
+
 def call_model(request: ModelRequest) -> ModelResponse:
     """Dispatch to the provider the request names."""
     if request.provider == "builtin":

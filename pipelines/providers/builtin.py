@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 
-from pipelines.providers import ModelRequest, ModelResponse, ProviderError
+from pipelines.providers import ModelRequest, ModelResponse, ProviderError, cost_of
 
 # Keywords per demo label, matched as whole words (plus a plural, past-tense or
 # -ing ending), case-insensitively; each stretch of text counts once per label, so
@@ -118,14 +118,11 @@ def complete(request: ModelRequest) -> ModelResponse:
             "total_tokens": input_tokens + output_tokens,
         },
     }
-    cost = input_tokens / 1000 * float(request.price_input_per_1k) + output_tokens / 1000 * float(
-        request.price_output_per_1k
-    )
     return ModelResponse(
         text=text,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        cost=cost,
+        cost=cost_of(request, input_tokens, output_tokens),
         request_body=request_body,
         response_body=response_body,
         attempts=(),  # nothing went over a network

@@ -16,7 +16,7 @@ import time
 
 import httpx
 
-from pipelines.providers import ModelRequest, ModelResponse, ProviderError
+from pipelines.providers import ModelRequest, ModelResponse, ProviderError, cost_of
 
 logger = logging.getLogger(__name__)
 
@@ -190,14 +190,11 @@ def _parse(request: ModelRequest, body: dict, reply: httpx.Response, attempts: l
         raise malformed("usage.prompt_tokens and usage.completion_tokens must be counts")
     input_tokens, output_tokens = tokens
 
-    cost = input_tokens / 1000 * float(request.price_input_per_1k) + output_tokens / 1000 * float(
-        request.price_output_per_1k
-    )
     return ModelResponse(
         text=text,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        cost=cost,
+        cost=cost_of(request, input_tokens, output_tokens),
         request_body=body,
         response_body=received,
         attempts=tuple(attempts),
