@@ -38,7 +38,7 @@ class StepReplay:
     replayed_sha256: str  # "" when the replayed step failed
     match: bool
     reason: str = ""  # why it diverged; what was compared when it matched a failure
-    diff: str = ""  # live replay: recorded output against the new one, as a unified diff
+    diff: str = ""  # when the output hash differs: the stored output against the replayed one, a unified diff
 
 
 @dataclass
@@ -228,7 +228,7 @@ def _replay_step(step_run: StepRun, step: dict, document: dict, ctx_fields: dict
             reasons.append("decision differs from the chain")
     if recorded is not None:
         reasons += recorded.divergences + recorded.unused()
-    diff = _diff(step_run.output, result.output) if live and replayed != chain.get("output_sha256") else ""
+    diff = _diff(step_run.output, result.output) if replayed != chain.get("output_sha256") else ""
     return StepReplay(**row, recorded_sha256=chain.get("output_sha256", ""), replayed_sha256=replayed,
                       match=not reasons, reason="; ".join(reasons), diff=diff), result.output  # fmt: skip
 

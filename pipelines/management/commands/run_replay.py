@@ -41,7 +41,7 @@ class Command(BaseCommand):
         diverged = [report.run_id for report in reports if not report.ok]
         steps = sum(len(report.steps) for report in reports)
         mode = "live" if options["live"] else "recorded"
-        summary = f"Replayed {len(reports)} runs ({steps} steps, {mode})"
+        summary = f"Replayed {len(reports)} run{'s' if len(reports) != 1 else ''} ({steps} steps, {mode})"
         if diverged:
             raise CommandError(f"{summary}: {len(diverged)} diverged: runs {', '.join(map(str, diverged))}.")
         self.stdout.write(self.style.SUCCESS(f"{summary}: every step matched."))
@@ -70,13 +70,13 @@ class Command(BaseCommand):
         return [found[pk] for pk in ids]
 
     def _print(self, report: ReplayReport) -> None:
-        for problem in report.problems:
-            self.stdout.write(f"run {report.run_id}: DIVERGED: {problem}")
         for step in report.steps:
             verdict = "match" if step.match else f"DIVERGED: {step.reason}"
             self.stdout.write(f"run {report.run_id} step {step.position} {step.kind} {step.name}: {verdict}")
             if step.diff:
                 self.stdout.write(step.diff)
+        for problem in report.problems:
+            self.stdout.write(f"run {report.run_id}: DIVERGED: {problem}")
         if report.note:
             self.stdout.write(f"run {report.run_id}: {report.note}")
 
