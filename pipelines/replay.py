@@ -21,7 +21,7 @@ from audit.canonical import canonical_bytes
 from audit.models import AuditEvent
 from pipelines.engine import derive_seed
 from pipelines.models import Run, StepRun
-from pipelines.providers import ModelRequest, ModelResponse, ProviderError
+from pipelines.providers import ModelRequest, ModelResponse, ProviderError, cost_of
 from pipelines.providers import call_model as live_call_model
 from pipelines.steps import execute_step
 from pipelines.steps.base import StepContext, StepError
@@ -81,7 +81,7 @@ def _response(request: ModelRequest, recording: dict) -> ModelResponse:
         text=body["choices"][0]["message"]["content"],
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        cost=input_tokens / 1000 * request.price_input_per_1k + output_tokens / 1000 * request.price_output_per_1k,
+        cost=cost_of(request, input_tokens, output_tokens),
         request_body=recording.get("request_body") or {},
         response_body=body,
         attempts=tuple(recording.get("attempts") or ()),
