@@ -212,6 +212,11 @@ CELERY_RESULT_EXPIRES = timedelta(days=1)
 # acks_late (and reject_on_worker_lost) itself.
 CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes the database connection before and after every
+# task unless told to reuse it (it reads CELERY_DB_REUSE_MAX); each run would
+# then pay a new PostgreSQL connection. Reused for this many tasks instead;
+# run_execute_task drops a broken or over-age one first, as Django does per request.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 100, minimum=0)
 CELERY_TASK_TIME_LIMIT = KEEL_TASK_TIME_LIMIT
 CELERY_TASK_SOFT_TIME_LIMIT = KEEL_TASK_TIME_LIMIT - 5
 CELERY_TASK_SERIALIZER = "json"

@@ -18,7 +18,7 @@ import jsonschema
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.canonical import canonical_bytes
@@ -32,10 +32,12 @@ from pipelines.steps.base import StepContext, StepError
 
 logger = logging.getLogger(__name__)
 
+
 def _lease() -> timedelta:
     # How long a claimed run is a worker's before recovery may take it back;
     # read per use so that a test (or an operator) can shorten it.
     return timedelta(seconds=settings.KEEL_RUN_LEASE_SECONDS)
+
 
 MAX_TRANSIENT_ATTEMPTS = 3
 
@@ -194,17 +196,14 @@ def run_execute(run_id: int, *, owner: str | None = None, call=call_model) -> Ru
         return None
     snapshot = run.release.snapshot_data
     steps = snapshot["steps"]
+    document = None
     for step in steps[run.next_position - 1 :]:
         position = step["position"]
-        document = _document_before(run, position)
+        # Each step's input is the previous step's output, kept in memory as
+        # replay keeps it; only a resumed run reads it back.
+        document = _document_before(run, position) if document is None else document
         with transaction.atomic():
-            step_run, _ = StepRun.objects.update_or_create(
-                run=run,
-                position=position,
-                defaults={"name": step["name"], "kind": step["kind"], "input": document, "status": "running",
-                          "started_at": timezone.now(), "error": ""},
-            )  # fmt: skip
-            StepRun.objects.filter(pk=step_run.pk).update(attempts=step_run.attempts + 1)
+            step_run = _step_begin(run, step, document)
             _events(run, "step.started", {"position": position, "name": step["name"], "kind": step["kind"]})
         ctx = StepContext(
             run_id=run.pk,
@@ -238,6 +237,8 @@ def run_execute(run_id: int, *, owner: str | None = None, call=call_model) -> Ru
             )
             if not held:
                 Run.objects.filter(pk=run.pk).update(next_position=position + 1)
+                # Renewed in the same commit: one fewer round trip and fsync per step.
+                renewed = _renew(run, owner)
             _events(
                 run,
                 "step.completed",
@@ -252,13 +253,26 @@ def run_execute(run_id: int, *, owner: str | None = None, call=call_model) -> Ru
             _finish(run, owner, Run.Status.WAITING_REVIEW, event="run.waiting_review",
                     payload={"position": position, "reasons": result.decision.get("reasons", [])})  # fmt: skip
             return Run.objects.get(pk=run.pk)
-        if not _renew(run, owner):
+        if not renewed:
             return None  # cancelled, or the lease was lost to another worker: stop quietly
+        document = result.output
     final = StepRun.objects.get(run=run, position=steps[-1]["position"]) if steps else None
     output = final.output if final else run.input
     _finish(run, owner, Run.Status.COMPLETED, output=output, event="run.completed",
             payload={"output_sha256": _sha256(output)})  # fmt: skip
     return Run.objects.get(pk=run.pk)
+
+
+def _step_begin(run: Run, step: dict, document: dict) -> StepRun:
+    """The step's row, marked running with one more attempt: an UPDATE of the
+    row a previous attempt left, else an INSERT (no SELECT ... FOR UPDATE and
+    savepoints as update_or_create would take on every step)."""
+    fields = {"name": step["name"], "kind": step["kind"], "input": document, "status": StepRun.Status.RUNNING,
+              "started_at": timezone.now(), "error": ""}  # fmt: skip
+    rows = StepRun.objects.filter(run=run, position=step["position"])
+    if rows.update(attempts=F("attempts") + 1, **fields):
+        return rows.get()
+    return StepRun.objects.create(run=run, position=step["position"], attempts=1, **fields)
 
 
 def _fail_step(run: Run, owner: str, step_run: StepRun, error: StepError) -> Run:

@@ -1,4 +1,5 @@
 from celery import shared_task
+from django.db import close_old_connections
 
 from pipelines.engine import run_execute, runs_recover
 from pipelines.steps.base import StepError
@@ -14,6 +15,9 @@ from pipelines.steps.base import StepError
     max_retries=3,
 )
 def run_execute_task(self, run_id: int) -> str | None:
+    # The worker reuses connections between tasks (CELERY_DB_REUSE_MAX):
+    # apply CONN_MAX_AGE and the health check as Django does per request.
+    close_old_connections()
     try:
         run = run_execute(run_id, owner=f"{self.request.hostname}:{self.request.id}")
     except StepError as error:  # transient: the engine has put the run back on the queue
