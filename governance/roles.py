@@ -17,7 +17,13 @@ OPERATORS = "Operators"
 
 _CONFIG = ("pipelines.pipeline", "pipelines.step", "pipelines.prompttemplate", "pipelines.modelconfig")
 # Read-only records of what was released, deployed and run: visible to every staff role.
-_RELEASES = ("pipelines.release:view", "pipelines.deployment:view", "pipelines.run:view", "pipelines.steprun:view")
+_RELEASES = (
+    "pipelines.release:view",
+    "pipelines.deployment:view",
+    "pipelines.run:view",
+    "pipelines.steprun:view",
+    "pipelines.delivery:view",
+)
 
 # role -> (model-level permissions, the object rights a workspace grant of the role gives)
 ROLES: dict[str, tuple[list[str], list[str]]] = {

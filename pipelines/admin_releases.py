@@ -13,7 +13,7 @@ from django.utils.html import format_html
 
 from governance.admin_base import GovernedModelAdmin
 from pipelines.engine import run_cancel, run_retry
-from pipelines.models import Deployment, Release, Run, StepRun
+from pipelines.models import Delivery, Deployment, Release, Run, StepRun
 from pipelines.services import deployment_rollback, deployment_set, release_cut
 
 
@@ -52,6 +52,21 @@ def deploy_staging(modeladmin, request, queryset):
 @admin.action(description="Deploy to production")
 def deploy_production(modeladmin, request, queryset):
     _deploy(modeladmin, request, queryset, Deployment.Environment.PRODUCTION)
+
+
+class DeliveryInline(admin.TabularInline):
+    model = Delivery
+    extra = 0
+    can_delete = False
+    fields = ("position", "delivery_id", "channel", "url", "status", "attempts", "last_status_code", "receiver",
+              "last_error", "delivered_at")  # fmt: skip
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 class ReasonForm(forms.Form):
@@ -202,7 +217,7 @@ class RunAdmin(ReadOnlyMixin, GovernedModelAdmin):
         "input_sha256", "next_position", "attempts", "failure_reason", "created_at", "started_at", "finished_at",
         "input", "output",
     )  # fmt: skip
-    inlines = [StepRunInline]
+    inlines = [StepRunInline, DeliveryInline]
     actions = [cancel_runs, retry_runs]
 
     def get_actions(self, request):

@@ -261,3 +261,14 @@ def test_webhook_delivery_outside_a_run_is_refused():
                       input_schema={}, call_model=None)  # fmt: skip
     with pytest.raises(StepError, match="unavailable outside a run"):
         deliver_execute({"a": 1}, ctx)
+
+
+def test_the_run_page_shows_who_received_each_delivery(client, triage, receiver, django_capture_on_commit_callbacks):
+    from django.contrib.auth import get_user_model
+    from django.urls import reverse
+
+    run = run_execute(_start(triage, django_capture_on_commit_callbacks).pk)
+    delivery = Delivery.objects.get(run=run)
+    client.force_login(get_user_model().objects.get(username="operator"))
+    page = client.get(reverse("admin:pipelines_run_change", args=[run.pk])).content.decode()
+    assert str(delivery.delivery_id) in page and "orders-service" in page
