@@ -243,7 +243,7 @@ class Command(BaseCommand):
 
     def _print_credentials(self) -> None:
         self.stdout.write(self.style.SUCCESS("Keel demo ready."))
-        self.stdout.write(f"Sign in at http://127.0.0.1:8000/admin/ with any of these (password: {DEMO_PASSWORD}):")
+        self.stdout.write(f"Sign in to the admin (/admin/) with any of these (password: {DEMO_PASSWORD}):")
         self.stdout.write("  admin     superuser")
         for name, (role, staff) in DEMO_USERS.items():
             note = "" if staff else "  (not staff: reviews happen in the reviewer app, not yet built)"
