@@ -32,7 +32,7 @@ from pathlib import Path
 
 from celery import shared_task
 from django.core.management import call_command
-from django.db import connection, transaction
+from django.db import transaction
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER_URL = os.environ.get("KEEL_BENCH_BROKER_URL", "redis://127.0.0.1:6379/11")
@@ -90,27 +90,19 @@ def _redis():
     return redis.Redis.from_url(BROKER_URL)
 
 
-def _database_url() -> str:
-    settings = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{settings['NAME']}"
-    user = settings.get("USER") or "postgres"
-    host = settings.get("HOST") or "127.0.0.1"
-    port = settings.get("PORT") or 5432
-    return f"postgres://{user}@{host}:{port}/{settings['NAME']}"
-
-
 @contextmanager
 def _worker(*pool_args: str):
     """A worker subprocess on the benchmark database and Redis, importing this
     module for the no-op; it is ready once it has run one no-op."""
     from django.conf import settings
 
+    from tests.workers import database_url
+
     client = _redis()
     client.flushdb()
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "KEEL_VAR_DIR": str(settings.VAR_DIR),
         "CELERY_BROKER_URL": BROKER_URL,
         "DEBUG": "false",
