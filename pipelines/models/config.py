@@ -137,6 +137,22 @@ class ModelConfigGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(ModelConfig, on_delete=models.CASCADE)
 
 
+class PipelinePart:
+    """A row that belongs to one pipeline: it carries no rights of its own
+    (it answers to its pipeline) and names the pipeline and its workspace in
+    the audit trail."""
+
+    permission_parent_field = "pipeline"
+
+    @property
+    def audit_workspace_id(self) -> int:
+        return self.pipeline.workspace_id
+
+    @property
+    def audit_pipeline_id(self) -> int:
+        return self.pipeline_id
+
+
 class Pipeline(models.Model):
     workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="pipelines")
     slug = models.SlugField(max_length=100, unique=True)
@@ -190,7 +206,7 @@ class PipelineGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(Pipeline, on_delete=models.CASCADE)
 
 
-class Step(models.Model):
+class Step(PipelinePart, models.Model):
     pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="steps")
     position = models.PositiveSmallIntegerField()
     name = models.CharField(max_length=100)
@@ -202,8 +218,6 @@ class Step(models.Model):
     history = HistoricalRecords(get_user=history_user)
 
     audit_noun = "step"
-    # A step carries no rights of its own: it answers to its pipeline.
-    permission_parent_field = "pipeline"
 
     class Meta:
         ordering = ["pipeline", "position"]
@@ -242,11 +256,3 @@ class Step(models.Model):
                 errors[field] = f"The {noun} must belong to the pipeline's workspace."
         if errors:
             raise ValidationError(errors)
-
-    @property
-    def audit_workspace_id(self) -> int:
-        return self.pipeline.workspace_id
-
-    @property
-    def audit_pipeline_id(self) -> int:
-        return self.pipeline_id

@@ -7,10 +7,10 @@ from django.db import models
 from simple_history.models import HistoricalRecords
 
 from audit.context import history_user
-from pipelines.models.config import Pipeline
+from pipelines.models.config import Pipeline, PipelinePart
 
 
-class Release(models.Model):
+class Release(PipelinePart, models.Model):
     """An immutable, numbered snapshot of one pipeline's whole resolved
     configuration, as canonical JSON with its SHA-256 fingerprint.
 
@@ -31,8 +31,6 @@ class Release(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     audit_noun = "release"
-    # A release carries no rights of its own: it answers to its pipeline.
-    permission_parent_field = "pipeline"
 
     class Meta:
         ordering = ["pipeline", "-number"]
@@ -48,14 +46,6 @@ class Release(models.Model):
     @property
     def short_fingerprint(self) -> str:
         return self.fingerprint[:12]
-
-    @property
-    def audit_workspace_id(self) -> int:
-        return self.pipeline.workspace_id
-
-    @property
-    def audit_pipeline_id(self) -> int:
-        return self.pipeline_id
 
 
 class ReleaseTransition(models.Model):
@@ -80,7 +70,7 @@ class ReleaseTransition(models.Model):
         return f"{self.release} {self.state}"
 
 
-class Deployment(models.Model):
+class Deployment(PipelinePart, models.Model):
     """Per pipeline and environment, which release is live. Deploy, roll back,
     canary and pause only move this pointer; its history is the record of what
     was live when."""
@@ -109,8 +99,6 @@ class Deployment(models.Model):
     # Its services record what a move means (deployment.set, .rolled_back);
     # a generic "deployment.changed" per history record would only repeat it.
     audit_history = False
-    # A deployment carries no rights of its own: it answers to its pipeline.
-    permission_parent_field = "pipeline"
 
     class Meta:
         ordering = ["pipeline", "environment"]
@@ -121,11 +109,3 @@ class Deployment(models.Model):
     def __str__(self) -> str:
         live = f"#{self.release.number}" if self.release_id else "nothing"
         return f"{self.pipeline.slug} {self.environment}: {live}"
-
-    @property
-    def audit_workspace_id(self) -> int:
-        return self.pipeline.workspace_id
-
-    @property
-    def audit_pipeline_id(self) -> int:
-        return self.pipeline_id

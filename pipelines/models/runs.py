@@ -1,11 +1,11 @@
 from django.conf import settings
 from django.db import models
 
-from pipelines.models.config import Pipeline
+from pipelines.models.config import Pipeline, PipelinePart
 from pipelines.models.releases import Release
 
 
-class Run(models.Model):
+class Run(PipelinePart, models.Model):
     """One execution of one release on one input."""
 
     class Status(models.TextChoices):
@@ -48,8 +48,6 @@ class Run(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-
-    permission_parent_field = "pipeline"
 
     class Meta:
         ordering = ["-created_at", "-pk"]
