@@ -58,26 +58,59 @@ def audit_record(
     3. Insert it. The head stays held until the caller's transaction ends, so
        callers record their event as the last statement of the transaction.
     """
-    who = Actor.of(actor) if actor is not None else current_actor()
-    payload_text = canonical_text(_to_json(payload or {}))
-    fields = {
-        "actor_id": who.id,
-        "actor_name": who.name,
-        "action": action,
-        "object_type": object_type,
-        "object_id": str(object_id),
-        "workspace_id": workspace_id,
-        "pipeline_id": pipeline_id,
-        "payload_sha256": payload_sha256(payload_text),
-    }
-    with transaction.atomic():
-        last_seq, last_hash = _lock_head()
-        ts = timezone.now()
-        seq = last_seq + 1
-        digest = event_hash(seq=seq, ts=format_ts(ts), prev_hash=last_hash, **fields)
-        return AuditEvent.objects.create(
-            seq=seq, ts=ts, payload=payload_text, prev_hash=last_hash, hash=digest, **fields
+    (event,) = audit_record_many(
+        [
+            {
+                "action": action,
+                "object_type": object_type,
+                "object_id": object_id,
+                "payload": payload,
+                "workspace_id": workspace_id,
+                "pipeline_id": pipeline_id,
+                "actor": actor,
+            }
+        ]
+    )
+    return event
+
+
+def audit_record_many(events: list[dict]) -> list[AuditEvent]:
+    """Append several events, in order, with one take of the chain head and one
+    INSERT: what ``audit_record`` does for each, for a caller (the engine
+    recording a batch of steps) that has many to write in one transaction.
+    Each dict holds ``audit_record``'s keyword arguments."""
+    prepared = []
+    for event in events:
+        actor = event.get("actor")
+        who = Actor.of(actor) if actor is not None else current_actor()
+        payload_text = canonical_text(_to_json(event.get("payload") or {}))
+        prepared.append(
+            (
+                payload_text,
+                {
+                    "actor_id": who.id,
+                    "actor_name": who.name,
+                    "action": event["action"],
+                    "object_type": event["object_type"],
+                    "object_id": str(event["object_id"]),
+                    "workspace_id": event.get("workspace_id"),
+                    "pipeline_id": event.get("pipeline_id"),
+                    "payload_sha256": payload_sha256(payload_text),
+                },
+            )
         )
+    if not prepared:
+        return []
+    with transaction.atomic():
+        seq, prev_hash = _lock_head()
+        rows = []
+        for payload_text, fields in prepared:
+            seq += 1
+            ts = timezone.now()
+            digest = event_hash(seq=seq, ts=format_ts(ts), prev_hash=prev_hash, **fields)
+            rows.append(AuditEvent(seq=seq, ts=ts, payload=payload_text, prev_hash=prev_hash, hash=digest, **fields))
+            prev_hash = digest
+        return AuditEvent.objects.bulk_create(rows)
 
 
 @dataclass(frozen=True)

@@ -18,17 +18,17 @@ import jsonschema
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from audit.canonical import canonical_bytes
-from audit.services import audit_record
+from audit.services import audit_record, audit_record_many
 from governance.permissions import user_can
 from pipelines.deliveries import delivery_send
-from pipelines.models import Deployment, Pipeline, Run, StepRun
+from pipelines.models import Deployment, Pipeline, Release, Run, StepRun
 from pipelines.providers import call_model
-from pipelines.steps import execute_step
-from pipelines.steps.base import StepContext, StepError
+from pipelines.steps import execute_step, step_does_io
+from pipelines.steps.base import StepContext, StepError, StepResult
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,13 @@ def _events(run: Run, action: str, payload: dict, actor=None) -> None:
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _input_validator(release_id: int, fingerprint: str) -> jsonschema.Draft202012Validator:
+    # Building a validator costs more than validating; a release's schema never changes.
+    schema = Release.objects.get(pk=release_id, fingerprint=fingerprint).snapshot_data["input_schema"]
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
 def run_start(
     *,
     pipeline: Pipeline,
@@ -92,7 +99,12 @@ def run_start(
         existing = Run.objects.filter(pipeline=pipeline, idempotency_key=idempotency_key).first()
         if existing is not None:
             return existing, False
-    deployment = Deployment.objects.filter(pipeline=pipeline, environment=environment).select_related("release").first()
+    deployment = (
+        Deployment.objects.filter(pipeline=pipeline, environment=environment)
+        .select_related("release")
+        .defer("release__snapshot")
+        .first()
+    )
     if deployment is None or deployment.release is None:
         raise RunRefused(f"{pipeline.slug} has no live release in {environment}.")
     if deployment.paused:
@@ -100,9 +112,7 @@ def run_start(
     release = deployment.release
     if not isinstance(input, dict):
         raise ValidationError({"input": "The input must be a JSON object."})
-    validator = jsonschema.Draft202012Validator(
-        release.snapshot_data["input_schema"], format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    )
+    validator = _input_validator(release.pk, release.fingerprint)
     problems = sorted(
         f"input.{'.'.join(str(p) for p in e.absolute_path)}: {e.message}".replace("input.:", "input:")
         for e in validator.iter_errors(input)
@@ -156,28 +166,9 @@ def _claim(run_id: int, owner: str) -> Run | None:
         won = Run.objects.filter(claimable, pk=run_id).update(
             status=Run.Status.RUNNING, lease_owner=owner, lease_expires_at=now + _lease(), started_at=now
         )
-    return Run.objects.select_related("pipeline", "release").get(pk=run_id) if won else None
-
-
-def _renew(run: Run, owner: str) -> bool:
-    return bool(
-        Run.objects.filter(pk=run.pk, lease_owner=owner, status=Run.Status.RUNNING).update(
-            lease_expires_at=timezone.now() + _lease()
-        )
-    )
-
-
-def _finish(run: Run, owner: str, status: str, *, reason: str = "", output=None, event: str, payload: dict) -> None:
-    with transaction.atomic():
-        Run.objects.filter(pk=run.pk, lease_owner=owner).update(
-            status=status,
-            failure_reason=reason,
-            output=output,
-            lease_owner="",
-            lease_expires_at=None,
-            finished_at=timezone.now() if status in Run.FINISHED else None,
-        )
-        _events(run, event, payload)
+    if not won:
+        return None
+    return Run.objects.select_related("pipeline", "release").defer("release__snapshot").get(pk=run_id)
 
 
 def _document_before(run: Run, position: int) -> dict:
@@ -187,110 +178,181 @@ def _document_before(run: Run, position: int) -> dict:
     return previous.output
 
 
+class _LeaseLost(Exception):
+    """The run was cancelled, or another worker took it over, since this one claimed it."""
+
+
+class _Batch:
+    """The steps a worker has executed since its last commit, recorded together.
+
+    Steps that reach nothing outside the process are pure functions of what the
+    run already holds, so recording each in transactions of its own buys
+    nothing: if the worker dies first, they simply run again. They are kept
+    here and written in one transaction (rows, lease renewal and audit events,
+    the events last) whenever the run is about to reach outside — before a
+    remote model call or a webhook, so no consumer ever sees an output that is
+    not on the record — and when the run stops. The audit timestamps are those
+    of that commit, which is when the steps became facts.
+    """
+
+    def __init__(self, run: Run, owner: str):
+        self.run, self.owner = run, owner
+        # Attempts per position already on rows, from earlier attempts or an earlier commit of this one.
+        self.attempts: dict[int, int] = dict(
+            StepRun.objects.filter(run=run, position__gte=run.next_position).values_list("position", "attempts")
+        )
+        self.stored = set(self.attempts)  # positions that have a row in the database
+        self.counted: set[int] = set()  # positions whose attempt this execution has counted
+        self.started: set[int] = set()  # positions whose start this execution has recorded
+        self.rows: dict[int, dict] = {}  # position -> the StepRun's fields, in execution order
+        self.events: list[dict] = []
+        self.next_position = run.next_position
+
+    def event(self, action: str, payload: dict) -> None:
+        run = self.run
+        self.events.append({"action": action, "object_type": "run", "object_id": run.pk, "payload": payload,
+                            "workspace_id": run.pipeline.workspace_id, "pipeline_id": run.pipeline_id})  # fmt: skip
+
+    def start(self, step: dict, document: dict, *, at=None) -> None:
+        position = self.attempt(step)
+        self.started.add(position)
+        self.rows[position] = {"name": step["name"], "kind": step["kind"], "input": document,
+                               "status": StepRun.Status.RUNNING, "attempts": self.attempts[position],
+                               "started_at": at or timezone.now(), "finished_at": None, "error": ""}  # fmt: skip
+        self.event("step.started", {"position": position, "name": step["name"], "kind": step["kind"]})
+
+    def attempt(self, step: dict) -> int:
+        """Count an attempt at the step (once, however its start is recorded)."""
+        position = step["position"]
+        if position not in self.counted:
+            self.attempts[position] = self.attempts.get(position, 0) + 1
+            self.counted.add(position)
+        return position
+
+    def complete(self, step: dict, document: dict, result: StepResult, *, began, held: bool) -> None:
+        position = step["position"]
+        if position not in self.started:  # a pure step: its start is recorded with its end
+            self.start(step, document, at=began)
+        output_sha256 = _sha256(result.output)
+        self.rows.setdefault(position, {}).update(
+            status=StepRun.Status.WAITING_REVIEW if held else StepRun.Status.COMPLETED,
+            output=result.output,
+            output_sha256=output_sha256,
+            decision=result.decision,
+            recordings=result.recordings,
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            cost=result.cost,
+            finished_at=timezone.now(),
+        )
+        if not held:
+            self.next_position = position + 1
+        payload = {"position": position, "kind": step["kind"], "output_sha256": output_sha256,
+                   "decision": result.decision}  # fmt: skip
+        self.event("step.completed", payload)
+
+    def fail(self, step: dict, document: dict, error: StepError, *, began, transient: bool) -> None:
+        position = step["position"]
+        if position not in self.started:
+            self.start(step, document, at=began)
+        self.rows.setdefault(position, {}).update(
+            status=StepRun.Status.FAILED, error=str(error), finished_at=timezone.now()
+        )
+        self.event("step.failed", {"position": position, "error": str(error), "transient": transient})
+
+    def commit(self, **run_fields) -> None:
+        """Write what is pending in one transaction; ``run_fields`` end the run
+        (status and the rest), else the lease is renewed. Raises _LeaseLost,
+        writing nothing, when the run is no longer this worker's."""
+        run_fields = run_fields or {"lease_expires_at": timezone.now() + _lease()}
+        mine = Run.objects.filter(pk=self.run.pk, lease_owner=self.owner, status=Run.Status.RUNNING)
+        with transaction.atomic():
+            if not mine.update(next_position=self.next_position, **run_fields):
+                raise _LeaseLost
+            for position, fields in self.rows.items():
+                if position in self.stored:
+                    StepRun.objects.filter(run=self.run, position=position).update(**fields)
+            new = [StepRun(run=self.run, position=p, **f) for p, f in self.rows.items() if p not in self.stored]
+            StepRun.objects.bulk_create(new)
+            audit_record_many(self.events)
+        self.stored.update(self.rows)
+        self.rows, self.events = {}, []
+
+    def finish(self, status: str, *, event: str, payload: dict, reason: str = "", output=None) -> None:
+        self.event(event, payload)
+        self.commit(status=status, failure_reason=reason, output=output, lease_owner="", lease_expires_at=None,
+                    finished_at=timezone.now() if status in Run.FINISHED else None)  # fmt: skip
+
+
 def run_execute(run_id: int, *, owner: str | None = None, call=call_model) -> Run | None:
     """Execute a run from its first step not yet completed. Returns the run,
-    or None when another worker holds it (or it has finished)."""
+    or None when another worker holds it (or it has finished).
+
+    1. Claim the run's lease.
+    2. Execute its steps in order, each on the previous one's output. Before a
+       step that reaches outside (step_does_io), commit what has run so far
+       and the step's start; everything else is committed together.
+    3. A gate that holds, a failure, or the last step ends the run in the same
+       transaction as the steps before it.
+    """
     owner = owner or f"worker-{uuid.uuid4().hex[:12]}"
     run = _claim(run_id, owner)
     if run is None:
         return None
     snapshot = run.release.snapshot_data
     steps = snapshot["steps"]
-    document = None
-    for step in steps[run.next_position - 1 :]:
-        position = step["position"]
-        # Each step's input is the previous step's output, kept in memory as
-        # replay keeps it; only a resumed run reads it back.
-        document = _document_before(run, position) if document is None else document
-        with transaction.atomic():
-            step_run = _step_begin(run, step, document)
-            _events(run, "step.started", {"position": position, "name": step["name"], "kind": step["kind"]})
-        ctx = StepContext(
-            run_id=run.pk,
-            pipeline_slug=run.pipeline.slug,
-            step_position=position,
-            seed=run.seed,
-            step=step,
-            policy=snapshot["approval_policy"],
-            input_schema=snapshot["input_schema"],
-            call_model=call,
-            source=run.source,
-            deliver=functools.partial(delivery_send, run_id=run.pk, position=position),
-        )
-        try:
-            result = execute_step(step["kind"], document, ctx)
-        except StepError as error:
-            return _fail_step(run, owner, step_run, error)
-        output_sha256 = _sha256(result.output)
-        held = step["kind"] == "gate" and result.decision is not None and not result.decision.get("passed", True)
-        with transaction.atomic():
-            StepRun.objects.filter(pk=step_run.pk).update(
-                status=StepRun.Status.WAITING_REVIEW if held else StepRun.Status.COMPLETED,
-                output=result.output,
-                output_sha256=output_sha256,
-                decision=result.decision,
-                recordings=result.recordings,
-                input_tokens=result.input_tokens,
-                output_tokens=result.output_tokens,
-                cost=result.cost,
-                finished_at=timezone.now(),
+    batch = _Batch(run, owner)
+    try:
+        document = _document_before(run, run.next_position)
+        for step in steps[run.next_position - 1 :]:
+            position = step["position"]
+            if step_does_io(step):
+                batch.start(step, document)
+                batch.commit()
+            ctx = StepContext(
+                run_id=run.pk,
+                pipeline_slug=run.pipeline.slug,
+                step_position=position,
+                seed=run.seed,
+                step=step,
+                policy=snapshot["approval_policy"],
+                input_schema=snapshot["input_schema"],
+                call_model=call,
+                source=run.source,
+                deliver=functools.partial(delivery_send, run_id=run.pk, position=position),
             )
-            if not held:
-                Run.objects.filter(pk=run.pk).update(next_position=position + 1)
-                # Renewed in the same commit: one fewer round trip and fsync per step.
-                renewed = _renew(run, owner)
-            _events(
-                run,
-                "step.completed",
-                {
-                    "position": position,
-                    "kind": step["kind"],
-                    "output_sha256": output_sha256,
-                    "decision": result.decision,
-                },
-            )
-        if held:
-            _finish(run, owner, Run.Status.WAITING_REVIEW, event="run.waiting_review",
-                    payload={"position": position, "reasons": result.decision.get("reasons", [])})  # fmt: skip
-            return Run.objects.get(pk=run.pk)
-        if not renewed:
-            return None  # cancelled, or the lease was lost to another worker: stop quietly
-        document = result.output
-    final = StepRun.objects.get(run=run, position=steps[-1]["position"]) if steps else None
-    output = final.output if final else run.input
-    _finish(run, owner, Run.Status.COMPLETED, output=output, event="run.completed",
-            payload={"output_sha256": _sha256(output)})  # fmt: skip
+            began = timezone.now()
+            try:
+                result = execute_step(step["kind"], document, ctx)
+            except StepError as error:
+                return _fail_step(batch, step, document, error, began=began)
+            held = step["kind"] == "gate" and result.decision is not None and not result.decision.get("passed", True)
+            batch.complete(step, document, result, began=began, held=held)
+            if held:
+                batch.finish(Run.Status.WAITING_REVIEW, event="run.waiting_review",
+                             payload={"position": position, "reasons": result.decision.get("reasons", [])})  # fmt: skip
+                return Run.objects.get(pk=run.pk)
+            document = result.output
+        batch.finish(Run.Status.COMPLETED, output=document, event="run.completed",
+                     payload={"output_sha256": _sha256(document)})  # fmt: skip
+    except _LeaseLost:
+        return None  # cancelled, or the lease was lost to another worker: stop quietly
     return Run.objects.get(pk=run.pk)
 
 
-def _step_begin(run: Run, step: dict, document: dict) -> StepRun:
-    """The step's row, marked running with one more attempt: an UPDATE of the
-    row a previous attempt left, else an INSERT (no SELECT ... FOR UPDATE and
-    savepoints as update_or_create would take on every step)."""
-    fields = {"name": step["name"], "kind": step["kind"], "input": document, "status": StepRun.Status.RUNNING,
-              "started_at": timezone.now(), "error": ""}  # fmt: skip
-    rows = StepRun.objects.filter(run=run, position=step["position"])
-    if rows.update(attempts=F("attempts") + 1, **fields):
-        return rows.get()
-    return StepRun.objects.create(run=run, position=step["position"], attempts=1, **fields)
-
-
-def _fail_step(run: Run, owner: str, step_run: StepRun, error: StepError) -> Run:
-    step_run.refresh_from_db()
-    transient = error.transient and step_run.attempts < MAX_TRANSIENT_ATTEMPTS
-    with transaction.atomic():
-        StepRun.objects.filter(pk=step_run.pk).update(
-            status=StepRun.Status.FAILED, error=str(error), finished_at=timezone.now()
-        )
-        _events(run, "step.failed", {"position": step_run.position, "error": str(error), "transient": transient})
+def _fail_step(batch: _Batch, step: dict, document: dict, error: StepError, *, began) -> Run:
+    """Record the failure with the steps before it. A transient error while
+    attempts remain hands the run back to the queue and re-raises, so the task
+    retries after a backoff; anything else fails the run."""
+    run = batch.run
+    batch.attempt(step)
+    transient = error.transient and batch.attempts[step["position"]] < MAX_TRANSIENT_ATTEMPTS
+    batch.fail(step, document, error, began=began, transient=transient)
     if transient:
-        # Hand the run back: the task retries it after a backoff.
-        Run.objects.filter(pk=run.pk, lease_owner=owner).update(
-            status=Run.Status.QUEUED, lease_owner="", lease_expires_at=None
-        )
+        batch.commit(status=Run.Status.QUEUED, lease_owner="", lease_expires_at=None)
         raise error
-    _finish(run, owner, Run.Status.FAILED, reason=f"step {step_run.position} ({step_run.name}): {error}",
-            event="run.failed", payload={"position": step_run.position, "error": str(error)})  # fmt: skip
+    batch.finish(Run.Status.FAILED, reason=f"step {step['position']} ({step['name']}): {error}",
+                 event="run.failed", payload={"position": step["position"], "error": str(error)})  # fmt: skip
     return Run.objects.get(pk=run.pk)
 
 

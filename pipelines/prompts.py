@@ -1,5 +1,7 @@
 """Prompt templates render in Jinja2's sandbox; an undefined variable is an error."""
 
+import functools
+
 from django.core.exceptions import ValidationError
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -20,5 +22,11 @@ def check_template(body: str, declared: list[str]) -> None:
         )
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(body: str):
+    # Compiling a template costs milliseconds; a released prompt body never changes.
+    return _env.from_string(body)
+
+
 def render_prompt(body: str, variables: dict) -> str:
-    return _env.from_string(body).render(**variables)
+    return _compiled(body).render(**variables)

@@ -1,3 +1,4 @@
+import functools
 import json
 from decimal import Decimal
 
@@ -41,11 +42,21 @@ class Release(PipelinePart, models.Model):
 
     @property
     def snapshot_data(self) -> dict:
-        return json.loads(self.snapshot)
+        """The parsed snapshot. A saved release never changes, so each process
+        parses it once and every run of it shares the result: read it, never
+        change it. (Keyed by fingerprint too: a key names one content.)"""
+        if self.pk is None:
+            return json.loads(self.snapshot)
+        return _parsed_snapshot(self.pk, self.fingerprint)
 
     @property
     def short_fingerprint(self) -> str:
         return self.fingerprint[:12]
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_snapshot(pk: int, fingerprint: str) -> dict:
+    return json.loads(Release.objects.values_list("snapshot", flat=True).get(pk=pk, fingerprint=fingerprint))
 
 
 class ReleaseTransition(models.Model):

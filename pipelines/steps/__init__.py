@@ -145,6 +145,17 @@ def validate_json_schema(schema: object, *, field: str) -> None:
         raise ValidationError({field: f"Invalid JSON Schema{' at ' + where if where else ''}: {exc.message}"}) from None
 
 
+def step_does_io(step: dict) -> bool:
+    """Whether a released step reaches outside the process: a model on a
+    provider other than the built-in one, or a delivery to anything but the
+    run's own stored result. The engine commits before such a step."""
+    if step["kind"] == "model":
+        return (step.get("model") or {}).get("provider") != "builtin"
+    if step["kind"] == "deliver":
+        return step["config"].get("channel") != "stored"
+    return False
+
+
 def execute_step(kind: str, document: dict, ctx):
     """Run one step: ``pipelines.steps.<kind>.execute(document, ctx)``, imported
     only when a run needs it (the model and deliver kinds pull in their providers)."""

@@ -1,6 +1,8 @@
 """validate: check the document against a JSON Schema (the step's own, else the pipeline's input schema)."""
 
 import copy
+import functools
+import json
 import re
 
 from jsonschema import Draft202012Validator, FormatChecker
@@ -19,9 +21,23 @@ def _is_email(instance: object) -> bool:
     return not isinstance(instance, str) or bool(_EMAIL.match(instance))
 
 
+@functools.lru_cache(maxsize=256)
+def _validator(schema_text: str) -> Draft202012Validator:
+    # Checking a schema and building its validator costs far more than using it,
+    # and a release's schemas never change: one validator per distinct schema.
+    schema = json.loads(schema_text)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, format_checker=_formats)
+
+
+def schema_validator(schema: dict) -> Draft202012Validator:
+    """The (cached) validator for ``schema``; SchemaError when it is not a valid JSON Schema."""
+    return _validator(json.dumps(schema, sort_keys=True, separators=(",", ":")))
+
+
 def document_problems(schema: dict, document: object) -> list[str]:
     """Every way ``document`` breaks ``schema``, as sorted "<json path>: <message>" lines."""
-    validator = Draft202012Validator(schema, format_checker=_formats)
+    validator = schema_validator(schema)
     errors = sorted(validator.iter_errors(document), key=_position)
     return [f"{error.json_path}: {error.message}" for error in errors]
 
@@ -35,7 +51,6 @@ def _position(error) -> tuple:
 def execute(document: dict, ctx: StepContext) -> StepResult:
     schema = ctx.step["config"].get("schema") or ctx.input_schema or {}
     try:
-        Draft202012Validator.check_schema(schema)
         problems = document_problems(schema, document)
     except SchemaError as exc:
         raise StepError(f"the schema is not a valid JSON Schema: {exc.message}") from None

@@ -8,7 +8,7 @@ from audit.chain import GENESIS_HASH
 from audit.context import acting_as
 from audit.models import AuditEvent
 from audit.selectors import audit_chain_verify
-from audit.services import audit_record
+from audit.services import audit_record, audit_record_many
 
 
 def test_it_links_each_event_to_the_previous(db):
@@ -17,6 +17,22 @@ def test_it_links_each_event_to_the_previous(db):
     assert second.seq == first.seq + 1
     assert second.prev_hash == first.hash
     assert audit_chain_verify().ok
+
+
+def test_a_batch_is_appended_in_order_as_one_linked_stretch_of_the_chain(db):
+    before = audit_record(action="test.before", object_type="thing", object_id=0)
+    with acting_as("batcher"):
+        batch = audit_record_many(
+            [{"action": f"test.{n}", "object_type": "thing", "object_id": n, "payload": {"n": n}} for n in range(3)]
+        )
+    stored = list(AuditEvent.objects.filter(seq__gt=before.seq).order_by("seq"))
+    assert [e.action for e in stored] == ["test.0", "test.1", "test.2"]
+    assert [e.seq for e in stored] == [before.seq + 1, before.seq + 2, before.seq + 3]
+    assert [e.prev_hash for e in stored] == [before.hash, stored[0].hash, stored[1].hash]
+    assert [e.hash for e in batch] == [e.hash for e in stored]
+    assert {e.actor_name for e in stored} == {"batcher"}
+    assert audit_chain_verify().ok
+    assert audit_record_many([]) == []
 
 
 def test_the_hash_of_a_known_event_matches_the_spec(db):
