@@ -30,7 +30,7 @@ def test_a_batch_is_appended_in_order_as_one_linked_stretch_of_the_chain(db):
     assert [e.seq for e in stored] == [before.seq + 1, before.seq + 2, before.seq + 3]
     assert [e.prev_hash for e in stored] == [before.hash, stored[0].hash, stored[1].hash]
     assert [e.hash for e in batch] == [e.hash for e in stored]
-    assert {e.actor_name for e in stored} == {"batcher"}
+    assert {e.actor_name for e in stored} == {"system:batcher"}
     assert audit_chain_verify().ok
     assert audit_record_many([]) == []
 
