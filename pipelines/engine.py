@@ -18,7 +18,7 @@ import jsonschema
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.canonical import canonical_bytes
@@ -157,18 +157,15 @@ def run_start(
     return run, True
 
 
-def _claim(run_id: int, owner: str) -> Run | None:
-    """Take the run's lease if it is free (queued, or running with an expired
-    lease): a conditional UPDATE, so two workers never both win."""
-    now = timezone.now()
-    claimable = Q(status=Run.Status.QUEUED) | Q(status=Run.Status.RUNNING, lease_expires_at__lt=now)
-    with transaction.atomic():
-        won = Run.objects.filter(claimable, pk=run_id).update(
-            status=Run.Status.RUNNING, lease_owner=owner, lease_expires_at=now + _lease(), started_at=now
-        )
-    if not won:
-        return None
-    return Run.objects.select_related("pipeline", "release").defer("release__snapshot").get(pk=run_id)
+def _claimable(now) -> Q:
+    # Free to take: queued, or running under a lease that has expired (its worker died).
+    return Q(status=Run.Status.QUEUED) | Q(status=Run.Status.RUNNING, lease_expires_at__lt=now)
+
+
+def _load(run_id: int) -> Run | None:
+    """The run, if it is free to take; it is claimed with the first commit."""
+    runs = Run.objects.select_related("pipeline", "release").defer("release__snapshot")
+    return runs.filter(_claimable(timezone.now()), pk=run_id).first()
 
 
 def _document_before(run: Run, position: int) -> dict:
@@ -197,10 +194,13 @@ class _Batch:
 
     def __init__(self, run: Run, owner: str):
         self.run, self.owner = run, owner
-        # Attempts per position already on rows, from earlier attempts or an earlier commit of this one.
-        self.attempts: dict[int, int] = dict(
-            StepRun.objects.filter(run=run, position__gte=run.next_position).values_list("position", "attempts")
+        self.claimed = False
+        self.began = timezone.now()
+        # Attempts per position already on rows; a run never claimed before has none.
+        rows = (
+            StepRun.objects.filter(run=run, position__gte=run.next_position) if run.attempts else StepRun.objects.none()
         )
+        self.attempts: dict[int, int] = dict(rows.values_list("position", "attempts"))
         self.stored = set(self.attempts)  # positions that have a row in the database
         self.counted: set[int] = set()  # positions whose attempt this execution has counted
         self.started: set[int] = set()  # positions whose start this execution has recorded
@@ -263,20 +263,38 @@ class _Batch:
     def commit(self, **run_fields) -> None:
         """Write what is pending in one transaction; ``run_fields`` end the run
         (status and the rest), else the lease is renewed. Raises _LeaseLost,
-        writing nothing, when the run is no longer this worker's."""
-        run_fields = run_fields or {"lease_expires_at": timezone.now() + _lease()}
-        mine = Run.objects.filter(pk=self.run.pk, lease_owner=self.owner, status=Run.Status.RUNNING)
+        writing nothing, when the run is no longer this worker's.
+
+        The first commit also claims the run (a conditional UPDATE, so two
+        workers never both win): a run of steps that stay inside the process
+        needs a single transaction, and a worker that loses the race has only
+        computed what the winner records."""
+        now = timezone.now()
+        if self.claimed:
+            rows = Run.objects.filter(pk=self.run.pk, lease_owner=self.owner, status=Run.Status.RUNNING)
+            fields = {"lease_expires_at": now + _lease()}
+        else:
+            rows = Run.objects.filter(_claimable(now), pk=self.run.pk)
+            fields = {"status": Run.Status.RUNNING, "lease_owner": self.owner, "lease_expires_at": now + _lease(),
+                      "started_at": self.began, "attempts": F("attempts") + 1}  # fmt: skip
+        fields.update(run_fields, next_position=self.next_position)
         with transaction.atomic():
-            if not mine.update(next_position=self.next_position, **run_fields):
+            if not rows.update(**fields):
                 raise _LeaseLost
-            for position, fields in self.rows.items():
+            for position, step_fields in self.rows.items():
                 if position in self.stored:
-                    StepRun.objects.filter(run=self.run, position=position).update(**fields)
+                    StepRun.objects.filter(run=self.run, position=position).update(**step_fields)
             new = [StepRun(run=self.run, position=p, **f) for p, f in self.rows.items() if p not in self.stored]
             StepRun.objects.bulk_create(new)
             audit_record_many(self.events)
         self.stored.update(self.rows)
         self.rows, self.events = {}, []
+        if not self.claimed:
+            self.claimed = True
+            self.run.attempts += 1
+            del fields["attempts"]
+        for name, value in fields.items():  # the run as committed, without reading it back
+            setattr(self.run, name, value)
 
     def finish(self, status: str, *, event: str, payload: dict, reason: str = "", output=None) -> None:
         self.event(event, payload)
@@ -288,7 +306,7 @@ def run_execute(run_id: int, *, owner: str | None = None, call=call_model) -> Ru
     """Execute a run from its first step not yet completed. Returns the run,
     or None when another worker holds it (or it has finished).
 
-    1. Claim the run's lease.
+    1. Load the run if no live worker holds it; the first commit claims its lease.
     2. Execute its steps in order, each on the previous one's output. Before a
        step that reaches outside (step_does_io), commit what has run so far
        and the step's start; everything else is committed together.
@@ -296,7 +314,7 @@ def run_execute(run_id: int, *, owner: str | None = None, call=call_model) -> Ru
        transaction as the steps before it.
     """
     owner = owner or f"worker-{uuid.uuid4().hex[:12]}"
-    run = _claim(run_id, owner)
+    run = _load(run_id)
     if run is None:
         return None
     snapshot = run.release.snapshot_data
@@ -331,13 +349,13 @@ def run_execute(run_id: int, *, owner: str | None = None, call=call_model) -> Ru
             if held:
                 batch.finish(Run.Status.WAITING_REVIEW, event="run.waiting_review",
                              payload={"position": position, "reasons": result.decision.get("reasons", [])})  # fmt: skip
-                return Run.objects.get(pk=run.pk)
+                return run
             document = result.output
         batch.finish(Run.Status.COMPLETED, output=document, event="run.completed",
                      payload={"output_sha256": _sha256(document)})  # fmt: skip
     except _LeaseLost:
         return None  # cancelled, or the lease was lost to another worker: stop quietly
-    return Run.objects.get(pk=run.pk)
+    return run
 
 
 def _fail_step(batch: _Batch, step: dict, document: dict, error: StepError, *, began) -> Run:
@@ -353,7 +371,7 @@ def _fail_step(batch: _Batch, step: dict, document: dict, error: StepError, *, b
         raise error
     batch.finish(Run.Status.FAILED, reason=f"step {step['position']} ({step['name']}): {error}",
                  event="run.failed", payload={"position": step["position"], "error": str(error)})  # fmt: skip
-    return Run.objects.get(pk=run.pk)
+    return run
 
 
 def runs_recover(*, now=None) -> list[int]:

@@ -2,15 +2,19 @@
 together, and everything before an outside call (a remote model, a webhook)
 is on the record before the call is made."""
 
+import io
+
 import pytest
+from django.core.management import call_command
 
 from audit.context import acting_as
 from audit.models import AuditEvent
 from audit.selectors import audit_chain_verify
 from pipelines.engine import run_cancel, run_execute, run_start
-from pipelines.models import ModelConfig, Run, StepRun
-from pipelines.providers import ModelResponse
+from pipelines.models import ModelConfig, Pipeline, Run, StepRun
+from pipelines.providers import ModelResponse, ProviderError, call_model
 from pipelines.services import deployment_set, release_cut
+from pipelines.steps.base import StepError
 from tests import factories
 
 TICKET = {"subject": "Card declined", "body": "My card was declined twice.", "customer_email": "ada@example.com"}
@@ -96,9 +100,6 @@ def test_a_run_cancelled_during_a_remote_call_records_nothing_after_it(remote_pi
 
 
 def test_a_transient_failure_keeps_the_steps_before_it_and_counts_the_attempt(remote_pipeline):
-    from pipelines.providers import ProviderError
-    from pipelines.steps.base import StepError
-
     run = _start(remote_pipeline)
 
     def refuse(request):
@@ -118,4 +119,30 @@ def test_a_transient_failure_keeps_the_steps_before_it_and_counts_the_attempt(re
     assert dict(StepRun.objects.filter(run=run).values_list("position", "attempts")) == {1: 1, 2: 2, 3: 1, 4: 1}
     started = AuditEvent.objects.filter(object_id=str(run.pk), action="step.started")
     assert [event.payload_data["position"] for event in started] == [1, 2, 2, 3, 4]
+    assert audit_chain_verify().ok
+
+
+def test_of_two_workers_racing_through_a_run_inside_the_process_one_records_it(
+    superuser, django_capture_on_commit_callbacks
+):
+    call_command("keel_demo", stdout=io.StringIO())
+    triage = Pipeline.objects.get(slug="support-triage")
+    with django_capture_on_commit_callbacks(execute=False):
+        run, _ = run_start(pipeline=triage, input=TICKET, actor=None, trigger="cli")
+    other = {}
+
+    def call(request):
+        # The built-in model needs no commit first: a second worker takes and finishes the run meanwhile.
+        if "run" not in other:
+            other["run"] = run_execute(run.pk, owner="other-worker")
+        return call_model(request)
+
+    assert run_execute(run.pk, owner="first-worker", call=call) is None
+    run.refresh_from_db()
+    assert other["run"].status == run.status and run.status in (Run.Status.COMPLETED, Run.Status.WAITING_REVIEW)
+    assert run.attempts == 1
+    positions = list(StepRun.objects.filter(run=run).values_list("position", "attempts"))
+    assert positions == [(p, 1) for p in range(1, len(positions) + 1)]
+    started = AuditEvent.objects.filter(object_id=str(run.pk), action="step.started").count()
+    assert started == len(positions)
     assert audit_chain_verify().ok
