@@ -101,7 +101,9 @@ def audit_record_many(events: list[dict]) -> list[AuditEvent]:
         )
     if not prepared:
         return []
-    with transaction.atomic():
+    # Inside the caller's transaction a savepoint would only cost two round
+    # trips: an append that fails must abort the caller's transaction anyway.
+    with transaction.atomic(savepoint=False):
         seq, prev_hash = _lock_head()
         rows = []
         for payload_text, fields in prepared:

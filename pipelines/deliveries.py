@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from audit.canonical import canonical_bytes
 from audit.services import audit_record
+from pipelines.http import shared_client
 from pipelines.models import Delivery, Run
 from pipelines.steps.base import StepError
 
@@ -80,20 +81,20 @@ def delivery_send(config: dict, document: dict, *, run_id: int, position: int) -
         "X-Keel-Signature": f"sha256={signature}",
     }
     # Redirects are not followed: the signed body goes only to the configured URL.
-    with httpx.Client(timeout=TIMEOUT_SECONDS, follow_redirects=False) as client:
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            outcome = _post(client, url, body, {**headers, "X-Keel-Timestamp": str(int(time.time()))})
-            delivery = _record_attempt(delivery, run, outcome)
-            if outcome.delivered:
-                return _record(delivery)
-            where = f"Webhook delivery {delivery.delivery_id} to {_host(url)}"
-            if not outcome.transient:
-                raise StepError(f"{where} was refused: {outcome.error}", transient=False)
-            if attempt == MAX_ATTEMPTS:
-                raise StepError(f"{where} failed: {outcome.error} (gave up after {attempt} attempts)", transient=True)
-            delay = min(BACKOFF_BASE_SECONDS * 2 ** (attempt - 1), BACKOFF_CAP_SECONDS)
-            logger.warning("%s failed (%s); retrying in %.2fs", where, outcome.error, delay)
-            time.sleep(delay)
+    client = shared_client()
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        outcome = _post(client, url, body, {**headers, "X-Keel-Timestamp": str(int(time.time()))})
+        delivery = _record_attempt(delivery, run, outcome)
+        if outcome.delivered:
+            return _record(delivery)
+        where = f"Webhook delivery {delivery.delivery_id} to {_host(url)}"
+        if not outcome.transient:
+            raise StepError(f"{where} was refused: {outcome.error}", transient=False)
+        if attempt == MAX_ATTEMPTS:
+            raise StepError(f"{where} failed: {outcome.error} (gave up after {attempt} attempts)", transient=True)
+        delay = min(BACKOFF_BASE_SECONDS * 2 ** (attempt - 1), BACKOFF_CAP_SECONDS)
+        logger.warning("%s failed (%s); retrying in %.2fs", where, outcome.error, delay)
+        time.sleep(delay)
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
@@ -152,7 +153,7 @@ def _delivery_for(run: Run, position: int, url: str, document: dict) -> tuple[De
 def _post(client: httpx.Client, url: str, body: bytes, headers: dict) -> _Outcome:
     """One attempt; never raises for what the network or the receiver does."""
     try:
-        reply = client.post(url, content=body, headers=headers)
+        reply = client.post(url, content=body, headers=headers, timeout=TIMEOUT_SECONDS)
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as error:
         return _Outcome(delivered=False, transient=False, error=f"bad URL: {error}")
     except httpx.TimeoutException as error:

@@ -16,6 +16,7 @@ import time
 
 import httpx
 
+from pipelines.http import shared_client
 from pipelines.providers import ModelRequest, ModelResponse, ProviderError, cost_of
 
 logger = logging.getLogger(__name__)
@@ -67,26 +68,26 @@ def complete(request: ModelRequest) -> ModelResponse:
     body = json.loads(payload)
 
     attempts: list[dict] = []
-    # The timeout bounds each phase (connect, each read, write); redirects are not
-    # followed, so the Authorization header only ever goes to the configured host.
-    with httpx.Client(timeout=request.timeout_seconds, follow_redirects=False) as client:
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            started = time.monotonic()
-            try:
-                reply = _post(client, url, payload, headers, key)
-            except _Failed as failure:
-                attempts.append(_attempt(failure.status, str(failure), started))
-                if not failure.transient:
-                    raise ProviderError(str(failure), transient=False, attempts=tuple(attempts)) from None
-                if attempt == MAX_ATTEMPTS:
-                    message = f"{failure} (gave up after {attempt} attempts)"
-                    raise ProviderError(message, transient=True, attempts=tuple(attempts)) from None
-                delay = _delay(attempt, failure.retry_after)
-                logger.warning("Model call to %s failed (%s); retrying in %.2fs", url, failure, delay)
-                time.sleep(delay)
-            else:
-                attempts.append(_attempt(reply.status_code, None, started))
-                return _parse(request, body, reply, attempts)
+    # The timeout bounds each phase (connect, each read, write); the shared
+    # client follows no redirects, so the key only goes to the configured host.
+    client = shared_client()
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        started = time.monotonic()
+        try:
+            reply = _post(client, url, payload, headers, key, request.timeout_seconds)
+        except _Failed as failure:
+            attempts.append(_attempt(failure.status, str(failure), started))
+            if not failure.transient:
+                raise ProviderError(str(failure), transient=False, attempts=tuple(attempts)) from None
+            if attempt == MAX_ATTEMPTS:
+                message = f"{failure} (gave up after {attempt} attempts)"
+                raise ProviderError(message, transient=True, attempts=tuple(attempts)) from None
+            delay = _delay(attempt, failure.retry_after)
+            logger.warning("Model call to %s failed (%s); retrying in %.2fs", url, failure, delay)
+            time.sleep(delay)
+        else:
+            attempts.append(_attempt(reply.status_code, None, started))
+            return _parse(request, body, reply, attempts)
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
@@ -119,10 +120,10 @@ def _body(request: ModelRequest) -> dict:
     }
 
 
-def _post(client: httpx.Client, url: str, payload: bytes, headers: dict, key: str) -> httpx.Response:
+def _post(client: httpx.Client, url: str, payload: bytes, headers: dict, key: str, timeout: float) -> httpx.Response:
     """One attempt: the response if it is a success, else ``_Failed``."""
     try:
-        reply = client.post(url, content=payload, headers=headers)
+        reply = client.post(url, content=payload, headers=headers, timeout=timeout)
     except httpx.TimeoutException as error:
         raise _Failed(f"timed out ({type(error).__name__})", status=None, transient=True) from None
     except httpx.TransportError as error:
