@@ -12,7 +12,9 @@ import copy
 import dataclasses
 import difflib
 import hashlib
+import itertools
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from django.db import transaction
@@ -137,12 +139,20 @@ def _diff(before, after) -> str:
     return "\n".join(difflib.unified_diff(_pretty(before), _pretty(after), "recorded", "replayed", lineterm="", n=2))
 
 
-def _events_by_position(run: Run) -> tuple[dict, dict, dict, dict | None]:
+def _run_events(run_ids: list[int]) -> dict[int, list[tuple[str, str]]]:
+    """(action, payload) of the replay-relevant events of each run, in chain order: one query for many runs."""
+    events: dict[int, list[tuple[str, str]]] = {run_id: [] for run_id in run_ids}
+    rows = AuditEvent.objects.filter(object_type="run", object_id__in=[str(i) for i in run_ids], action__in=RUN_EVENTS)
+    for object_id, action, payload in rows.order_by("seq").values_list("object_id", "action", "payload"):
+        events[int(object_id)].append((action, payload))
+    return events
+
+
+def _events_by_position(rows: list[tuple[str, str]]) -> tuple[dict, dict, dict, dict | None]:
     """The run's started event payload, its last step.completed and
     step.failed payloads per position, and its run.completed payload."""
     started, completed, failed, finished = None, {}, {}, None
-    events = AuditEvent.objects.filter(object_type="run", object_id=str(run.pk), action__in=RUN_EVENTS)
-    for action, payload in events.order_by("seq").values_list("action", "payload"):
+    for action, payload in rows:
         data = json.loads(payload)  # a redacted payload reads as {"redacted": ...}, with no hash: a divergence
         if action == "run.started":
             started = data
@@ -246,17 +256,30 @@ def run_replay(run: Run, *, live: bool = False) -> ReplayReport:
     Everything happens in a transaction that is rolled back: replay writes
     nothing, even should a step kind ever try to.
     """
-    with transaction.atomic():
-        report = _replay(run, live=live)
-        transaction.set_rollback(True)
+    (report,) = runs_replay([run], live=live)
     return report
 
 
-def _replay(run: Run, *, live: bool) -> ReplayReport:
+def runs_replay(runs: Iterable[Run], *, live: bool = False, chunk: int = 200) -> Iterator[ReplayReport]:
+    """``run_replay`` for many runs: each chunk's steps and events are read
+    with one query apiece, inside one transaction that is rolled back."""
+    runs = iter(runs)
+    while batch := list(itertools.islice(runs, chunk)):
+        with transaction.atomic():
+            ids = [run.pk for run in batch]
+            step_runs: dict[int, list[StepRun]] = {run_id: [] for run_id in ids}
+            for step_run in StepRun.objects.filter(run_id__in=ids).order_by("run_id", "position"):
+                step_runs[step_run.run_id].append(step_run)
+            events = _run_events(ids)
+            reports = [_replay(run, step_runs[run.pk], events[run.pk], live=live) for run in batch]
+            transaction.set_rollback(True)
+        yield from reports
+
+
+def _replay(run: Run, step_runs: list[StepRun], event_rows: list[tuple[str, str]], *, live: bool) -> ReplayReport:
     snapshot = run.release.snapshot_data
     steps = {step["position"]: step for step in snapshot["steps"]}
-    step_runs = list(StepRun.objects.filter(run=run).order_by("position"))
-    events = _events_by_position(run)
+    events = _events_by_position(event_rows)
     started, _, _, finished = events
     report = ReplayReport(run_id=run.pk, live=live, problems=_run_problems(run, started, next(iter(step_runs), None)))
     ctx_fields = {

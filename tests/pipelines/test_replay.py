@@ -16,7 +16,7 @@ from audit.models import AuditEvent
 from pipelines.engine import run_execute, run_start
 from pipelines.models import ModelConfig, Pipeline, Run, StepRun
 from pipelines.providers import openai as openai_provider
-from pipelines.replay import run_replay
+from pipelines.replay import run_replay, runs_replay
 from pipelines.services import deployment_set, release_cut
 from tests.pipelines.chat_server import ChatServer, Reply, completion
 
@@ -150,6 +150,22 @@ def test_a_tampered_output_with_a_matching_hash_is_still_caught_against_the_chai
     assert not report.ok and not report.steps[3].match
     assert report.steps[3].replayed_sha256 == report.steps[3].recorded_sha256  # the recordings still agree
     assert "the StepRun's output_sha256 differs from the chain" in report.steps[3].reason
+
+
+def test_replaying_many_runs_in_chunks_agrees_with_replaying_each_and_names_the_tampered_one(ten_runs):
+    tampered = ten_runs[6]
+    step = StepRun.objects.get(run=tampered, position=3)
+    StepRun.objects.filter(pk=step.pk).update(output={**step.output, "classification": "label: other"})
+    runs = Run.objects.filter(pk__in=[run.pk for run in ten_runs]).select_related("pipeline", "release").order_by("pk")
+
+    reports = list(runs_replay(runs, chunk=3))  # chunks of 3, 3, 3 and 1
+
+    assert [report.run_id for report in reports] == [run.pk for run in ten_runs]
+    assert [report.run_id for report in reports if not report.ok] == [tampered.pk]
+    singly = [run_replay(run) for run in runs]
+    assert [(r.ok, [s.replayed_sha256 for s in r.steps]) for r in reports] == [
+        (r.ok, [s.replayed_sha256 for s in r.steps]) for r in singly
+    ]
 
 
 def test_a_tampered_run_input_is_caught_against_the_chain(triage, execute):

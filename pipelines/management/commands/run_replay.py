@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from audit.context import acting_as
 from pipelines.models import Run
-from pipelines.replay import ReplayReport, run_replay
+from pipelines.replay import ReplayReport, runs_replay
 
 
 class Command(BaseCommand):
@@ -34,8 +34,7 @@ class Command(BaseCommand):
         reports = []
         # Replay writes nothing; should anything record an event, it is replay's doing.
         with acting_as("replay"):
-            for run in runs:
-                report = run_replay(run, live=options["live"])
+            for report in runs_replay(runs, live=options["live"]):
                 self._print(report)
                 reports.append(report)
         diverged = [report.run_id for report in reports if not report.ok]
