@@ -256,7 +256,7 @@ class _Batch:
         if position not in self.started:
             self.start(step, document, at=began)
         self.rows.setdefault(position, {}).update(
-            status=StepRun.Status.FAILED, error=str(error), finished_at=timezone.now()
+            status=StepRun.Status.FAILED, error=str(error), recordings=error.recordings, finished_at=timezone.now()
         )
         self.event("step.failed", {"position": position, "error": str(error), "transient": transient})
 

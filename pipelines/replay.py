@@ -9,7 +9,6 @@ matches the hashes its events carry.
 """
 
 import copy
-import dataclasses
 import difflib
 import hashlib
 import itertools
@@ -27,6 +26,7 @@ from pipelines.providers import ModelRequest, ModelResponse, ProviderError, cost
 from pipelines.providers import call_model as live_call_model
 from pipelines.steps import execute_step
 from pipelines.steps.base import StepContext, StepError
+from pipelines.steps.model import request_record
 
 RUN_EVENTS = ("run.started", "step.completed", "step.failed", "run.completed")
 
@@ -66,13 +66,6 @@ def _sha256(value) -> str:
     return hashlib.sha256(canonical_bytes(value)).hexdigest()
 
 
-def _request_record(request: ModelRequest) -> dict:
-    # The shape pipelines.steps.model records a request in.
-    sent = dataclasses.asdict(request)
-    sent["messages"] = [dict(message) for message in request.messages]
-    return sent
-
-
 def _response(request: ModelRequest, recording: dict) -> ModelResponse:
     """The recorded answer as a ModelResponse: both providers record an
     OpenAI-shaped chat.completion, so text and tokens are read from it."""
@@ -104,12 +97,14 @@ class _Recorded:
             raise _Unrecorded(f"model call {self.used + 1} was never recorded ({len(self.recordings)} recorded)")
         recording = self.recordings[self.used]
         self.used += 1
-        sent, recorded = _request_record(request), recording.get("request") or {}
+        sent, recorded = request_record(request), recording.get("request") or {}
         changed = sorted(key for key in sent.keys() | recorded.keys() if sent.get(key) != recorded.get(key))
         if changed:
             self.divergences.append(
                 f"model call {self.used}: the request differs from the recorded one in {', '.join(changed)}"
             )
+        if "error" in recording:  # the call failed: the failure is what was learned from outside
+            raise ProviderError(recording["error"], transient=bool(recording.get("transient")))
         return _response(request, recording)
 
     def unused(self) -> list[str]:
@@ -119,7 +114,9 @@ class _Recorded:
 
 def _failure_replay(recordings: list[dict], recorded_error: str):
     """``call_model`` for a step that failed at its provider: the failure is
-    what was learned from outside, so replay raises it again."""
+    what was learned from outside, so replay raises it again. Steps recorded
+    since failed calls were kept raise it from their recording; for older
+    ones the error is read from the StepRun's message."""
     recorded = _Recorded(recordings)
     prefix = "model call failed: "
 

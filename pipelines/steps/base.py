@@ -15,11 +15,15 @@ from pipelines.providers import ModelRequest, ModelResponse
 
 class StepError(Exception):
     """The step cannot produce an output from this input: the run fails with
-    this message as its reason (``transient`` errors are retried first)."""
+    this message as its reason (``transient`` errors are retried first).
+    ``recordings`` keep what was learned from outside before it failed (a
+    model call that failed, or one whose answer could not be used), so the
+    failure is on the record and replays the same way."""
 
-    def __init__(self, message: str, *, transient: bool = False):
+    def __init__(self, message: str, *, transient: bool = False, recordings: list[dict] | None = None):
         super().__init__(message)
         self.transient = transient
+        self.recordings = recordings or []
 
 
 @dataclass(frozen=True)

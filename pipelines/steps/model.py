@@ -46,11 +46,16 @@ def build_request(model: dict, text: str, *, seed: int) -> ModelRequest:
     )
 
 
-def _recording(request: ModelRequest, response) -> dict:
+def request_record(request: ModelRequest) -> dict:
+    """A request as recorded on its StepRun (and compared with on replay)."""
     sent = dataclasses.asdict(request)  # holds the key's variable name, never the key
     sent["messages"] = [dict(message) for message in request.messages]  # JSON has lists, not tuples
+    return sent
+
+
+def _recording(request: ModelRequest, response) -> dict:
     return {
-        "request": sent,
+        "request": request_record(request),
         "request_body": response.request_body,
         "response_body": response.response_body,
         "attempts": [dict(attempt) for attempt in response.attempts],
@@ -71,13 +76,16 @@ def execute(document: dict, ctx: StepContext) -> StepResult:
     try:
         response = ctx.call_model(request)
     except ProviderError as exc:
-        raise StepError(f"model call failed: {exc}", transient=exc.transient) from None
+        failed = {"request": request_record(request), "error": str(exc), "transient": exc.transient,
+                  "attempts": [dict(attempt) for attempt in exc.attempts]}  # fmt: skip
+        raise StepError(f"model call failed: {exc}", transient=exc.transient, recordings=[failed]) from None
     output = copy.deepcopy(document)
     field = ctx.step["config"].get("output_field", "output")
     try:
         set_path(output, field, response.text)
     except ValueError as exc:
-        raise StepError(f"cannot write the model's output to {field!r}: {exc}") from None
+        raise StepError(f"cannot write the model's output to {field!r}: {exc}",
+                        recordings=[_recording(request, response)]) from None  # fmt: skip
     return StepResult(
         output=output,
         recordings=[_recording(request, response)],

@@ -252,6 +252,10 @@ def test_a_run_that_failed_at_its_model_fails_again_on_replay(chat_classifier, t
     chat_classifier.script = [Reply(status=400, body={"error": "bad request"})]
     run = execute(triage, TICKETS[0])
     assert run.status == Run.Status.FAILED
+    # The failed call is on the record: what was sent, the error, and each attempt with its status.
+    (recording,) = StepRun.objects.get(run=run, position=3).recordings
+    assert recording["request"]["model_name"] and "400" in recording["error"] and not recording["transient"]
+    assert [attempt["status"] for attempt in recording["attempts"]] == [400]
 
     report = run_replay(run)
 
