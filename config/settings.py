@@ -112,6 +112,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # DATABASE_POOL_MAX_SIZE > 0: a connection pool per process (psycopg_pool)
+    # instead of a connection kept per thread. A worker running model calls
+    # on many threads then holds a connection only while it commits: the
+    # engine hands it back for the length of every outside call.
+    # (CONN_HEALTH_CHECKS has the pool check a connection before lending it.)
+    if _pool_max := env_int("DATABASE_POOL_MAX_SIZE", 0, minimum=0):
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections, Django must not
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": _pool_max, "timeout": 30}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [

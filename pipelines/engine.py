@@ -17,7 +17,7 @@ from datetime import timedelta
 import jsonschema
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -302,6 +302,15 @@ class _Batch:
                     finished_at=timezone.now() if status in Run.FINISHED else None)  # fmt: skip
 
 
+def _hand_back_connection() -> None:
+    """Give the database connection back to its pool before an outside call
+    (DATABASE_POOL_MAX_SIZE): the run holds no transaction until its next
+    commit, so a thread waiting seconds on a model holds no connection either.
+    Without a pool the connection is kept, as reconnecting costs more."""
+    if connection.settings_dict.get("OPTIONS", {}).get("pool") and not connection.in_atomic_block:
+        connection.close()
+
+
 def run_execute(run_id: int, *, owner: str | None = None, call=call_model) -> Run | None:
     """Execute a run from its first step not yet completed. Returns the run,
     or None when another worker holds it (or it has finished).
@@ -327,6 +336,7 @@ def run_execute(run_id: int, *, owner: str | None = None, call=call_model) -> Ru
             if step_does_io(step):
                 batch.start(step, document)
                 batch.commit()
+                _hand_back_connection()
             ctx = StepContext(
                 run_id=run.pk,
                 pipeline_slug=run.pipeline.slug,

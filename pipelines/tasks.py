@@ -16,12 +16,16 @@ from pipelines.steps.base import StepError
 )
 def run_execute_task(self, run_id: int) -> str | None:
     # The worker reuses connections between tasks (CELERY_DB_REUSE_MAX):
-    # apply CONN_MAX_AGE and the health check as Django does per request.
+    # apply CONN_MAX_AGE and the health check as Django does around a request,
+    # before and after. With a pool (CONN_MAX_AGE 0) the connection goes back
+    # to it at the end, for the worker's other threads.
     close_old_connections()
     try:
         run = run_execute(run_id, owner=f"{self.request.hostname}:{self.request.id}")
     except StepError as error:  # transient: the engine has put the run back on the queue
         raise self.retry(exc=error, countdown=2 ** (self.request.retries + 1)) from error
+    finally:
+        close_old_connections()
     return run.status if run else None
 
 

@@ -25,7 +25,10 @@ def database_url() -> str:
 
 
 @contextmanager
-def celery_worker(*, var_dir: Path, broker_url: str | None, log_path: Path, extra_env: dict | None = None):
+def celery_worker(
+    *, var_dir: Path, broker_url: str | None, log_path: Path, extra_env: dict | None = None, pool: str = "solo",
+    concurrency: int = 1,
+):  # fmt: skip
     env = {**os.environ, "DATABASE_URL": database_url(), "KEEL_VAR_DIR": str(var_dir), "LOG_LEVEL": "INFO"}
     env.update(extra_env or {})
     env.pop("CELERY_BROKER_URL", None)
@@ -33,7 +36,8 @@ def celery_worker(*, var_dir: Path, broker_url: str | None, log_path: Path, extr
         env["CELERY_BROKER_URL"] = broker_url
     with open(log_path, "a") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--loglevel=INFO",
+            [sys.executable, "-m", "celery", "-A", "config", "worker", f"--pool={pool}", f"--concurrency={concurrency}",
+             "--loglevel=INFO",
              "--without-gossip", "--without-mingle", "--without-heartbeat"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
