@@ -7,6 +7,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
+from audit.bulk import insert_rows
 from audit.canonical import canonical_text
 from audit.chain import GENESIS_HASH, ChainResult, event_hash, format_ts, payload_sha256
 from audit.context import Actor, current_actor
@@ -112,7 +113,8 @@ def audit_record_many(events: list[dict]) -> list[AuditEvent]:
             digest = event_hash(seq=seq, ts=format_ts(ts), prev_hash=prev_hash, **fields)
             rows.append(AuditEvent(seq=seq, ts=ts, payload=payload_text, prev_hash=prev_hash, hash=digest, **fields))
             prev_hash = digest
-        return AuditEvent.objects.bulk_create(rows)
+        insert_rows(rows)
+    return rows
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from audit.bulk import insert_rows
 from audit.canonical import canonical_bytes
 from audit.services import audit_record, audit_record_many
 from governance.permissions import user_can
@@ -284,8 +285,7 @@ class _Batch:
             for position, step_fields in self.rows.items():
                 if position in self.stored:
                     StepRun.objects.filter(run=self.run, position=position).update(**step_fields)
-            new = [StepRun(run=self.run, position=p, **f) for p, f in self.rows.items() if p not in self.stored]
-            StepRun.objects.bulk_create(new)
+            insert_rows([StepRun(run=self.run, position=p, **f) for p, f in self.rows.items() if p not in self.stored])
             audit_record_many(self.events)
         self.stored.update(self.rows)
         self.rows, self.events = {}, []
