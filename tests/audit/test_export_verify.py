@@ -49,7 +49,7 @@ def history(db):
                 action="run.started" if number % 3 else "step.completed",
                 object_type="run",
                 object_id=number,
-                payload={"n": number, "name": "Zoë \"quoted\" \n", "score": number / 7, "big": 10**20, "tiny": 1e-9},
+                payload={"n": number, "name": 'Zoë "quoted" \n', "score": number / 7, "big": 10**20, "tiny": 1e-9},
                 workspace_id=1 if number % 2 else 2,
                 pipeline_id=10 + number % 2,
             )
@@ -78,13 +78,13 @@ def test_a_whole_export_verifies_offline(history, tmp_path):
 def test_the_verifier_needs_neither_django_nor_keels_own_hash_code(tmp_path, history):
     path = export(tmp_path)
     probe = (
-        "import sys, runpy; sys.argv = ['audit.verify', %r]\n"
+        f"import sys, runpy; sys.argv = ['audit.verify', {str(path)!r}]\n"
         "try:\n    runpy.run_module('audit.verify', run_name='__main__')\n"
         "except SystemExit as exit:\n"
         "    assert exit.code == 0, exit.code\n"
         "loaded = [m for m in sys.modules if m.startswith(('django', 'audit.canonical', 'audit.chain'))]\n"
         "assert not loaded, loaded\n"
-    ) % str(path)
+    )
     result = subprocess.run([sys.executable, "-E", "-c", probe], cwd=BASE_DIR, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
