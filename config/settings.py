@@ -227,6 +227,8 @@ CELERY_BEAT_SCHEDULE = {
     "audit-verify-nightly": {"task": "audit.verify_chain", "schedule": crontab(hour=3, minute=17)},
     # Runs whose worker died (lease expired) go back on the queue within a minute.
     "runs-recover": {"task": "pipelines.recover_runs", "schedule": 60.0},
+    # A signed checkpoint of the chain head outside the database (audit/checkpoints.py).
+    "audit-checkpoint": {"task": "audit.write_checkpoint", "schedule": 300.0},
 }
 # The last resort: run tasks inline in the caller. A notice is logged at start.
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
@@ -241,6 +243,11 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Audit chain checkpoints: signed with this key, written to this directory
+# (keep it outside the database's backups' reach: another disk or host mount).
+KEEL_CHECKPOINT_KEY = env_str("KEEL_CHECKPOINT_KEY")
+KEEL_CHECKPOINT_DIR = Path(env_str("KEEL_CHECKPOINT_DIR", str(VAR_DIR / "checkpoints")))
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "keel@localhost")
