@@ -229,6 +229,8 @@ CELERY_BEAT_SCHEDULE = {
     "runs-recover": {"task": "pipelines.recover_runs", "schedule": 60.0},
     # A signed checkpoint of the chain head outside the database (audit/checkpoints.py).
     "audit-checkpoint": {"task": "audit.write_checkpoint", "schedule": 300.0},
+    # Run data past its workspace's retention period is redacted (pipelines/redaction.py).
+    "retention-apply": {"task": "pipelines.apply_retention", "schedule": crontab(hour=2, minute=41)},
 }
 # The last resort: run tasks inline in the caller. A notice is logged at start.
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
