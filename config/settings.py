@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "governance",
     "pipelines",
     "reviews",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -70,6 +71,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     "audit.middleware.AuditActorMiddleware",
+    "config.security.SecurityMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into a 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -115,6 +119,8 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out sign-in before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -161,6 +167,28 @@ CSRF_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# Sessions end 12 hours after sign-in; staff sessions after 30 idle minutes
+# too (config.security.SecurityMiddleware).
+SESSION_COOKIE_AGE = 12 * 60 * 60
+KEEL_STAFF_IDLE_SECONDS = env_int("KEEL_STAFF_IDLE_SECONDS", 30 * 60, minimum=60)
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+# Served on every response; Django's admin runs under it without inline scripts.
+KEEL_CONTENT_SECURITY_POLICY = env_str(
+    "KEEL_CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+)
+# Sign-in throttling (django-axes): a username is locked out for this many
+# minutes after this many failures from one address. The address is the
+# client's only through a proxy listed in KEEL_TRUSTED_PROXIES.
+KEEL_TRUSTED_PROXIES = env_list("KEEL_TRUSTED_PROXIES")
+AXES_FAILURE_LIMIT = env_int("KEEL_SIGNIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("KEEL_SIGNIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "config.security.client_ip"
+AXES_USERNAME_FORM_FIELD = "username"
 if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
@@ -240,7 +268,13 @@ LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        # UTC times; CR/LF in a message escaped, so logged values cannot forge lines.
+        "plain": {
+            "()": "config.security.SingleLineFormatter",
+            "format": "%(asctime)sZ %(levelname)s %(name)s %(message)s",
+        }
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
