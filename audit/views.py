@@ -2,15 +2,17 @@
 of a moment and the access review. Read-only, for users holding view_audit,
 each seeing only the workspaces and pipelines they hold it on."""
 
+import hashlib
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseBadRequest, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET, require_POST
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from audit.access import audit_scope_for
+from audit.canonical import canonical_bytes
 from audit.exports import CONTENT_TYPES, FORMATS, AuditFilter, ExportError, audit_export_start, export_chunks
 from audit.forms import PermissionsAtForm, TimelineFilterForm
 from audit.models import AuditEvent
@@ -145,8 +147,10 @@ def permissions_at(request):
 
 
 @login_required
-@require_GET
+@require_http_methods(["GET", "POST"])
 def access_review(request, workspace_id: int):
+    """The access review; a POST signs it off, recording exactly which list
+    was reviewed (its SHA-256) by whom."""
     from audit.access import access_review_rows
     from governance.models import Workspace
 
@@ -154,5 +158,19 @@ def access_review(request, workspace_id: int):
     workspace = get_object_or_404(Workspace, pk=workspace_id)
     if not (scope.everything or workspace.pk in scope.workspace_ids):
         raise Http404("No such workspace.")
-    context = {"workspace": workspace, "rows": access_review_rows(workspace)}
+    rows = access_review_rows(workspace)
+    digest = hashlib.sha256(canonical_bytes(rows)).hexdigest()
+    if request.method == "POST":
+        audit_record(
+            action="access_review.signed_off",
+            object_type="workspace",
+            object_id=workspace.pk,
+            payload={"rows": len(rows), "rows_sha256": digest},
+            workspace_id=workspace.pk,
+            actor=request.user,
+        )
+        return redirect("audit-access-review", workspace_id=workspace.pk)
+    sign_offs = AuditEvent.objects.filter(action="access_review.signed_off", object_type="workspace")
+    last = sign_offs.filter(object_id=str(workspace.pk)).order_by("-seq").first()
+    context = {"workspace": workspace, "rows": rows, "digest": digest, "last_sign_off": last}
     return render(request, "audit/access_review.html", context)

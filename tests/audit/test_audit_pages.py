@@ -121,3 +121,20 @@ def test_the_access_review_lists_every_holder_of_every_right(client, personas, a
     assert ("author", "change_config") in held
     assert ("root", "every right") in held
     assert not any(row["holder"] == "outsider" for row in rows)
+
+
+def test_signing_off_an_access_review_records_the_list_reviewed(client, auditor, acme):
+    client.force_login(auditor)
+    page = client.get(reverse("audit-access-review", args=[acme.pk]))
+    response = client.post(reverse("audit-access-review", args=[acme.pk]))
+    assert response.status_code == 302
+    event = AuditEvent.objects.get(action="access_review.signed_off")
+    assert event.actor_name == "auditor" and event.workspace_id == acme.pk
+    assert event.payload_data == {"rows": len(page.context["rows"]), "rows_sha256": page.context["digest"]}
+    assert client.get(reverse("audit-access-review", args=[acme.pk])).context["last_sign_off"] == event
+
+
+def test_an_outsider_cannot_sign_off_an_access_review(client, outsider, acme):
+    client.force_login(outsider)
+    assert client.post(reverse("audit-access-review", args=[acme.pk])).status_code == 403
+    assert not AuditEvent.objects.filter(action="access_review.signed_off").exists()
