@@ -10,7 +10,12 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.contrib.auth import logout
 from django.contrib.auth.signals import user_login_failed
+from django.contrib.auth.views import redirect_to_login
 from django.dispatch import receiver
+from django.urls import reverse
+
+from config.logformat import SingleLineFormatter, one_line  # noqa: F401 - SingleLineFormatter named in LOGGING
+from config.two_factor import two_factor_exempt, two_factor_pending
 
 logger = logging.getLogger("keel.security")
 
@@ -30,24 +35,6 @@ def client_ip(request) -> str:
         if hop not in trusted:
             return hop
     return remote
-
-
-def one_line(value) -> str:
-    """A value fit for one log line: CR, LF and other controls escaped."""
-    text = str(value)
-    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
-
-
-class SingleLineFormatter(logging.Formatter):
-    """Log lines in UTC, with the message's control characters escaped so no
-    value inside it can start a line of its own (tracebacks, added after the
-    message, keep their lines)."""
-
-    converter = time.gmtime
-
-    def formatMessage(self, record):  # noqa: N802 - logging's own name
-        record.message = one_line(record.message)
-        return super().formatMessage(record)
 
 
 def _utc_now() -> str:
@@ -71,6 +58,8 @@ class SecurityMiddleware:
       stamp checked here, so activity cannot stretch it); a staff session
       also ends after 30 minutes without a request.
     - A Content-Security-Policy on every response that has none.
+    - With KEEL_TWO_FACTOR on, a staff session that still owes its second
+      factor reaches only the two-factor page (config/two_factor.py).
     - Every 401/403 is logged with the user, the client address and UTC time.
     """
 
@@ -85,6 +74,8 @@ class SecurityMiddleware:
                 logout(request)
             elif user.is_staff:
                 request.session.set_expiry(settings.KEEL_STAFF_IDLE_SECONDS)
+            if two_factor_pending(request) and not two_factor_exempt(request.path):
+                return redirect_to_login(request.get_full_path(), reverse("two-factor"))
         response = self.get_response(request)
         if settings.KEEL_CONTENT_SECURITY_POLICY:
             response.headers.setdefault("Content-Security-Policy", settings.KEEL_CONTENT_SECURITY_POLICY)

@@ -58,6 +58,8 @@ INSTALLED_APPS = [
     "pipelines",
     "reviews",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
 ]
 
 MIDDLEWARE = [
@@ -67,6 +69,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
@@ -189,6 +192,10 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "config.security.client_ip"
 AXES_USERNAME_FORM_FIELD = "username"
+# TOTP two-factor sign-in (config/two_factor.py): optional for staff, required
+# for governance leads, when on.
+KEEL_TWO_FACTOR = env_bool("KEEL_TWO_FACTOR", False)
+OTP_TOTP_ISSUER = "Keel"
 if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
@@ -271,7 +278,7 @@ LOGGING = {
     "formatters": {
         # UTC times; CR/LF in a message escaped, so logged values cannot forge lines.
         "plain": {
-            "()": "config.security.SingleLineFormatter",
+            "()": "config.logformat.SingleLineFormatter",
             "format": "%(asctime)sZ %(levelname)s %(name)s %(message)s",
         }
     },

@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from config.two_factor import two_factor
+
 admin.site.site_header = "Keel governance"
 admin.site.site_title = "Keel"
 admin.site.index_title = "Governance"
@@ -10,4 +12,5 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/", admin.site.urls),
     path("audit/", include("audit.urls")),
+    path("account/two-factor/", two_factor, name="two-factor"),
 ]

@@ -15,7 +15,8 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from config.security import SIGNED_IN_AT, SingleLineFormatter
+from config.logformat import SingleLineFormatter
+from config.security import SIGNED_IN_AT
 
 BASE_DIR = Path(settings.BASE_DIR)
 
