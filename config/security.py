@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.contrib.auth import logout
-from django.contrib.auth.signals import user_login_failed
+from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.contrib.auth.views import redirect_to_login
 from django.dispatch import receiver
 from django.urls import reverse
@@ -39,6 +39,13 @@ def client_ip(request) -> str:
 
 def _utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@receiver(user_logged_in, dispatch_uid="keel_stamp_sign_in")
+def stamp_sign_in(sender, request=None, user=None, **kwargs) -> None:
+    # The 12-hour limit counts from here, however active the session is.
+    if request is not None and hasattr(request, "session"):
+        request.session[SIGNED_IN_AT] = int(time.time())
 
 
 @receiver(user_login_failed, dispatch_uid="keel_log_login_failed")
