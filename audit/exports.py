@@ -18,7 +18,7 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import connection
 from django.db.models import Max, Min, Q
@@ -132,11 +132,30 @@ class AuditFilter:
         return {name: value for name, value in values.items() if value is not None}
 
 
+# How far the chain's clock may run backwards (clock steps, skew between hosts)
+# for the seq bound of an ``until`` filter to stay exact.
+CLOCK_MARGIN = timedelta(seconds=1)
+
+
+def _until_bound(until: datetime) -> Q:
+    """A seq bound equivalent to ``ts < until``, found on the ts index, so a
+    page newest-first need not walk back from the head through everything
+    newer. ts is stamped under the chain-head lock, so it grows with seq
+    except for a clock stepping back; the margin covers that."""
+    first_after = (
+        AuditEvent.objects.filter(ts__gte=until + CLOCK_MARGIN).order_by("ts").values_list("seq", flat=True).first()
+    )
+    return Q() if first_after is None else Q(seq__lt=first_after)
+
+
 def audit_events_for(*, scope: AuditScope, audit_filter: AuditFilter):
     """The events a reader may see that the filter selects (a queryset)."""
     if scope.is_empty:
         return AuditEvent.objects.none()
-    return AuditEvent.objects.filter(scope.q() & audit_filter.q())
+    query = scope.q() & audit_filter.q()
+    if audit_filter.until is not None:
+        query &= _until_bound(audit_filter.until)
+    return AuditEvent.objects.filter(query)
 
 
 _COLUMNS = (

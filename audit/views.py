@@ -13,7 +13,15 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from audit.access import audit_scope_for
 from audit.canonical import canonical_bytes
-from audit.exports import CONTENT_TYPES, FORMATS, AuditFilter, ExportError, audit_export_start, export_chunks
+from audit.exports import (
+    CONTENT_TYPES,
+    FORMATS,
+    AuditFilter,
+    ExportError,
+    audit_events_for,
+    audit_export_start,
+    export_chunks,
+)
 from audit.forms import PermissionsAtForm, TimelineFilterForm
 from audit.models import AuditEvent
 from audit.rights import rights_at
@@ -57,7 +65,7 @@ def timeline(request):
     audit_filter = form.audit_filter() if form.is_bound else AuditFilter()
     # Keyset pagination on seq, newest first: the page after `before` never
     # counts or skips rows, so it costs the same at any depth.
-    queryset = AuditEvent.objects.filter(scope.q() & audit_filter.q()).order_by("-seq")
+    queryset = audit_events_for(scope=scope, audit_filter=audit_filter).order_by("-seq")
     before = form.cleaned_data.get("before") if form.is_bound else None
     if before:
         queryset = queryset.filter(seq__lt=before)

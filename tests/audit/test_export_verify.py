@@ -248,3 +248,17 @@ def test_an_export_as_a_user_holds_only_what_they_may_see(auditor, acme, globex,
     assert {entry["workspace_id"] for entry in included} == {acme.pk}
     assert "note.globex" not in path.read_text()
     assert AuditEvent.objects.filter(action="audit.exported").latest("seq").actor_name == "auditor"
+
+
+@pytest.mark.parametrize("offset_seconds", [-2.0, -0.5, 0.0, 0.5, 2.0])
+def test_an_until_filter_selects_exactly_the_events_before_it(history, offset_seconds):
+    """The seq bound found on the ts index gives the same events as the plain
+    ts condition, wherever ``until`` falls."""
+    from datetime import timedelta
+
+    from audit.exports import AuditFilter, AuditScope, audit_events_for
+
+    until = history[5].ts + timedelta(seconds=offset_seconds)
+    selected = audit_events_for(scope=AuditScope(everything=True), audit_filter=AuditFilter(until=until))
+    expected = AuditEvent.objects.filter(ts__lt=until)
+    assert list(selected.values_list("seq", flat=True)) == list(expected.values_list("seq", flat=True))
