@@ -46,3 +46,19 @@ class AuditEvent(models.Model):
     @property
     def is_redacted(self) -> bool:
         return self.redacted_at is not None
+
+
+class RetentionPolicy(models.Model):
+    """How long a workspace keeps its runs' inputs and outputs before they are
+    redacted (hashes kept). Keyed by the workspace's plain id, as everything
+    in ``audit`` names other objects. Configuration history is never redacted."""
+
+    workspace_id = models.BigIntegerField(unique=True)
+    run_data_days = models.PositiveIntegerField(help_text="Redact run inputs and outputs older than this many days.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "retention policies"
+
+    def __str__(self) -> str:
+        return f"workspace {self.workspace_id}: run data kept {self.run_data_days} days"

@@ -168,3 +168,26 @@ def audit_chain_check(*, actor: object = "audit") -> ChainResult:
             actor=actor,
         )
     return result
+
+
+@transaction.atomic
+def retention_policy_set(*, workspace_id: int, run_data_days: int, actor: object = None):
+    """Set how long a workspace keeps run inputs and outputs (at least a day)."""
+    from django.core.exceptions import ValidationError
+
+    from audit.models import RetentionPolicy
+
+    if not isinstance(run_data_days, int) or run_data_days < 1:
+        raise ValidationError({"run_data_days": "Keep run data for at least one day."})
+    policy, _ = RetentionPolicy.objects.update_or_create(
+        workspace_id=workspace_id, defaults={"run_data_days": run_data_days}
+    )
+    audit_record(
+        action="retention.set",
+        object_type="workspace",
+        object_id=workspace_id,
+        payload={"run_data_days": run_data_days},
+        workspace_id=workspace_id,
+        actor=actor,
+    )
+    return policy

@@ -15,3 +15,16 @@ def audit_verify_chain_task() -> dict:
     if not result.ok:
         logger.error("Audit chain broken at #%s: %s", result.broken_seq, result.reason)
     return {"ok": result.ok, "count": result.count, "broken_seq": result.broken_seq}
+
+
+@shared_task(name="audit.write_checkpoint")
+def audit_write_checkpoint_task() -> str | None:
+    from audit.checkpoints import CheckpointError, audit_checkpoint_write
+
+    try:
+        path = audit_checkpoint_write()
+    except CheckpointError as error:
+        # `manage.py check --deploy` warns of this too (keel.W001).
+        logger.error("No audit checkpoint written: %s", error)
+        return None
+    return str(path) if path else None

@@ -57,6 +57,9 @@ INSTALLED_APPS = [
     "governance",
     "pipelines",
     "reviews",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
 ]
 
 MIDDLEWARE = [
@@ -66,10 +69,14 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     "audit.middleware.AuditActorMiddleware",
+    "config.security.SecurityMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into a 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -123,6 +130,8 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out sign-in before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -169,6 +178,32 @@ CSRF_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# Sessions end 12 hours after sign-in; staff sessions after 30 idle minutes
+# too (config.security.SecurityMiddleware).
+SESSION_COOKIE_AGE = 12 * 60 * 60
+KEEL_STAFF_IDLE_SECONDS = env_int("KEEL_STAFF_IDLE_SECONDS", 30 * 60, minimum=60)
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+# Served on every response; Django's admin runs under it without inline scripts.
+KEEL_CONTENT_SECURITY_POLICY = env_str(
+    "KEEL_CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+)
+# Sign-in throttling (django-axes): a username is locked out for this many
+# minutes after this many failures from one address. The address is the
+# client's only through a proxy listed in KEEL_TRUSTED_PROXIES.
+KEEL_TRUSTED_PROXIES = env_list("KEEL_TRUSTED_PROXIES")
+AXES_FAILURE_LIMIT = env_int("KEEL_SIGNIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("KEEL_SIGNIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "config.security.client_ip"
+AXES_USERNAME_FORM_FIELD = "username"
+# TOTP two-factor sign-in (config/two_factor.py): optional for staff, required
+# for governance leads, when on.
+KEEL_TWO_FACTOR = env_bool("KEEL_TWO_FACTOR", False)
+OTP_TOTP_ISSUER = "Keel"
 if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
@@ -235,6 +270,10 @@ CELERY_BEAT_SCHEDULE = {
     "audit-verify-nightly": {"task": "audit.verify_chain", "schedule": crontab(hour=3, minute=17)},
     # Runs whose worker died (lease expired) go back on the queue within a minute.
     "runs-recover": {"task": "pipelines.recover_runs", "schedule": 60.0},
+    # A signed checkpoint of the chain head outside the database (audit/checkpoints.py).
+    "audit-checkpoint": {"task": "audit.write_checkpoint", "schedule": 300.0},
+    # Run data past its workspace's retention period is redacted (pipelines/redaction.py).
+    "retention-apply": {"task": "pipelines.apply_retention", "schedule": crontab(hour=2, minute=41)},
 }
 # The last resort: run tasks inline in the caller. A notice is logged at start.
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
@@ -244,11 +283,22 @@ LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        # UTC times; CR/LF in a message escaped, so logged values cannot forge lines.
+        "plain": {
+            "()": "config.logformat.SingleLineFormatter",
+            "format": "%(asctime)sZ %(levelname)s %(name)s %(message)s",
+        }
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Audit chain checkpoints: signed with this key, written to this directory
+# (keep it outside the database's backups' reach: another disk or host mount).
+KEEL_CHECKPOINT_KEY = env_str("KEEL_CHECKPOINT_KEY")
+KEEL_CHECKPOINT_DIR = Path(env_str("KEEL_CHECKPOINT_DIR", str(VAR_DIR / "checkpoints")))
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "keel@localhost")

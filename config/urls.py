@@ -1,6 +1,8 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
+
+from config.two_factor import two_factor
 
 admin.site.site_header = "Keel governance"
 admin.site.site_title = "Keel"
@@ -9,4 +11,6 @@ admin.site.index_title = "Governance"
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/", admin.site.urls),
+    path("audit/", include("audit.urls")),
+    path("account/two-factor/", two_factor, name="two-factor"),
 ]

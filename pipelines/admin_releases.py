@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
+from audit.services import audit_record
 from governance.admin_base import GovernedModelAdmin
 from pipelines.engine import run_cancel, run_retry
 from pipelines.models import Delivery, Deployment, Release, Run, StepRun
@@ -224,3 +225,19 @@ class RunAdmin(ReadOnlyMixin, GovernedModelAdmin):
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)
         return actions
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        # The page shows the run's input and output (personal data): the viewing is on the record.
+        run = getattr(response, "context_data", {}).get("original") if request.method == "GET" else None
+        if run is not None and response.status_code == 200:
+            audit_record(
+                action="run.personal_data_viewed",
+                object_type="run",
+                object_id=run.pk,
+                payload={"where": "admin run page", "fields": ["input", "output"]},
+                workspace_id=run.audit_workspace_id,
+                pipeline_id=run.pipeline_id,
+                actor=request.user,
+            )
+        return response

@@ -2,6 +2,7 @@ from celery import shared_task
 from django.db import close_old_connections
 
 from pipelines.engine import run_execute, runs_recover
+from pipelines.redaction import retention_apply_task  # noqa: F401 - registers the retention task
 from pipelines.steps.base import StepError
 
 

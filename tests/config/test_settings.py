@@ -48,6 +48,7 @@ def test_the_deploy_check_passes_with_the_documented_production_variables(tmp_pa
         "SECRET_KEY": secrets.token_urlsafe(64),
         "ALLOWED_HOSTS": "keel.example.com",
         "CSRF_TRUSTED_ORIGINS": "https://keel.example.com",
+        "KEEL_CHECKPOINT_KEY": secrets.token_urlsafe(32),
     }
     result = manage("check", "--deploy", "--fail-level", "WARNING", env=env, tmp_path=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,10 +1,19 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.checkpoints import CheckpointError, audit_checkpoints_verify
 from audit.selectors import audit_chain_verify
 
 
 class Command(BaseCommand):
     help = "Recompute the audit chain; print the count and head hash, or the first break."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--checkpoints",
+            action="store_true",
+            help="also check the signed checkpoints (KEEL_CHECKPOINT_DIR): catches events deleted from the end",
+        )
+        parser.add_argument("--checkpoint-dir", help="read checkpoints from here instead of KEEL_CHECKPOINT_DIR")
 
     def handle(self, *args, **options):
         result = audit_chain_verify()
@@ -14,3 +23,14 @@ class Command(BaseCommand):
                 f"({result.count} events verified before it)."
             )
         self.stdout.write(f"Audit chain intact: {result.count} events, head {result.head_hash}")
+        if not options["checkpoints"]:
+            return
+        try:
+            report = audit_checkpoints_verify(directory=options["checkpoint_dir"])
+        except CheckpointError as error:
+            raise CommandError(str(error)) from None
+        if not report.ok:
+            raise CommandError("Checkpoints do not match the chain:\n  " + "\n  ".join(report.problems))
+        if not report.checked:
+            raise CommandError("No checkpoints found: nothing shows whether events are missing from the end.")
+        self.stdout.write(f"Checkpoints match: {report.checked} checked, newest #{report.newest_seq}")

@@ -1,0 +1,111 @@
+"""Retention and data-subject erasure redact runs' personal data through the
+named paths and keep every hash: the chain still verifies, offline too."""
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from audit.selectors import audit_chain_verify
+from audit.services import audit_record, retention_policy_set
+from pipelines.models import Run, StepRun
+from pipelines.redaction import TOMBSTONE, retention_apply, subject_runs_find
+from tests.audit.conftest import make_run
+from tests.audit.test_export_verify import verify
+
+
+def age(run: Run, days: int) -> None:
+    Run.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(days=days))
+
+
+@pytest.fixture
+def runs(acme_config, globex_config, superuser):
+    old = make_run(acme_config["pipeline"], superuser)
+    fresh = make_run(acme_config["pipeline"], superuser)
+    waiting = make_run(acme_config["pipeline"], superuser, status=Run.Status.WAITING_REVIEW)
+    other = make_run(globex_config["pipeline"], superuser, email="grace@example.org")
+    for run in (old, waiting, other):
+        age(run, 40)
+    return {"old": old, "fresh": fresh, "waiting": waiting, "other": other}
+
+
+def test_retention_redacts_old_finished_runs_and_keeps_every_hash(runs, acme, acme_config):
+    retention_policy_set(workspace_id=acme.pk, run_data_days=30, actor="test")
+    prompt_history = list(acme_config["prompt"].history.values_list("history_id", "body"))
+    assert retention_apply() == {acme.pk: 1}
+
+    old = Run.objects.get(pk=runs["old"].pk)
+    assert old.input == TOMBSTONE and old.output == TOMBSTONE
+    assert old.input_sha256 == runs["old"].input_sha256
+    step = StepRun.objects.get(run=old)
+    assert step.input == TOMBSTONE and step.output == TOMBSTONE and step.output_sha256 == "b" * 64
+    for name in ("fresh", "waiting", "other"):
+        assert Run.objects.get(pk=runs[name].pk).input != TOMBSTONE, name
+    event = AuditEvent.objects.get(action="run.data_redacted")
+    assert event.object_id == str(old.pk) and event.payload_data["reason"].startswith("retention")
+    # Configuration history is never touched; a second pass finds nothing to do.
+    assert list(acme_config["prompt"].history.values_list("history_id", "body")) == prompt_history
+    assert retention_apply() == {acme.pk: 0}
+    assert audit_chain_verify().ok
+
+
+def test_retention_settings_are_recorded_and_checked(acme):
+    retention_policy_set(workspace_id=acme.pk, run_data_days=90, actor="test")
+    assert AuditEvent.objects.filter(action="retention.set", workspace_id=acme.pk).exists()
+    with pytest.raises(ValidationError) as caught:
+        retention_policy_set(workspace_id=acme.pk, run_data_days=0, actor="test")
+    assert "run_data_days" in caught.value.message_dict
+    with pytest.raises(CommandError, match="--days: Keep run data for at least one day"):
+        call_command("audit_retention", workspace="acme", days=0)
+    with pytest.raises(CommandError, match="--workspace: there is no workspace 'nowhere'"):
+        call_command("audit_retention", workspace="nowhere", days=5)
+
+
+def test_a_data_subject_search_finds_only_their_runs_and_is_recorded_by_hash(runs, capsys):
+    found = set(subject_runs_find(identifier="ADA@example.com").values_list("pk", flat=True))
+    assert found == {runs["old"].pk, runs["fresh"].pk, runs["waiting"].pk}
+    call_command("audit_subject", "ada@example.com")
+    event = AuditEvent.objects.get(action="subject.searched")
+    assert sorted(event.payload_data["runs"]) == sorted(found)
+    assert "ada@example.com" not in event.payload and "ada@example.com" not in event.object_id
+    with pytest.raises(CommandError, match="at least 3 characters"):
+        call_command("audit_subject", "a")
+
+
+def test_a_data_subject_export_holds_their_runs(runs, tmp_path):
+    target = tmp_path / "ada.json"
+    call_command("audit_subject", "ada@example.com", export=str(target))
+    document = json.loads(target.read_text())
+    assert {run["run"] for run in document["runs"]} == {runs["old"].pk, runs["fresh"].pk, runs["waiting"].pk}
+    assert document["runs"][0]["input"]["customer_email"] == "ada@example.com"
+    assert AuditEvent.objects.filter(action="subject.exported").exists()
+
+
+def test_erasure_redacts_their_data_and_events_and_the_chain_still_verifies(runs, tmp_path):
+    mention = audit_record(
+        action="run.cancelled",
+        object_type="run",
+        object_id=runs["fresh"].pk,
+        payload={"reason": "customer ada@example.com asked us to stop"},
+        workspace_id=runs["fresh"].pipeline.workspace_id,
+        pipeline_id=runs["fresh"].pipeline_id,
+    )
+    with pytest.raises(CommandError, match="--reason is required"):
+        call_command("audit_subject", "ada@example.com", erase=True)
+    call_command("audit_subject", "ada@example.com", erase=True, reason="DSR-2026-001")
+
+    assert not subject_runs_find(identifier="ada@example.com").exists()
+    assert Run.objects.get(pk=runs["other"].pk).input["customer_email"] == "grace@example.org"
+    assert AuditEvent.objects.get(seq=mention.seq).is_redacted
+    assert AuditEvent.objects.filter(action="run.data_redacted").count() == 3
+    erased = AuditEvent.objects.get(action="subject.erased")
+    assert erased.payload_data["reason"] == "DSR-2026-001"
+    assert audit_chain_verify().ok
+    path = tmp_path / "after.jsonl"
+    call_command("audit_export", output=str(path))
+    assert verify(path).returncode == 0
+    assert b"ada@example.com" not in path.read_bytes()
