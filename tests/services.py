@@ -30,5 +30,8 @@ def require(name: str, host: str, port: int) -> None:
 
 
 def require_redis() -> str:
+    """A Redis URL for a test's own worker: the configured broker when it is
+    Redis (so parallel checkouts each keep to their own database), else db 13."""
     require("Redis", "127.0.0.1", 6379)
-    return "redis://127.0.0.1:6379/13"
+    configured = os.environ.get("CELERY_BROKER_URL", "")
+    return configured if configured.startswith("redis://") else "redis://127.0.0.1:6379/13"
