@@ -27,6 +27,7 @@ from governance.permissions import user_can
 from pipelines.deliveries import delivery_send
 from pipelines.models import Deployment, Pipeline, Run, StepRun
 from pipelines.providers import call_model
+from pipelines.signals import run_held, run_sampled
 from pipelines.steps import execute_step
 from pipelines.steps.base import StepContext, StepError
 
@@ -249,9 +250,13 @@ def run_execute(run_id: int, *, owner: str | None = None, call=call_model) -> Ru
                     "decision": result.decision,
                 },
             )
+            if step["kind"] == "gate" and not held and (result.decision or {}).get("sampled"):
+                run_sampled.send(sender=Run, run=run, position=position, decision=result.decision)
         if held:
-            _finish(run, owner, Run.Status.WAITING_REVIEW, event="run.waiting_review",
-                    payload={"position": position, "reasons": result.decision.get("reasons", [])})  # fmt: skip
+            with transaction.atomic():  # the review task is created with the held status, or neither is
+                _finish(run, owner, Run.Status.WAITING_REVIEW, event="run.waiting_review",
+                        payload={"position": position, "reasons": result.decision.get("reasons", [])})  # fmt: skip
+                run_held.send(sender=Run, run=run, position=position, decision=result.decision)
             return Run.objects.get(pk=run.pk)
         if not renewed:
             return None  # cancelled, or the lease was lost to another worker: stop quietly

@@ -1,0 +1,63 @@
+"""Reads for the reviewer app, filtered by object permission."""
+
+from datetime import timedelta
+
+from django.db.models import Count, F, Q, QuerySet
+from django.utils import timezone
+
+from governance.permissions import filter_for_user
+from pipelines.models import Pipeline, Run
+from reviews.models import ReviewDecision, ReviewTask
+
+
+def pipelines_reviewable_by(user) -> QuerySet[Pipeline]:
+    return filter_for_user(user, "review_output", Pipeline.objects.all())
+
+
+def review_tasks_for_user(*, user) -> QuerySet[ReviewTask]:
+    """Every review task on a pipeline the user holds review_output on
+    (directly or through its workspace); nothing else, ever."""
+    return ReviewTask.objects.filter(pipeline__in=pipelines_reviewable_by(user)).select_related(
+        "pipeline", "run", "run__release", "claimed_by"
+    )
+
+
+def review_queue_for_user(*, user, pipeline: str = "", reason: str = "", age_hours: int | None = None, now=None):
+    """The open tasks this user may decide, soonest deadline first (QA samples,
+    which have none, last), narrowed by pipeline slug, reason and minimum age.
+    A blocking task whose run ended otherwise (cancelled) is not shown."""
+    now = now or timezone.now()
+    tasks = review_tasks_for_user(user=user).filter(
+        Q(kind=ReviewTask.Kind.QA_SAMPLE) | Q(run__status=Run.Status.WAITING_REVIEW), status=ReviewTask.Status.OPEN
+    )
+    if pipeline:
+        tasks = tasks.filter(pipeline__slug=pipeline)
+    if reason:
+        tasks = tasks.filter(reason_codes__contains=f",{reason},")
+    if age_hours:
+        tasks = tasks.filter(created_at__lte=now - timedelta(hours=age_hours))
+    return tasks.order_by(F("deadline_at").asc(nulls_last=True), "created_at", "pk")
+
+
+def review_queue_counts(tasks: QuerySet[ReviewTask]) -> dict:
+    """Counts of a queue: in all, per pipeline, and how many are overdue."""
+    now = timezone.now()
+    return {
+        "total": tasks.count(),
+        "overdue": tasks.filter(deadline_at__lt=now).count(),
+        "by_pipeline": list(
+            tasks.order_by()
+            .values("pipeline__slug", "pipeline__name")
+            .annotate(n=Count("pk"))
+            .order_by("pipeline__name")
+        ),
+    }
+
+
+def review_decisions_by(*, user) -> QuerySet[ReviewDecision]:
+    """The user's own decisions, newest first, on pipelines they may still review."""
+    return (
+        ReviewDecision.objects.filter(reviewer=user, task__pipeline__in=pipelines_reviewable_by(user))
+        .select_related("task", "task__pipeline", "task__run")
+        .order_by("-created_at", "-pk")
+    )
