@@ -67,7 +67,11 @@ def gated(acme, superuser, author):
 def hold(pipeline, *, subject="Refund please", draft="We will look into it.", actor=None, **extra) -> Run:
     """Start a run and execute it here, where the gate holds it; the engine is not enqueued."""
     run, _ = run_start(
-        pipeline=pipeline, input={"subject": subject, "draft": draft, **extra}, actor=actor, trigger="cli", enqueue=False
+        pipeline=pipeline,
+        input={"subject": subject, "draft": draft, **extra},
+        actor=actor,
+        trigger="cli",
+        enqueue=False,
     )
     return run_execute(run.pk)
 
