@@ -34,7 +34,7 @@ def third_reviewer(acme, superuser):
     return _persona("reviewer3", REVIEWERS, acme, superuser, is_staff=False)
 
 
-def gated_pipeline(workspace, *, superuser, author, slug="acme-replies", **policy):
+def gated_pipeline(workspace, *, superuser, author, slug="acme-replies", redact=False, **policy):
     """A pipeline gate → stored delivery, under a policy (``always`` unless told), released by ``author``."""
     with acting_as(superuser):
         policy = factories.ApprovalPolicyFactory(
@@ -50,8 +50,11 @@ def gated_pipeline(workspace, *, superuser, author, slug="acme-replies", **polic
             input_schema=REPLY_SCHEMA,
             escalation_contact=f"{slug}-leads@example.com",
         )
-        factories.StepFactory(pipeline=pipeline, position=1, name="review gate", kind="gate")
-        factories.StepFactory(pipeline=pipeline, position=2, name="store", kind="deliver", config={"channel": "stored"})
+        kinds = [("review gate", "gate", {}), ("store", "deliver", {"channel": "stored"})]
+        if redact:
+            kinds.insert(0, ("redact PII", "redact", {"fields": ["draft"], "builtin": ["email", "phone"]}))
+        for position, (name, kind, config) in enumerate(kinds, start=1):
+            factories.StepFactory(pipeline=pipeline, position=position, name=name, kind=kind, config=config)
     with acting_as(author if author is not None else superuser):
         release = release_cut(pipeline=pipeline, actor=author if author is not None else superuser)
     with acting_as(superuser):
@@ -74,6 +77,11 @@ def hold(pipeline, *, subject="Refund please", draft="We will look into it.", ac
         enqueue=False,
     )
     return run_execute(run.pk)
+
+
+@pytest.fixture
+def globex_gated(globex, superuser):
+    return gated_pipeline(globex, superuser=superuser, author=None, slug="globex-replies")
 
 
 def task_of(run: Run) -> ReviewTask:
