@@ -22,7 +22,9 @@ def reviews_sample_task(hours: int = 24) -> dict[str, int]:
     until = timezone.now()
     since = until - timedelta(hours=hours)
     size = getattr(settings, "KEEL_REVIEW_SAMPLE_SIZE", 5)
-    drawn = {}
+    drawn: dict[str, int] = {}
+    if size < 1:
+        return drawn
     with acting_as("reviews.sample"):
         for pipeline in Pipeline.objects.filter(approval_policy__isnull=False):
             _, tasks = reviews_sample_draw(pipeline=pipeline, since=since, until=until, size=size)
