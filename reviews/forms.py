@@ -40,3 +40,7 @@ class QAForm(forms.Form):
     verdict = forms.ChoiceField(choices=[("correct", "Correct"), ("incorrect", "Incorrect")])
     category = forms.CharField(required=False, max_length=100)
     note = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class MinutesForm(forms.Form):
+    minutes_per_item = forms.IntegerField(min_value=0, max_value=600, label="Minutes a person spends per item")

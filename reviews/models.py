@@ -154,3 +154,22 @@ class ReviewDecision(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValidationError("A review decision is never deleted.")
+
+
+class PipelineReviewSettings(PipelinePart, models.Model):
+    """What the pipeline's owner says a person's review of one item costs, so
+    that the metrics page can show the time the pipeline saves."""
+
+    pipeline = models.OneToOneField(Pipeline, on_delete=models.CASCADE, related_name="review_settings")
+    minutes_per_item = models.PositiveIntegerField(
+        default=0, help_text="Minutes a person would spend on one item without the pipeline."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    audit_noun = "review_settings"
+
+    class Meta:
+        verbose_name_plural = "pipeline review settings"
+
+    def __str__(self) -> str:
+        return f"review settings of {self.pipeline}"

@@ -407,3 +407,29 @@ def reviews_sample_draw(*, pipeline: Pipeline, since, until, size: int, seed: in
             actor=actor,
         )
     return seed, tasks
+
+
+@transaction.atomic
+def review_settings_set(*, pipeline: Pipeline, minutes_per_item: int, actor):
+    """Set the minutes a person would spend per item (the metrics' time saved).
+    The pipeline's owner sets it, or whoever may change the pipeline."""
+    from reviews.models import PipelineReviewSettings
+
+    if not (pipeline.owner_id == getattr(actor, "pk", None) or user_can(actor, "change", pipeline)):
+        raise PermissionDenied("Only the pipeline's owner, or someone who may change it, sets this.")
+    if isinstance(minutes_per_item, bool) or not isinstance(minutes_per_item, int) or not 0 <= minutes_per_item <= 600:
+        raise ValidationError({"minutes_per_item": "Give whole minutes from 0 to 600."})
+    settings_row, _ = PipelineReviewSettings.objects.select_for_update().get_or_create(pipeline=pipeline)
+    previous = settings_row.minutes_per_item
+    settings_row.minutes_per_item = minutes_per_item
+    settings_row.save(update_fields=["minutes_per_item", "updated_at"])
+    audit_record(
+        action="review_settings.changed",
+        object_type="pipeline",
+        object_id=pipeline.pk,
+        payload={"minutes_per_item": minutes_per_item, "previous": previous},
+        workspace_id=pipeline.workspace_id,
+        pipeline_id=pipeline.pk,
+        actor=actor,
+    )
+    return settings_row

@@ -15,6 +15,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(next_page="reviews-login"), name="reviews-logout"),
     path("next/", views.next_task, name="reviews-next"),
     path("mine/", views.mine, name="reviews-mine"),
+    path("metrics/<slug:slug>/", views.metrics, name="reviews-metrics"),
     path("tasks/<int:pk>/", views.detail, name="reviews-detail"),
     path("tasks/<int:pk>/decide/", views.decide, name="reviews-decide"),
     path("tasks/<int:pk>/qa/", views.qa, name="reviews-qa"),

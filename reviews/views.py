@@ -9,13 +9,16 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Q
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from pipelines.models import StepRun
-from reviews.forms import DecisionForm, QAForm, QueueFilterForm
+from governance.permissions import user_can
+from pipelines.models import Pipeline, StepRun
+from reviews.forms import DecisionForm, MinutesForm, QAForm, QueueFilterForm
+from reviews.metrics import review_metrics
 from reviews.models import ReviewTask
 from reviews.selectors import (
     pipelines_reviewable_by,
@@ -24,7 +27,7 @@ from reviews.selectors import (
     review_queue_for_user,
     review_tasks_for_user,
 )
-from reviews.services import review_claim, review_decide, review_qa_record, review_release
+from reviews.services import review_claim, review_decide, review_qa_record, review_release, review_settings_set
 
 reviewer_login = login_required(login_url="reviews-login")
 
@@ -165,3 +168,37 @@ def next_task(request):
 def mine(request):
     page = Paginator(review_decisions_by(user=request.user), 50).get_page(request.GET.get("page"))
     return render(request, "reviews/mine.html", {"page": page})
+
+
+def _pipeline_for_metrics(user, slug: str) -> Pipeline:
+    pipeline = get_object_or_404(Pipeline.objects.select_related("owner"), slug=slug)
+    if not (user_can(user, "review_output", pipeline) or user_can(user, "view", pipeline)):
+        raise Http404("No such pipeline.")
+    return pipeline
+
+
+@reviewer_login
+def metrics(request, slug: str):
+    """Per pipeline (and release, with ?release=N): is the pipeline paying?"""
+    pipeline = _pipeline_for_metrics(request.user, slug)
+    releases = list(pipeline.releases.order_by("-number"))
+    number = request.GET.get("release", "")
+    release = next((r for r in releases if str(r.number) == number), None)
+    status = 200
+    form = MinutesForm(request.POST or None)
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                review_settings_set(pipeline=pipeline, minutes_per_item=form.cleaned_data["minutes_per_item"],
+                                    actor=request.user)  # fmt: skip
+            except PermissionDenied as error:
+                form.add_error(None, str(error))
+                status = 403
+            else:
+                messages.success(request, "Minutes per item saved.")
+                return redirect(request.get_full_path())
+        else:
+            status = 400
+    context = {"pipeline": pipeline, "releases": releases, "release": release, "form": form,
+               "m": review_metrics(pipeline=pipeline, release=release)}  # fmt: skip
+    return render(request, "reviews/metrics.html", context, status=status)

@@ -17,9 +17,7 @@ from tests.reviews.conftest import hold, task_of
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("second", ["approve", "reject"])
-def test_two_reviewers_deciding_at_once_make_one_decision_and_one_resumption(
-    second, gated, reviewer, second_reviewer
-):
+def test_two_reviewers_deciding_at_once_make_one_decision_and_one_resumption(second, gated, reviewer, second_reviewer):
     run = hold(gated)
     task = task_of(run)
     barrier = threading.Barrier(2)
