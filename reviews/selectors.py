@@ -6,7 +6,7 @@ from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from governance.permissions import filter_for_user
-from pipelines.models import Pipeline, Run
+from pipelines.models import Pipeline
 from reviews.models import ReviewDecision, ReviewTask
 
 
@@ -25,11 +25,10 @@ def review_tasks_for_user(*, user) -> QuerySet[ReviewTask]:
 def review_queue_for_user(*, user, pipeline: str = "", reason: str = "", age_hours: int | None = None, now=None):
     """The open tasks this user may decide, soonest deadline first (QA samples,
     which have none, last), narrowed by pipeline slug, reason and minimum age.
-    A blocking task whose run ended otherwise (cancelled) is not shown."""
+    (A blocking task whose run was cancelled meanwhile stays until someone
+    opens it, which closes it: the queue joins no run rows, so it stays fast.)"""
     now = now or timezone.now()
-    tasks = review_tasks_for_user(user=user).filter(
-        Q(kind=ReviewTask.Kind.QA_SAMPLE) | Q(run__status=Run.Status.WAITING_REVIEW), status=ReviewTask.Status.OPEN
-    )
+    tasks = review_tasks_for_user(user=user).filter(status=ReviewTask.Status.OPEN)
     if pipeline:
         tasks = tasks.filter(pipeline__slug=pipeline)
     if reason:
@@ -42,9 +41,9 @@ def review_queue_for_user(*, user, pipeline: str = "", reason: str = "", age_hou
 def review_queue_counts(tasks: QuerySet[ReviewTask]) -> dict:
     """Counts of a queue: in all, per pipeline, and how many are overdue."""
     now = timezone.now()
+    totals = tasks.order_by().aggregate(total=Count("pk"), overdue=Count("pk", filter=Q(deadline_at__lt=now)))
     return {
-        "total": tasks.count(),
-        "overdue": tasks.filter(deadline_at__lt=now).count(),
+        **totals,
         "by_pipeline": list(
             tasks.order_by()
             .values("pipeline__slug", "pipeline__name")

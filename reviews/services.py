@@ -149,6 +149,11 @@ def review_claim(*, task: ReviewTask, actor, now=None) -> ReviewTask:
     task = _lock(task)
     if task.status != ReviewTask.Status.OPEN:
         raise ValidationError(f"This review is already {task.status}.")
+    if task.is_blocking and task.run.status != Run.Status.WAITING_REVIEW:
+        # The run ended another way (cancelled): nothing is left to decide.
+        _close(task, ReviewTask.Status.CLOSED, now)
+        _event(task, "review.closed", {"run_status": task.run.status}, actor=actor)
+        return task
     holder = task.claim_holder(now)
     if holder is not None and holder.pk == actor.pk:
         return task
@@ -322,7 +327,9 @@ def reviews_escalate(*, now=None) -> list[int]:
     Escalation only tells people; an overdue review is never approved by it."""
     now = now or timezone.now()
     escalated = []
-    open_tasks = ReviewTask.objects.filter(status=ReviewTask.Status.OPEN, kind__in=ReviewTask.BLOCKING)
+    open_tasks = ReviewTask.objects.filter(
+        status=ReviewTask.Status.OPEN, kind__in=ReviewTask.BLOCKING, run__status=Run.Status.WAITING_REVIEW
+    )
     due = [
         *((pk, 1) for pk in open_tasks.filter(escalation_level=0, deadline_at__lt=now).values_list("pk", flat=True)),
         *(

@@ -1,6 +1,6 @@
 """The reviewer web app at /review/: a queue, a task page with its decisions,
-and the reviewer's own history. Every view reads tasks through
-review_tasks_for_user, so a task of a pipeline without review_output is a 404."""
+and the reviewer's own history. Every view reads tasks of pipelines the user
+holds review_output on, and nothing else: any other task is a 404."""
 
 import json
 
@@ -25,7 +25,6 @@ from reviews.selectors import (
     review_decisions_by,
     review_queue_counts,
     review_queue_for_user,
-    review_tasks_for_user,
 )
 from reviews.services import review_claim, review_decide, review_qa_record, review_release, review_settings_set
 
@@ -33,7 +32,12 @@ reviewer_login = login_required(login_url="reviews-login")
 
 
 def _task_for(user, pk: int) -> ReviewTask:
-    return get_object_or_404(review_tasks_for_user(user=user), pk=pk)
+    # By key, then the right on its pipeline: the same answer as filtering
+    # review_tasks_for_user, without the permission subquery on every page.
+    task = get_object_or_404(ReviewTask.objects.select_related("pipeline", "run", "run__release", "claimed_by"), pk=pk)
+    if not user_can(user, "review_output", task.pipeline):
+        raise Http404("No such review.")
+    return task
 
 
 def _message(error: ValidationError | PermissionDenied) -> str:
@@ -48,8 +52,11 @@ def queue(request):
         user=request.user, pipeline=filters.get("pipeline", ""), reason=filters.get("reason", ""),
         age_hours=filters.get("age"),
     )  # fmt: skip
-    page = Paginator(tasks, 50).get_page(request.GET.get("page"))
-    context = {"form": form, "page": page, "counts": review_queue_counts(tasks), "now": timezone.now()}
+    counts = review_queue_counts(tasks)
+    paginator = Paginator(tasks, 50)
+    paginator.count = counts["total"]  # already counted: spare the paginator its own COUNT
+    page = paginator.get_page(request.GET.get("page"))
+    context = {"form": form, "page": page, "counts": counts, "now": timezone.now()}
     return render(request, "reviews/queue.html", context, status=400 if form.errors else 200)
 
 

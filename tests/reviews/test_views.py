@@ -185,3 +185,16 @@ def test_next_goes_to_the_soonest_deadline_not_held_by_someone_else(gated, revie
     _client(second_reviewer).get(reverse("reviews-detail", args=[first.pk]))  # claims the first
     response = _client(reviewer).get(reverse("reviews-next"))
     assert response["Location"] == reverse("reviews-detail", args=[second.pk])
+
+
+def test_opening_a_task_of_a_cancelled_run_closes_it(held, reviewer, superuser):
+    from pipelines.engine import run_cancel
+
+    task, _ = held
+    run_cancel(run=task.run, actor=superuser, reason="Customer withdrew the ticket.")
+    response = _client(reviewer).get(reverse("reviews-detail", args=[task.pk]))
+    assert response.status_code == 200
+    task.refresh_from_db()
+    assert task.status == ReviewTask.Status.CLOSED and task.claimed_by is None
+    assert AuditEvent.objects.filter(action="review.closed", object_id=str(task.pk)).exists()
+    assert task.pk not in {t.pk for t in _client(reviewer).get(reverse("reviews-queue")).context["page"]}
