@@ -66,7 +66,11 @@ class ReviewTask(PipelinePart, models.Model):
 
     class Meta:
         ordering = ["deadline_at", "pk"]
-        indexes = [models.Index(fields=["status", "deadline_at"], name="reviewtask_queue")]
+        indexes = [
+            models.Index(fields=["status", "deadline_at"], name="reviewtask_queue"),
+            # Covers the queue's counts (status, pipeline, overdue) for an index-only scan.
+            models.Index(fields=["status", "pipeline", "deadline_at"], name="reviewtask_counts"),
+        ]
         constraints = [
             # One blocking review and at most one QA review per held gate: a
             # repeated signal (a retried transaction) never makes a second one.
