@@ -28,7 +28,15 @@ def review_queue_for_user(*, user, pipeline: str = "", reason: str = "", age_hou
     (A blocking task whose run was cancelled meanwhile stays until someone
     opens it, which closes it: the queue joins no run rows, so it stays fast.)"""
     now = now or timezone.now()
-    tasks = review_tasks_for_user(user=user).filter(status=ReviewTask.Status.OPEN)
+    # A queue row shows the pipeline's name and the claim, never the run's
+    # documents or the release snapshot: those stay in the database.
+    tasks = (
+        review_tasks_for_user(user=user)
+        .filter(status=ReviewTask.Status.OPEN)
+        .select_related(None)
+        .select_related("pipeline", "claimed_by")
+        .defer("pipeline__input_schema", "pipeline__runbook", "pipeline__description")
+    )
     if pipeline:
         tasks = tasks.filter(pipeline__slug=pipeline)
     if reason:

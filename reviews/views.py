@@ -53,7 +53,7 @@ def queue(request):
         age_hours=filters.get("age"),
     )  # fmt: skip
     counts = review_queue_counts(tasks)
-    paginator = Paginator(tasks, 50)
+    paginator = Paginator(tasks, 25)
     paginator.count = counts["total"]  # already counted: spare the paginator its own COUNT
     page = paginator.get_page(request.GET.get("page"))
     context = {"form": form, "page": page, "counts": counts, "now": timezone.now()}
