@@ -26,7 +26,7 @@ demo: migrate
 	@trap 'kill $$WORKER 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/celery -A config worker --pool=solo --loglevel=WARNING & WORKER=$$!; \
 	$(BIN)/python manage.py keel_demo --runs 20 || echo "The sample runs did not all settle; see the worker's output above."; \
-	echo "Serving http://$(HOST):$(PORT)/admin/ (Ctrl-C stops the server and the worker)"; \
+	echo "Serving http://$(HOST):$(PORT)/admin/ and the reviewer app at /review/ (Ctrl-C stops the server and the worker)"; \
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: install

@@ -275,6 +275,15 @@ CELERY_BEAT_SCHEDULE = {
     # Run data past its workspace's retention period is redacted (pipelines/redaction.py).
     "retention-apply": {"task": "pipelines.apply_retention", "schedule": crontab(hour=2, minute=41)},
 }
+# Reviews: overdue reviews escalate within five minutes of their deadline; each
+# pipeline's passed outputs of the last day get a random QA sample (seed recorded).
+CELERY_BEAT_SCHEDULE |= {
+    "reviews-escalate": {"task": "reviews.escalate_overdue", "schedule": 300.0},
+    "reviews-sample": {"task": "reviews.sample_periodic", "schedule": crontab(hour=4, minute=5)},
+}
+# How long opening a review keeps it for one reviewer, and the daily sample's size per pipeline (0: none).
+KEEL_REVIEW_CLAIM_SECONDS = env_int("KEEL_REVIEW_CLAIM_SECONDS", 15 * 60, minimum=30)
+KEEL_REVIEW_SAMPLE_SIZE = env_int("KEEL_REVIEW_SAMPLE_SIZE", 5, minimum=0)
 # The last resort: run tasks inline in the caller. A notice is logged at start.
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True

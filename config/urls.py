@@ -13,4 +13,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("audit/", include("audit.urls")),
     path("account/two-factor/", two_factor, name="two-factor"),
+    path("review/", include("reviews.urls")),
 ]

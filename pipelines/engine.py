@@ -28,6 +28,7 @@ from governance.permissions import user_can
 from pipelines.deliveries import delivery_send
 from pipelines.models import Deployment, Pipeline, Release, Run, StepRun
 from pipelines.providers import call_model
+from pipelines.signals import run_held, run_sampled
 from pipelines.steps import execute_step, step_does_io
 from pipelines.steps.base import StepContext, StepError, StepResult
 
@@ -207,6 +208,7 @@ class _Batch:
         self.started: set[int] = set()  # positions whose start this execution has recorded
         self.rows: dict[int, dict] = {}  # position -> the StepRun's fields, in execution order
         self.events: list[dict] = []
+        self.signals: list[tuple] = []  # (signal, kwargs) for the apps above, sent inside the commit
         self.next_position = run.next_position
 
     def event(self, action: str, payload: dict) -> None:
@@ -287,14 +289,22 @@ class _Batch:
                     StepRun.objects.filter(run=self.run, position=position).update(**step_fields)
             insert_rows([StepRun(run=self.run, position=p, **f) for p, f in self.rows.items() if p not in self.stored])
             audit_record_many(self.events)
+            if self.signals:
+                self._apply(fields)  # handlers see the run as it is being committed
+                for signal, kwargs in self.signals:
+                    signal.send(sender=Run, run=self.run, **kwargs)
         self.stored.update(self.rows)
-        self.rows, self.events = {}, []
+        self.rows, self.events, self.signals = {}, [], []
+        self._apply(fields)
+
+    def _apply(self, fields: dict) -> None:
+        """The run as committed, without reading it back."""
         if not self.claimed:
             self.claimed = True
             self.run.attempts += 1
-            del fields["attempts"]
-        for name, value in fields.items():  # the run as committed, without reading it back
-            setattr(self.run, name, value)
+        for name, value in fields.items():
+            if name != "attempts":
+                setattr(self.run, name, value)
 
     def finish(self, status: str, *, event: str, payload: dict, reason: str = "", output=None) -> None:
         self.event(event, payload)
@@ -356,6 +366,12 @@ def run_execute(run_id: int, *, owner: str | None = None, call=call_model) -> Ru
                 return _fail_step(batch, step, document, error, began=began)
             held = step["kind"] == "gate" and result.decision is not None and not result.decision.get("passed", True)
             batch.complete(step, document, result, began=began, held=held)
+            # reviews opens a review task (held) or a QA sample (passed but sampled) in the same commit.
+            gate = {"position": position, "decision": result.decision}
+            if held:
+                batch.signals.append((run_held, gate))
+            elif step["kind"] == "gate" and (result.decision or {}).get("sampled"):
+                batch.signals.append((run_sampled, gate))
             if held:
                 batch.finish(Run.Status.WAITING_REVIEW, event="run.waiting_review",
                              payload={"position": position, "reasons": result.decision.get("reasons", [])})  # fmt: skip

@@ -219,6 +219,8 @@ def _replay_step(step_run: StepRun, step: dict, document: dict, ctx_fields: dict
         match = not reasons
         return StepReplay(**row, recorded_sha256="", replayed_sha256="", match=match,
                           reason="; ".join(reasons) or f"failed again as recorded: {error}"), None  # fmt: skip
+    if step["kind"] == "gate" and "review" in (step_run.decision or {}):
+        reasons += _reviewed_gate(step_run, result)
     replayed = _sha256(result.output)
     if step_run.status == StepRun.Status.FAILED:
         reasons.append("the run failed at this step; replay did not")
@@ -238,6 +240,22 @@ def _replay_step(step_run: StepRun, step: dict, document: dict, ctx_fields: dict
     diff = _diff(step_run.output, result.output) if replayed != chain.get("output_sha256") else ""
     return StepReplay(**row, recorded_sha256=chain.get("output_sha256", ""), replayed_sha256=replayed,
                       match=not reasons, reason="; ".join(reasons), diff=diff), result.output  # fmt: skip
+
+
+def _reviewed_gate(step_run: StepRun, result) -> list[str]:
+    """A gate a person decided: its output is the approved one recorded on the
+    StepRun (what was learned from outside, like a model's response), and its
+    decision the gate's verdict with the review beside it. The replayed gate
+    must have been shown the output the reviewer saw."""
+    review = step_run.decision["review"]
+    reasons = []
+    if _sha256(result.output) != review.get("original_sha256"):
+        reasons.append("the replayed gate's input is not the output the reviewer saw")
+    if _sha256(step_run.output) != review.get("output_sha256"):
+        reasons.append("the StepRun's stored output is not the one the reviewer approved")
+    result.output = copy.deepcopy(step_run.output)
+    result.decision = {**(result.decision or {}), "review": copy.deepcopy(review)}
+    return reasons
 
 
 def run_replay(run: Run, *, live: bool = False) -> ReplayReport:

@@ -152,6 +152,8 @@ class Command(BaseCommand):
             rules=[
                 {"field": "label", "operator": "in", "value": ["refund", "complaint"]},
                 {"field": "draft", "operator": "contains", "value": "guarantee"},
+                # Legal threats always reach a person, whatever the classifier made of them.
+                {"field": "body", "operator": "contains", "value": "legal action"},
             ],
             sample_rate="0.100",
             required_approvals=1,
@@ -246,5 +248,5 @@ class Command(BaseCommand):
         self.stdout.write(f"Sign in to the admin (/admin/) with any of these (password: {DEMO_PASSWORD}):")
         self.stdout.write("  admin     superuser")
         for name, (role, staff) in DEMO_USERS.items():
-            note = "" if staff else "  (not staff: reviews happen in the reviewer app, not yet built)"
+            note = "" if staff else "  (not staff: works the review queue at /review/)"
             self.stdout.write(f"  {name:<9} {role} of Northwind Traders{note}")

@@ -1,0 +1,81 @@
+"""After a person decided: resume a run held at a gate with the approved
+output, or end it as rejected.
+
+The reviews app calls these once a review task has its approvals (or a
+rejection); pipelines knows nothing of review tasks, only of the decision it is
+handed, which it records on the gate's StepRun so that replay can read it back
+as it reads a model's recorded response.
+"""
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from governance.permissions import user_can
+from pipelines.engine import _events, _sha256
+from pipelines.models import Run, StepRun
+
+
+def _held(run: Run, actor) -> tuple[Run, StepRun]:
+    """The run, locked, and its held gate step; refuses anything else."""
+    if getattr(actor, "is_authenticated", False) and not user_can(actor, "review_output", run.pipeline):
+        raise PermissionDenied("Deciding a held run needs the review_output right on its pipeline.")
+    run = Run.objects.select_for_update().select_related("pipeline").get(pk=run.pk)
+    if run.status != Run.Status.WAITING_REVIEW:
+        raise ValidationError(f"Run {run.pk} is not waiting for review ({run.status}).")
+    gate = StepRun.objects.get(run=run, position=run.next_position)
+    if gate.kind != "gate" or gate.status != StepRun.Status.WAITING_REVIEW:
+        raise ValidationError(f"Run {run.pk} has no held gate at step {run.next_position}.")
+    return run, gate
+
+
+@transaction.atomic
+def run_resume(*, run: Run, output: dict, decision: dict, actor, enqueue: bool = True) -> Run:
+    """Resume a held run with the approved output as its gate's output.
+
+    1. Refuse unless the run waits at a gate (a second resumption finds it queued).
+    2. Record the approved output (the edit, where edited) and its hash on the
+       gate's StepRun, with ``decision`` under ``review`` beside the gate's verdict.
+    3. Record the gate's completion (its new output hash) and ``run.resumed``.
+    4. Put the run back on the queue at the next step; a worker delivers it.
+    """
+    if not isinstance(output, dict):
+        raise ValidationError({"output": "The approved output must be a JSON object."})
+    if not isinstance(decision, dict):
+        raise ValidationError({"decision": "The review decision must be a JSON object."})
+    run, gate = _held(run, actor)
+    output_sha256 = _sha256(output)
+    review = {**decision, "original_sha256": gate.output_sha256, "output_sha256": output_sha256}
+    recorded = {**(gate.decision or {}), "review": review}
+    StepRun.objects.filter(pk=gate.pk).update(
+        status=StepRun.Status.COMPLETED, output=output, output_sha256=output_sha256, decision=recorded
+    )
+    Run.objects.filter(pk=run.pk).update(
+        status=Run.Status.QUEUED, next_position=gate.position + 1, lease_owner="", lease_expires_at=None
+    )
+    _events(run, "step.completed",
+            {"position": gate.position, "kind": gate.kind, "output_sha256": output_sha256, "decision": recorded},
+            actor=actor)  # fmt: skip
+    _events(run, "run.resumed",
+            {"position": gate.position, "outcome": decision.get("outcome", "approved"),
+             "original_sha256": gate.output_sha256, "output_sha256": output_sha256},
+            actor=actor)  # fmt: skip
+    if enqueue:
+        from pipelines.tasks import run_execute_task
+
+        run_execute_task.delay_on_commit(run.pk)
+    return Run.objects.get(pk=run.pk)
+
+
+@transaction.atomic
+def run_reject(*, run: Run, reason: str, actor, decision: dict | None = None) -> Run:
+    """End a held run as rejected: nothing after its gate runs, nothing is delivered."""
+    if not (reason or "").strip():
+        raise ValidationError({"reason": "Say why the output is rejected."})
+    run, gate = _held(run, actor)
+    Run.objects.filter(pk=run.pk).update(
+        status=Run.Status.REJECTED, failure_reason=f"Rejected: {reason}", lease_owner="", lease_expires_at=None,
+        finished_at=timezone.now(),
+    )  # fmt: skip
+    _events(run, "run.rejected", {"position": gate.position, "reason": reason, **(decision or {})}, actor=actor)
+    return Run.objects.get(pk=run.pk)

@@ -1,0 +1,82 @@
+"""Reads for the reviewer app, filtered by object permission."""
+
+from datetime import timedelta
+
+from django.db.models import Count, F, Q, QuerySet
+from django.utils import timezone
+
+from governance.permissions import filter_for_user
+from pipelines.models import Pipeline
+from reviews.models import ReviewDecision, ReviewTask
+
+
+def pipelines_reviewable_by(user) -> QuerySet[Pipeline]:
+    return filter_for_user(user, "review_output", Pipeline.objects.all())
+
+
+def review_tasks_for_user(*, user) -> QuerySet[ReviewTask]:
+    """Every review task on a pipeline the user holds review_output on
+    (directly or through its workspace); nothing else, ever."""
+    return ReviewTask.objects.filter(pipeline__in=pipelines_reviewable_by(user)).select_related(
+        "pipeline", "run", "run__release", "claimed_by"
+    )
+
+
+def review_queue_for_user(*, user, pipeline: str = "", reason: str = "", age_hours: int | None = None, now=None):
+    """The open tasks this user may decide, soonest deadline first (QA samples,
+    which have none, last), narrowed by pipeline slug, reason and minimum age.
+    (A blocking task whose run was cancelled meanwhile stays until someone
+    opens it, which closes it: the queue joins no run rows, so it stays fast.)"""
+    now = now or timezone.now()
+    # A queue row shows the pipeline's name and the claim, never the run's
+    # documents or the release snapshot: those stay in the database.
+    tasks = (
+        review_tasks_for_user(user=user)
+        .filter(status=ReviewTask.Status.OPEN)
+        .select_related(None)
+        .select_related("pipeline", "claimed_by")
+        .defer("pipeline__input_schema", "pipeline__runbook", "pipeline__description")
+    )
+    if pipeline:
+        tasks = tasks.filter(pipeline__slug=pipeline)
+    if reason:
+        tasks = tasks.filter(reason_codes__contains=f",{reason},")
+    if age_hours:
+        tasks = tasks.filter(created_at__lte=now - timedelta(hours=age_hours))
+    return tasks.order_by(F("deadline_at").asc(nulls_last=True), "created_at", "pk")
+
+
+def review_queue_counts(tasks: QuerySet[ReviewTask]) -> dict:
+    """Counts of a queue: in all, how many are overdue, and per pipeline; one
+    grouped scan of the task table, no join."""
+    now = timezone.now()
+    rows = list(
+        tasks.order_by()
+        .values("pipeline_id")
+        .annotate(n=Count("pipeline_id"), overdue=Count("pipeline_id", filter=Q(deadline_at__lt=now)))
+    )
+    pipelines = {
+        pk: (slug, name)
+        for pk, slug, name in Pipeline.objects.filter(pk__in=[r["pipeline_id"] for r in rows]).values_list(
+            "pk", "slug", "name"
+        )
+    }
+    by_pipeline = sorted(
+        ({"pipeline__slug": pipelines[r["pipeline_id"]][0], "pipeline__name": pipelines[r["pipeline_id"]][1],
+          "n": r["n"]} for r in rows),
+        key=lambda row: row["pipeline__name"],
+    )  # fmt: skip
+    return {
+        "total": sum(r["n"] for r in rows),
+        "overdue": sum(r["overdue"] for r in rows),
+        "by_pipeline": by_pipeline,
+    }
+
+
+def review_decisions_by(*, user) -> QuerySet[ReviewDecision]:
+    """The user's own decisions, newest first, on pipelines they may still review."""
+    return (
+        ReviewDecision.objects.filter(reviewer=user, task__pipeline__in=pipelines_reviewable_by(user))
+        .select_related("task", "task__pipeline", "task__run")
+        .order_by("-created_at", "-pk")
+    )

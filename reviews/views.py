@@ -1,0 +1,211 @@
+"""The reviewer web app at /review/: a queue, a task page with its decisions,
+and the reviewer's own history. Every view reads tasks of pipelines the user
+holds review_output on, and nothing else: any other task is a 404."""
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from governance.permissions import user_can
+from pipelines.models import Pipeline, StepRun
+from reviews.forms import DecisionForm, MinutesForm, QAForm, QueueFilterForm
+from reviews.metrics import review_metrics
+from reviews.models import ReviewTask
+from reviews.selectors import (
+    pipelines_reviewable_by,
+    review_decisions_by,
+    review_queue_counts,
+    review_queue_for_user,
+)
+from reviews.services import review_claim, review_decide, review_qa_record, review_release, review_settings_set
+
+reviewer_login = login_required(login_url="reviews-login")
+
+
+def _task_for(user, pk: int) -> ReviewTask:
+    # By key, then the right on its pipeline: the same answer as filtering
+    # review_tasks_for_user, without the permission subquery on every page.
+    task = get_object_or_404(ReviewTask.objects.select_related("pipeline", "run", "run__release", "claimed_by"), pk=pk)
+    if not user_can(user, "review_output", task.pipeline):
+        raise Http404("No such review.")
+    return task
+
+
+def _message(error: ValidationError | PermissionDenied) -> str:
+    return " ".join(error.messages) if isinstance(error, ValidationError) else str(error)
+
+
+@reviewer_login
+def queue(request):
+    form = QueueFilterForm(request.GET or None, pipelines=pipelines_reviewable_by(request.user).order_by("name"))
+    filters = form.cleaned_data if form.is_valid() else {}
+    tasks = review_queue_for_user(
+        user=request.user, pipeline=filters.get("pipeline", ""), reason=filters.get("reason", ""),
+        age_hours=filters.get("age"),
+    )  # fmt: skip
+    counts = review_queue_counts(tasks)
+    paginator = Paginator(tasks, 25)
+    paginator.count = counts["total"]  # already counted: spare the paginator its own COUNT
+    page = paginator.get_page(request.GET.get("page"))
+    context = {"form": form, "page": page, "counts": counts, "now": timezone.now()}
+    return render(request, "reviews/queue.html", context, status=400 if form.errors else 200)
+
+
+def _detail_context(task: ReviewTask, request) -> dict:
+    steps = list(StepRun.objects.filter(run_id=task.run_id).order_by("position"))
+    for step in steps:
+        step.output_json = json.dumps(step.output, indent=2, ensure_ascii=False)
+    gate = next((s for s in steps if s.position == task.position), None)
+    # Show the input as the pipeline's last redaction before the gate left it,
+    # and hide what earlier steps saw: a reviewer never needs the raw PII.
+    redact = [s for s in steps if s.kind == "redact" and s.position < task.position and s.output is not None]
+    shown_input = redact[-1].output if redact else task.run.input
+    first_visible = redact[-1].position if redact else 0
+    # What the gate was shown (its output until a reviewed one replaced it).
+    held_output = gate.input if gate else None
+    return {
+        "task": task,
+        "run": task.run,
+        "release": task.run.release,
+        "shown_input": json.dumps(shown_input, indent=2, ensure_ascii=False),
+        "redacted": bool(redact),
+        "output": held_output,
+        "output_json": json.dumps(held_output, indent=2, ensure_ascii=False),
+        "steps": [s for s in steps if first_visible <= s.position < task.position],
+        "hidden_steps": first_visible - 1 if first_visible else 0,
+        "decisions": task.decisions.select_related("reviewer"),
+        "holder": task.claim_holder(),
+        "decision_form": DecisionForm(initial={"output": json.dumps(held_output, indent=2, ensure_ascii=False)}),
+        "qa_form": QAForm(),
+    }
+
+
+@reviewer_login
+def detail(request, pk: int):
+    task = _task_for(request.user, pk)
+    if task.status == ReviewTask.Status.OPEN:
+        try:
+            task = review_claim(task=task, actor=request.user)  # opening a task claims it
+        except ValidationError as error:
+            messages.warning(request, _message(error))
+    return render(request, "reviews/detail.html", _detail_context(task, request))
+
+
+def _refused(request, task: ReviewTask, error, *, form=None, qa_form=None):
+    task.refresh_from_db()
+    context = _detail_context(task, request)
+    context.update({k: v for k, v in (("decision_form", form), ("qa_form", qa_form)) if v is not None})
+    context["error"] = _message(error) if error else ""
+    status = 403 if isinstance(error, PermissionDenied) else 409 if task.status != ReviewTask.Status.OPEN else 400
+    return render(request, "reviews/detail.html", context, status=status)
+
+
+@reviewer_login
+@require_POST
+def decide(request, pk: int):
+    task = _task_for(request.user, pk)
+    form = DecisionForm(request.POST)
+    if not form.is_valid():
+        return _refused(request, task, None, form=form)
+    data = form.cleaned_data
+    try:
+        review_decide(task=task, actor=request.user, decision=data["decision"], reason=data["reason"],
+                      edited_output=data["edited_output"])  # fmt: skip
+    except (ValidationError, PermissionDenied) as error:
+        if isinstance(error, ValidationError) and hasattr(error, "error_dict"):
+            for field, problems in error.message_dict.items():
+                form.add_error(field if field in form.fields else None, problems)
+            return _refused(request, task, None, form=form)
+        return _refused(request, task, error, form=form)
+    done = {"approve": "approved", "edit": "edited and approved", "reject": "rejected"}[data["decision"]]
+    messages.success(request, f"Review {task.pk}: {done}.")
+    return redirect(f"{reverse('reviews-next')}?after={task.pk}")
+
+
+@reviewer_login
+@require_POST
+def qa(request, pk: int):
+    task = _task_for(request.user, pk)
+    form = QAForm(request.POST)
+    if not form.is_valid():
+        return _refused(request, task, None, qa_form=form)
+    try:
+        review_qa_record(task=task, actor=request.user, **form.cleaned_data)
+    except (ValidationError, PermissionDenied) as error:
+        return _refused(request, task, error, qa_form=form)
+    messages.success(request, f"QA sample {task.pk}: marked {form.cleaned_data['verdict']}.")
+    return redirect(f"{reverse('reviews-next')}?after={task.pk}")
+
+
+@reviewer_login
+@require_POST
+def release(request, pk: int):
+    task = _task_for(request.user, pk)
+    review_release(task=task, actor=request.user)
+    return redirect("reviews-queue")
+
+
+@reviewer_login
+def next_task(request):
+    """The next task to work: soonest deadline, not held by someone else."""
+    now = timezone.now()
+    tasks = review_queue_for_user(user=request.user).filter(
+        Q(claimed_by__isnull=True) | Q(claimed_by=request.user) | Q(claim_expires_at__lte=now)
+    )
+    after = request.GET.get("after", "")
+    if after.isdigit():
+        tasks = tasks.exclude(pk=int(after))
+    task = tasks.first()
+    if task is None:
+        messages.info(request, "Nothing left in your queue.")
+        return redirect("reviews-queue")
+    return redirect(task)
+
+
+@reviewer_login
+def mine(request):
+    page = Paginator(review_decisions_by(user=request.user), 50).get_page(request.GET.get("page"))
+    return render(request, "reviews/mine.html", {"page": page})
+
+
+def _pipeline_for_metrics(user, slug: str) -> Pipeline:
+    pipeline = get_object_or_404(Pipeline.objects.select_related("owner"), slug=slug)
+    if not (user_can(user, "review_output", pipeline) or user_can(user, "view", pipeline)):
+        raise Http404("No such pipeline.")
+    return pipeline
+
+
+@reviewer_login
+def metrics(request, slug: str):
+    """Per pipeline (and release, with ?release=N): is the pipeline paying?"""
+    pipeline = _pipeline_for_metrics(request.user, slug)
+    releases = list(pipeline.releases.order_by("-number"))
+    number = request.GET.get("release", "")
+    release = next((r for r in releases if str(r.number) == number), None)
+    status = 200
+    form = MinutesForm(request.POST or None)
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                review_settings_set(pipeline=pipeline, minutes_per_item=form.cleaned_data["minutes_per_item"],
+                                    actor=request.user)  # fmt: skip
+            except PermissionDenied as error:
+                form.add_error(None, str(error))
+                status = 403
+            else:
+                messages.success(request, "Minutes per item saved.")
+                return redirect(request.get_full_path())
+        else:
+            status = 400
+    context = {"pipeline": pipeline, "releases": releases, "release": release, "form": form,
+               "m": review_metrics(pipeline=pipeline, release=release)}  # fmt: skip
+    return render(request, "reviews/metrics.html", context, status=status)
