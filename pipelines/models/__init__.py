@@ -18,11 +18,13 @@ from pipelines.models.config import (
 from pipelines.models.deliveries import Delivery
 from pipelines.models.releases import Deployment, Release, ReleaseTransition
 from pipelines.models.runs import Run, StepRun
+from pipelines.models.tokens import Heartbeat, ServiceToken
 
 __all__ = [
     "IDENTIFIER",
     "Delivery",
     "Deployment",
+    "Heartbeat",
     "ModelConfig",
     "ModelConfigGroupObjectPermission",
     "ModelConfigUserObjectPermission",
@@ -35,6 +37,7 @@ __all__ = [
     "Release",
     "ReleaseTransition",
     "Run",
+    "ServiceToken",
     "Step",
     "StepRun",
     "env_var_name",
