@@ -1,0 +1,146 @@
+"""The integration surface in the admin: service tokens (shown once, revoked,
+never edited), dead-letter deliveries, schedules and budgets."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.template.response import TemplateResponse
+
+from governance.models import Workspace
+from governance.permissions import can_manage_permissions, filter_for_user, is_governance_lead, workspaces_for_user
+from pipelines.models import Pipeline, ServiceToken
+from pipelines.tokens import token_create, token_revoke
+
+
+def _tokens_visible_to(user, queryset):
+    pipelines = filter_for_user(user, "view", Pipeline.objects.all())
+    workspaces = workspaces_for_user(user, "view", inside=False)
+    return queryset.filter(pipeline__in=pipelines) | queryset.filter(workspace__in=workspaces)
+
+
+class ServiceTokenForm(forms.ModelForm):
+    class Meta:
+        model = ServiceToken
+        fields = ["name", "user", "workspace", "pipeline"]
+        help_texts = {
+            "user": "The account the token acts as: it holds this user's rights, and only within its scope.",
+            "workspace": "Scope: every pipeline of this workspace…",
+            "pipeline": "…or this one pipeline.",
+        }
+
+    def __init__(self, *args, request=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.request = request
+        if "user" not in self.fields:
+            return  # an existing token: every field is read-only
+        self.fields["user"].queryset = get_user_model().objects.filter(is_active=True).order_by("username")
+        if request is not None:
+            self.fields["workspace"].queryset = workspaces_for_user(request.user, "change")
+            self.fields["pipeline"].queryset = filter_for_user(request.user, "change", Pipeline.objects.all())
+
+    def clean(self):
+        cleaned = super().clean()
+        scope = cleaned.get("pipeline") or cleaned.get("workspace")
+        if cleaned.get("pipeline") and cleaned.get("workspace"):
+            raise ValidationError("Choose a workspace or a pipeline, not both.")
+        if scope is None:
+            raise ValidationError("Choose the token's scope: a workspace or a pipeline.")
+        if self.request is not None and not can_manage_permissions(self.request.user, scope):
+            raise ValidationError(
+                f"You may not hand out access to {scope}: that needs the right to manage its permissions."
+            )
+        return cleaned
+
+
+@admin.action(description="Revoke the selected tokens")
+def revoke_tokens(modeladmin, request, queryset):
+    revoked = 0
+    for token in queryset.select_related("user", "pipeline", "workspace"):
+        try:
+            token_revoke(token=token, actor=request.user)
+            revoked += 1
+        except (PermissionDenied, ValidationError) as exc:
+            modeladmin.message_user(
+                request, f"{token}: {' '.join(getattr(exc, 'messages', [str(exc)]))}", messages.ERROR
+            )
+    if revoked:
+        modeladmin.message_user(request, f"Revoked {revoked} token(s); requests with them are refused from now on.")
+
+
+@admin.register(ServiceToken)
+class ServiceTokenAdmin(admin.ModelAdmin):
+    list_display = ("name", "prefix", "user", "workspace", "pipeline", "created_at", "last_used_at", "revoked_at")
+    list_select_related = ("user", "workspace", "pipeline")
+    list_filter = ("revoked_at",)
+    search_fields = ("name", "prefix", "user__username")
+    actions = [revoke_tokens]
+    form = ServiceTokenForm
+    readonly_fields = ("prefix", "created_at", "created_by", "last_used_at", "revoked_at", "revoked_by")
+
+    def get_queryset(self, request):
+        return _tokens_visible_to(request.user, super().get_queryset(request))
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+
+        class RequestForm(form):
+            def __init__(self, *args, **inner):
+                super().__init__(*args, request=request, **inner)
+
+        return RequestForm
+
+    def get_fields(self, request, obj=None):
+        return ["name", "user", "workspace", "pipeline"] if obj is None else [
+            "name", "user", "workspace", "pipeline", *self.readonly_fields
+        ]  # fmt: skip
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else ("name", "user", "workspace", "pipeline", *self.readonly_fields)
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_staff and is_governance_lead(request.user)
+
+    def has_view_permission(self, request, obj=None):
+        if not self.has_module_permission(request):
+            return False
+        return obj is None or _tokens_visible_to(request.user, ServiceToken.objects.filter(pk=obj.pk)).exists()
+
+    def has_add_permission(self, request):
+        return self.has_module_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a token is created and revoked, never edited
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoked tokens stay, so the audit trail keeps naming something
+
+    def get_actions(self, request):
+        # The revoke action is offered to those who may see the list; each token is checked by token_revoke.
+        actions = super().get_actions(request)
+        if self.has_module_permission(request) and "revoke_tokens" not in actions:
+            actions["revoke_tokens"] = self.get_action("revoke_tokens")
+        return actions
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        token, plain = token_create(
+            user=data["user"], name=data["name"], pipeline=data.get("pipeline"), workspace=data.get("workspace"),
+            actor=request.user,
+        )  # fmt: skip
+        form.instance = token
+        obj.pk = token.pk
+        request._keel_token_plain = plain
+
+    def response_add(self, request, obj, post_url_continue=None):
+        # The token is shown on this page and nowhere else: not in a message
+        # (kept in a cookie or the session), not in a redirect.
+        context = {**self.admin_site.each_context(request), "title": "Token created", "opts": self.opts,
+                   "token": obj, "plain": request._keel_token_plain}  # fmt: skip
+        return TemplateResponse(request, "admin/keel/token_created.html", context)
+
+    def save_related(self, request, form, formsets, change):
+        pass  # nothing related; the token row was written by token_create
+
+
+__all__ = ["ServiceTokenAdmin", "Workspace"]
