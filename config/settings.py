@@ -265,6 +265,8 @@ KEEL_DOCUMENT_MAX_BYTES = env_int("KEEL_DOCUMENT_MAX_BYTES", 10 * 1024 * 1024, m
 KEEL_API_MAX_BODY_BYTES = KEEL_DOCUMENT_MAX_BYTES + 256 * 1024
 # A worker or beat heartbeat older than this makes /health/ready answer 503.
 KEEL_HEARTBEAT_MAX_AGE_SECONDS = env_int("KEEL_HEARTBEAT_MAX_AGE_SECONDS", 180, minimum=10)
+# A load balancer probes over plain HTTP: the health pages are not redirected to HTTPS.
+SECURE_REDIRECT_EXEMPT = [r"^health/"]
 CELERY_BEAT_SCHEDULE["heartbeat"] = {"task": "pipelines.heartbeat", "schedule": 30.0}
 # Schedules kept in the database and edited in the admin, beside the fixed ones above.
 CELERY_BEAT_SCHEDULER = "pipelines.beat:KeelScheduler"

@@ -28,3 +28,7 @@ def run_execute_task(self, run_id: int) -> str | None:
 @shared_task(name="pipelines.recover_runs")
 def runs_recover_task() -> list[int]:
     return runs_recover()
+
+
+# The heartbeat task and the worker's start-up heartbeat, for /health/ready.
+from pipelines.health import heartbeat_task  # noqa: E402, F401
