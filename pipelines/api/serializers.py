@@ -50,6 +50,13 @@ class RunCreateSerializer(serializers.Serializer):
         required=False, max_length=200, allow_blank=True, help_text="Where the input came from."
     )
 
+    document = serializers.FileField(
+        required=False,
+        allow_empty_file=True,  # refused by document_read, with the same reason as everywhere
+        help_text="Multipart only: a text/plain or application/pdf document; its text reaches the run as "
+        "input.document.text.",
+    )
+
     def validate(self, attrs):
         if "input" not in attrs and "document" not in attrs:
             raise serializers.ValidationError({"input": "Give an input (or upload a document)."})

@@ -4,6 +4,7 @@ answered 404, as if it did not exist."""
 
 import hashlib
 
+from django.conf import settings
 from django.db import transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
@@ -25,6 +26,7 @@ from pipelines.api.serializers import (
     RunSerializer,
     RunSummarySerializer,
 )
+from pipelines.documents import document_read, document_store
 from pipelines.engine import run_start
 from pipelines.models import Run
 
@@ -61,19 +63,34 @@ class RunCreateView(KeelAPIView):
         data = serializer.validated_data
         run_input = data.get("input", {})
         key = data.get("idempotency_key")
+        source = data.get("source") or f"token:{token.prefix}"
+        upload, document = data.get("document"), None
+        if upload is not None:
+            raw = _read_upload(upload)
+            document = document_read(data=raw, content_type=upload.content_type, filename=upload.name)
+            run_input = {**run_input, "document": document}
         with acting_as(request.user), transaction.atomic():
             run, created = run_start(
                 pipeline=pipeline,
                 input=run_input,
                 actor=request.user,
                 trigger=Run.Trigger.API,
-                source=data.get("source") or f"token:{token.prefix}",
+                source=source,
                 idempotency_key=key,
             )
+            if created and document is not None:
+                document_store(run=run, data=raw, document=document, source=source, actor=request.user)
         if not created and run.input_sha256 != hashlib.sha256(canonical_bytes(run_input)).hexdigest():
             raise Conflict(f"Idempotency key {key!r} was used for run {run.pk} with a different input.")
         run = run_detail_for_token(token=token, run_id=run.pk)
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+def _read_upload(upload) -> bytes:
+    limit = settings.KEEL_DOCUMENT_MAX_BYTES
+    if upload.size is not None and upload.size > limit:
+        raise ValidationError({"document": f"The document is {upload.size} bytes; the limit is {limit}."})
+    return upload.read(limit + 1)
 
 
 def _is_multipart(request) -> bool:

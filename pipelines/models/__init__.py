@@ -16,6 +16,7 @@ from pipelines.models.config import (
     env_var_name,
 )
 from pipelines.models.deliveries import Delivery
+from pipelines.models.documents import Document
 from pipelines.models.releases import Deployment, Release, ReleaseTransition
 from pipelines.models.runs import Run, StepRun
 from pipelines.models.tokens import Heartbeat, ServiceToken
@@ -24,6 +25,7 @@ __all__ = [
     "IDENTIFIER",
     "Delivery",
     "Deployment",
+    "Document",
     "Heartbeat",
     "ModelConfig",
     "ModelConfigGroupObjectPermission",
