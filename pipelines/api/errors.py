@@ -10,6 +10,7 @@ is refused (credentials, rights, a paused pipeline, the rate limit).
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
 
@@ -75,6 +76,7 @@ def error_response(status_code: int, reason: str, field: str | None = None) -> J
     return JsonResponse({"status": status_code, "errors": [{"field": field, "reason": reason}]}, status=status_code)
 
 
+@csrf_exempt  # a POST to no endpoint is a 404, not a CSRF failure: the API uses no cookies
 def not_found(request, *args, **kwargs) -> JsonResponse:
     """Any other path under /api/: JSON, like every API answer."""
     return error_response(404, f"There is no API endpoint at {request.path}.")
