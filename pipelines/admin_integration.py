@@ -7,9 +7,16 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.template.response import TemplateResponse
 
-from governance.models import Workspace
-from governance.permissions import can_manage_permissions, filter_for_user, is_governance_lead, workspaces_for_user
-from pipelines.models import Pipeline, ServiceToken
+from governance.admin_base import GovernedModelAdmin
+from governance.permissions import (
+    can_manage_permissions,
+    filter_for_user,
+    is_governance_lead,
+    user_can,
+    workspaces_for_user,
+)
+from pipelines.dead_letters import dead_letters_for_user, delivery_resend
+from pipelines.models import DeadLetter, Pipeline, ServiceToken
 from pipelines.tokens import token_create, token_revoke
 
 
@@ -143,4 +150,54 @@ class ServiceTokenAdmin(admin.ModelAdmin):
         pass  # nothing related; the token row was written by token_create
 
 
-__all__ = ["ServiceTokenAdmin", "Workspace"]
+@admin.action(description="Resend the selected deliveries (same delivery ids)")
+def resend_deliveries(modeladmin, request, queryset):
+    queued = 0
+    for delivery in queryset:
+        try:
+            delivery_resend(delivery=delivery, actor=request.user)
+            queued += 1
+        except (PermissionDenied, ValidationError) as exc:
+            reason = " ".join(getattr(exc, "messages", [str(exc)]))
+            modeladmin.message_user(request, f"{delivery.delivery_id}: {reason}", messages.ERROR)
+    if queued:
+        modeladmin.message_user(request, f"Queued {queued} delivery(ies) to be sent again under their delivery ids.")
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(GovernedModelAdmin):
+    list_display = ("delivery_id", "run", "pipeline", "position", "status", "attempts", "last_status_code",
+                    "last_error", "created_at")  # fmt: skip
+    list_select_related = ("run", "run__pipeline")
+    search_fields = ("=delivery_id", "=run__pk", "last_error")
+    readonly_fields = ("delivery_id", "run", "position", "channel", "url", "status", "attempts", "last_status_code",
+                       "last_error", "receiver", "payload_sha256", "created_at", "delivered_at")  # fmt: skip
+    actions = [resend_deliveries]
+
+    def get_queryset(self, request):
+        return dead_letters_for_user(user=request.user)
+
+    @admin.display(description="pipeline")
+    def pipeline(self, obj):
+        return obj.run.pipeline
+
+    # Seeing dead letters is seeing deliveries: the role's delivery permission and
+    # a right on the pipeline. Resending is an action its service checks (deploy right).
+    def has_view_permission(self, request, obj=None):
+        if not request.user.has_perm("pipelines.view_delivery"):
+            return False
+        return obj is None or user_can(request.user, "view", obj)
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions

@@ -32,3 +32,11 @@ def runs_recover_task() -> list[int]:
 
 # The heartbeat task and the worker's start-up heartbeat, for /health/ready.
 from pipelines.health import heartbeat_task  # noqa: E402, F401
+
+
+@shared_task(name="pipelines.redeliver", acks_late=True, reject_on_worker_lost=True)
+def delivery_redeliver_task(delivery_pk: int) -> str:
+    from pipelines.dead_letters import delivery_redeliver
+
+    close_old_connections()
+    return delivery_redeliver(delivery_pk=delivery_pk).status

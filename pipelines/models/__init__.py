@@ -15,7 +15,7 @@ from pipelines.models.config import (
     Step,
     env_var_name,
 )
-from pipelines.models.deliveries import Delivery
+from pipelines.models.deliveries import DeadLetter, Delivery
 from pipelines.models.documents import Document
 from pipelines.models.releases import Deployment, Release, ReleaseTransition
 from pipelines.models.runs import Run, StepRun
@@ -23,6 +23,7 @@ from pipelines.models.tokens import Heartbeat, ServiceToken
 
 __all__ = [
     "IDENTIFIER",
+    "DeadLetter",
     "Delivery",
     "Deployment",
     "Document",
