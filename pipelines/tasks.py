@@ -40,3 +40,12 @@ def delivery_redeliver_task(delivery_pk: int) -> str:
 
     close_old_connections()
     return delivery_redeliver(delivery_pk=delivery_pk).status
+
+
+@shared_task(name="pipelines.scheduled_run")
+def schedule_fire_task(schedule_id: int) -> int | None:
+    from pipelines.schedules import schedule_fire
+
+    close_old_connections()
+    run = schedule_fire(schedule_id=schedule_id)
+    return run.pk if run else None

@@ -19,6 +19,7 @@ from pipelines.models.deliveries import DeadLetter, Delivery
 from pipelines.models.documents import Document
 from pipelines.models.releases import Deployment, Release, ReleaseTransition
 from pipelines.models.runs import Run, StepRun
+from pipelines.models.schedules import PipelineSchedule
 from pipelines.models.tokens import Heartbeat, ServiceToken
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "Pipeline",
     "PipelineGroupObjectPermission",
     "PipelineUserObjectPermission",
+    "PipelineSchedule",
     "PromptTemplate",
     "PromptTemplateGroupObjectPermission",
     "PromptTemplateUserObjectPermission",
