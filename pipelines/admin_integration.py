@@ -1,11 +1,15 @@
 """The integration surface in the admin: service tokens (shown once, revoked,
 never edited), dead-letter deliveries, schedules and budgets."""
 
+from datetime import timedelta
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from governance.admin_base import GovernedModelAdmin
 from governance.permissions import (
@@ -15,8 +19,9 @@ from governance.permissions import (
     user_can,
     workspaces_for_user,
 )
+from pipelines.budgets import budget_can_manage, budget_save, budget_spend, month_start, spend_by_pipeline_model_month
 from pipelines.dead_letters import dead_letters_for_user, delivery_resend
-from pipelines.models import DeadLetter, Pipeline, PipelineSchedule, ServiceToken
+from pipelines.models import Budget, DeadLetter, Pipeline, PipelineSchedule, ServiceToken
 from pipelines.schedules import schedule_delete, schedule_input_check, schedule_save
 from pipelines.tokens import token_create, token_revoke
 
@@ -264,3 +269,71 @@ class PipelineScheduleAdmin(GovernedModelAdmin):
     def delete_queryset(self, request, queryset):
         for schedule in queryset:
             schedule_delete(schedule=schedule, actor=request.user)
+
+
+@admin.register(Budget)
+class BudgetAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "unit", "spend_this_month", "soft_limit", "hard_limit", "on_hard_limit", "updated_at")
+    list_select_related = ("workspace", "pipeline")
+    fields = ("workspace", "pipeline", "unit", "soft_limit", "hard_limit", "on_hard_limit", "spend_report")
+    readonly_fields = ("spend_report",)
+
+    def get_queryset(self, request):
+        pipelines = filter_for_user(request.user, "view", Pipeline.objects.all())
+        workspaces = workspaces_for_user(request.user, "view", inside=False)
+        queryset = super().get_queryset(request)
+        return queryset.filter(pipeline__in=pipelines) | queryset.filter(workspace__in=workspaces)
+
+    @admin.display(description="spent this month")
+    def spend_this_month(self, obj):
+        return budget_spend(budget=obj)
+
+    @admin.display(description="spend by pipeline, model and month (last 6 months)")
+    def spend_report(self, obj):
+        if obj is None or obj.pk is None:
+            return "—"
+        since = month_start(timezone.now() - timedelta(days=155))
+        rows = spend_by_pipeline_model_month(budget=obj, since=since)
+        if not rows:
+            return "Nothing spent yet."
+        return format_html(
+            "<table><tr><th>month</th><th>pipeline</th><th>model</th><th>tokens</th><th>cost</th></tr>{}</table>",
+            format_html_join(
+                "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                ((r["month"], r["pipeline"], r["model"], r["tokens"], r["cost"]) for r in rows),
+            ),
+        )  # fmt: skip
+
+    # Budgets are read by whoever may see their scope and set by its governance leads.
+    def has_module_permission(self, request):
+        return (
+            request.user.is_active
+            and request.user.is_staff
+            and (request.user.has_perm("pipelines.view_pipeline") or is_governance_lead(request.user))
+        )
+
+    def has_view_permission(self, request, obj=None):
+        if not self.has_module_permission(request):
+            return False
+        return obj is None or user_can(request.user, "view", obj.scope)
+
+    def has_change_permission(self, request, obj=None):
+        if not is_governance_lead(request.user):
+            return False
+        return obj is None or budget_can_manage(request.user, obj)
+
+    def has_add_permission(self, request):
+        return is_governance_lead(request.user)
+
+    def has_delete_permission(self, request, obj=None):
+        return self.has_change_permission(request, obj)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "workspace":
+            kwargs["queryset"] = workspaces_for_user(request.user, "change")
+        elif db_field.name == "pipeline":
+            kwargs["queryset"] = filter_for_user(request.user, "change", Pipeline.objects.all())
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        budget_save(budget=obj, actor=request.user)

@@ -137,6 +137,10 @@ def run_start(
                 },
                 actor=actor,
             )
+            # A run over a hard budget limit is held as failed (a worker then finds nothing to claim).
+            from pipelines.budgets import budget_hold
+
+            run = budget_hold(run=run)
             if enqueue:  # False: the caller executes the run itself (keel_demo --inline)
                 from pipelines.tasks import run_execute_task
 

@@ -1,6 +1,7 @@
 """The pipelines app's models: the governed configuration (config.py) and
 what runs from it (releases.py, runs.py)."""
 
+from pipelines.models.budgets import Budget
 from pipelines.models.config import (
     IDENTIFIER,
     ModelConfig,
@@ -24,6 +25,7 @@ from pipelines.models.tokens import Heartbeat, ServiceToken
 
 __all__ = [
     "IDENTIFIER",
+    "Budget",
     "DeadLetter",
     "Delivery",
     "Deployment",
