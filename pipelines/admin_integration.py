@@ -21,7 +21,7 @@ from governance.permissions import (
 )
 from pipelines.budgets import budget_can_manage, budget_save, budget_spend, month_start, spend_by_pipeline_model_month
 from pipelines.dead_letters import dead_letters_for_user, delivery_resend
-from pipelines.models import Budget, DeadLetter, Pipeline, PipelineSchedule, ServiceToken
+from pipelines.models import Budget, DeadLetter, Document, Pipeline, PipelineSchedule, ServiceToken
 from pipelines.schedules import schedule_delete, schedule_input_check, schedule_save
 from pipelines.tokens import token_create, token_revoke
 
@@ -337,3 +337,33 @@ class BudgetAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         budget_save(budget=obj, actor=request.user)
+
+
+@admin.register(Document)
+class DocumentAdmin(GovernedModelAdmin):
+    """Uploaded documents, read-only: what a sender actually sent, beside the run it started."""
+
+    list_display = ("__str__", "run", "pipeline", "content_type", "size", "source", "sha256", "created_at")
+    list_select_related = ("run", "pipeline")
+    search_fields = ("=sha256", "filename", "source", "=run__pk")
+    fields = ("run", "pipeline", "filename", "content_type", "size", "pages", "sha256", "source", "created_by",
+              "created_at")  # fmt: skip
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("content")  # the list never loads the bytes
+
+    # Documents are run input: whoever may see the pipeline's runs may see them.
+    def has_view_permission(self, request, obj=None):
+        if not request.user.has_perm("pipelines.view_run"):
+            return False
+        return obj is None or user_can(request.user, "view", obj)
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -113,3 +113,13 @@ def test_a_document_against_the_input_schema_stores_nothing(upload):
 def test_input_in_a_multipart_form_must_be_json(upload):
     response = upload(b"text", "text/plain", input="{not json")
     assert response.status_code == 400 and response.json()["errors"][0]["field"] == "input"
+
+
+def test_documents_are_listed_read_only_for_those_who_see_the_runs(upload, client, auditor, outsider):
+    upload(b"a contract", "text/plain", source="dms-1")
+    document = Document.objects.get()
+    client.force_login(auditor)
+    assert "dms-1" in client.get("/admin/pipelines/document/").content.decode()
+    assert client.get(f"/admin/pipelines/document/{document.pk}/change/").status_code == 200
+    client.force_login(outsider)
+    assert client.get("/admin/pipelines/document/").status_code == 403
