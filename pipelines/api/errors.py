@@ -8,12 +8,14 @@ is refused (credentials, rights, a paused pipeline, the rate limit).
 """
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
 
+from pipelines.api.parsers import RequestTooLarge
 from pipelines.engine import RunRefused
 
 
@@ -59,6 +61,9 @@ def api_exception_handler(exc, context):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         )
+    elif isinstance(exc, RequestDataTooBig | TooManyFieldsSent):
+        # Django's own limits on form fields in a multipart body.
+        exc = RequestTooLarge(str(exc)) if isinstance(exc, RequestDataTooBig) else exceptions.ParseError(str(exc))
     elif isinstance(exc, RunRefused):
         exc = Conflict(str(exc))
     elif isinstance(exc, DjangoPermissionDenied):

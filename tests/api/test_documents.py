@@ -123,3 +123,10 @@ def test_documents_are_listed_read_only_for_those_who_see_the_runs(upload, clien
     assert client.get(f"/admin/pipelines/document/{document.pk}/change/").status_code == 200
     client.force_login(outsider)
     assert client.get("/admin/pipelines/document/").status_code == 403
+
+
+def test_an_oversized_form_field_is_413_json(upload, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = upload(b"text", "text/plain", input=json.dumps({"client": "x" * 2000}))
+    assert response.status_code == 413 and response.json()["status"] == 413
+    assert not Run.objects.exists()
