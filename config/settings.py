@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "reviews",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
 ]
 
@@ -284,6 +285,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Start pipeline runs and read their results. Authenticate with `Authorization: Bearer <token>`.",
     "VERSION": KEEL_VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "pipelines.models.runs.Run.Status",
