@@ -60,6 +60,10 @@ INSTALLED_APPS = [
     "axes",
     "django_otp",
     "django_otp.plugins.otp_totp",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
 ]
 
 MIDDLEWARE = [
@@ -311,5 +315,51 @@ KEEL_CHECKPOINT_DIR = Path(env_str("KEEL_CHECKPOINT_DIR", str(VAR_DIR / "checkpo
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "keel@localhost")
+
+# The integration surface: API, cache, throttling, health, documents.
+# The cache holds throttle counters: Redis (KEEL_CACHE_URL=redis://...) so that
+# every web process counts against the same limit; per process otherwise.
+KEEL_CACHE_URL = env_str("KEEL_CACHE_URL")
+if KEEL_CACHE_URL and KEEL_CACHE_URL.startswith(("redis://", "rediss://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": KEEL_CACHE_URL}}
+elif KEEL_CACHE_URL:
+    raise ImproperlyConfigured("KEEL_CACHE_URL must be a redis:// or rediss:// URL (or unset for a local cache).")
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "keel"}}
+# Requests per token per minute; a token over it gets 429 with Retry-After.
+KEEL_API_RATE_PER_MINUTE = env_int("KEEL_API_RATE_PER_MINUTE", 600, minimum=1)
+# The largest uploaded document, and the largest request body (a document plus its form fields).
+KEEL_DOCUMENT_MAX_BYTES = env_int("KEEL_DOCUMENT_MAX_BYTES", 10 * 1024 * 1024, minimum=1)
+KEEL_API_MAX_BODY_BYTES = KEEL_DOCUMENT_MAX_BYTES + 256 * 1024
+# A worker or beat heartbeat older than this makes /health/ready answer 503.
+KEEL_HEARTBEAT_MAX_AGE_SECONDS = env_int("KEEL_HEARTBEAT_MAX_AGE_SECONDS", 180, minimum=10)
+# A load balancer probes over plain HTTP: the health pages are not redirected to HTTPS.
+SECURE_REDIRECT_EXEMPT = [r"^health/"]
+CELERY_BEAT_SCHEDULE["heartbeat"] = {"task": "pipelines.heartbeat", "schedule": 30.0}
+# Schedules kept in the database and edited in the admin, beside the fixed ones above.
+CELERY_BEAT_SCHEDULER = "pipelines.beat:KeelScheduler"
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["pipelines.api.authentication.ServiceTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["pipelines.api.throttling.TokenRateThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["pipelines.api.parsers.BoundedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "pipelines.api.errors.api_exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Keel API",
+    "DESCRIPTION": "Start pipeline runs and read their results. Authenticate with `Authorization: Bearer <token>`.",
+    "VERSION": KEEL_VERSION,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "pipelines.models.runs.Run.Status",
+        "StepRunStatusEnum": "pipelines.models.runs.StepRun.Status",
+        "DeliveryStatusEnum": "pipelines.models.deliveries.Delivery.Status",
+    },
+}
 
 logging.getLogger(__name__).debug("Keel settings loaded (DEBUG=%s)", DEBUG)

@@ -94,3 +94,6 @@ class ModelConfigAdmin(GovernedModelAdmin):
     list_select_related = ("workspace",)
     search_fields = ("name", "slug", "model_name")
     prepopulated_fields = {"slug": ("name",)}
+
+
+from pipelines import admin_integration  # noqa: E402, F401  (tokens, dead letters, schedules, budgets)

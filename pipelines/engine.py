@@ -149,7 +149,11 @@ def run_start(
                 },
                 actor=actor,
             )
-            if enqueue:  # False: the caller executes the run itself (keel_demo --inline)
+            # A run over a hard budget limit is held as failed, and not enqueued.
+            from pipelines.budgets import budget_hold
+
+            run = budget_hold(run=run)
+            if enqueue and run.status == Run.Status.QUEUED:  # False: the caller executes it (keel_demo --inline)
                 from pipelines.tasks import run_execute_task
 
                 run_execute_task.delay_on_commit(run.pk)

@@ -33,3 +33,24 @@ def run_execute_task(self, run_id: int) -> str | None:
 @shared_task(name="pipelines.recover_runs")
 def runs_recover_task() -> list[int]:
     return runs_recover()
+
+
+# The heartbeat task and the worker's start-up heartbeat, for /health/ready.
+from pipelines.health import heartbeat_task  # noqa: E402, F401
+
+
+@shared_task(name="pipelines.redeliver", acks_late=True, reject_on_worker_lost=True)
+def delivery_redeliver_task(delivery_pk: int) -> str:
+    from pipelines.dead_letters import delivery_redeliver
+
+    close_old_connections()
+    return delivery_redeliver(delivery_pk=delivery_pk).status
+
+
+@shared_task(name="pipelines.scheduled_run")
+def schedule_fire_task(schedule_id: int) -> int | None:
+    from pipelines.schedules import schedule_fire
+
+    close_old_connections()
+    run = schedule_fire(schedule_id=schedule_id)
+    return run.pk if run else None

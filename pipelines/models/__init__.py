@@ -1,6 +1,7 @@
 """The pipelines app's models: the governed configuration (config.py) and
 what runs from it (releases.py, runs.py)."""
 
+from pipelines.models.budgets import Budget
 from pipelines.models.config import (
     IDENTIFIER,
     ModelConfig,
@@ -15,26 +16,35 @@ from pipelines.models.config import (
     Step,
     env_var_name,
 )
-from pipelines.models.deliveries import Delivery
+from pipelines.models.deliveries import DeadLetter, Delivery
+from pipelines.models.documents import Document
 from pipelines.models.releases import Deployment, Release, ReleaseTransition
 from pipelines.models.runs import Run, StepRun
+from pipelines.models.schedules import PipelineSchedule
+from pipelines.models.tokens import Heartbeat, ServiceToken
 
 __all__ = [
     "IDENTIFIER",
+    "Budget",
+    "DeadLetter",
     "Delivery",
     "Deployment",
+    "Document",
+    "Heartbeat",
     "ModelConfig",
     "ModelConfigGroupObjectPermission",
     "ModelConfigUserObjectPermission",
     "Pipeline",
     "PipelineGroupObjectPermission",
     "PipelineUserObjectPermission",
+    "PipelineSchedule",
     "PromptTemplate",
     "PromptTemplateGroupObjectPermission",
     "PromptTemplateUserObjectPermission",
     "Release",
     "ReleaseTransition",
     "Run",
+    "ServiceToken",
     "Step",
     "StepRun",
     "env_var_name",

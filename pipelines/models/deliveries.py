@@ -45,3 +45,26 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"delivery {self.delivery_id} of run {self.run_id}.{self.position} ({self.status})"
+
+
+class DeadLetterManager(models.Manager):
+    def get_queryset(self):
+        return super().get_queryset().filter(DEAD)
+
+
+# Exhausted: refused outright, or still pending although its run has finished
+# (the engine gave up retrying the step and failed the run).
+DEAD = models.Q(status=Delivery.Status.FAILED) | models.Q(status=Delivery.Status.PENDING, run__status__in=Run.FINISHED)
+
+
+class DeadLetter(Delivery):
+    """A delivery that exhausted its retries: the admin's dead-letter list."""
+
+    permission_parent_field = "run"  # it answers to its run, which answers to its pipeline
+
+    objects = DeadLetterManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = "dead-letter delivery"
+        verbose_name_plural = "dead-letter deliveries"

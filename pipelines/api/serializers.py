@@ -1,0 +1,122 @@
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from pipelines.models import Delivery, Run, StepRun
+
+MAX_INPUT_DEPTH = 32
+
+
+def _check_json(value, path: str, depth: int = 0) -> None:
+    """PostgreSQL's jsonb cannot hold a NUL character, and nothing sensible
+    nests 32 deep: refuse both with the path, before anything is stored."""
+    if depth > MAX_INPUT_DEPTH:
+        raise serializers.ValidationError(f"{path} is nested more than {MAX_INPUT_DEPTH} levels deep.")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise serializers.ValidationError(f"{path} contains a NUL character.")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                raise serializers.ValidationError(f"A key in {path} contains a NUL character.")
+            _check_json(item, f"{path}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_json(item, f"{path}.{index}", depth + 1)
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class InputField(serializers.JSONField):
+    """The run input: a JSON object. In a multipart upload it arrives as JSON text."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and self.context.get("multipart"):
+            self.binary = True  # parse the form field's text as JSON
+        value = super().to_internal_value(data)
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("The input must be a JSON object.")
+        _check_json(value, "input")
+        return value
+
+
+class RunCreateSerializer(serializers.Serializer):
+    input = InputField(required=False, help_text="The run input; it must satisfy the pipeline's input schema.")
+    idempotency_key = serializers.CharField(
+        required=False,
+        max_length=200,
+        help_text="A repeated key returns the run it started (200) instead of a new one.",
+    )
+    source = serializers.CharField(
+        required=False, max_length=200, allow_blank=True, help_text="Where the input came from."
+    )
+
+    document = serializers.FileField(
+        required=False,
+        allow_empty_file=True,  # refused by document_read, with the same reason as everywhere
+        help_text="Multipart only: a text/plain or application/pdf document; its text reaches the run as "
+        "input.document.text.",
+    )
+
+    def validate(self, attrs):
+        if "input" not in attrs and "document" not in attrs:
+            raise serializers.ValidationError({"input": "Give an input (or upload a document)."})
+        return attrs
+
+
+class StepRunSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = StepRun
+        fields = ["position", "name", "kind", "status", "output", "output_sha256", "decision", "error",
+                  "input_tokens", "output_tokens", "cost", "started_at", "finished_at"]  # fmt: skip
+
+
+class DeliverySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Delivery
+        # The URL stays out: it may carry a receiver's own credentials.
+        fields = ["delivery_id", "position", "channel", "status", "attempts", "last_status_code", "last_error",
+                  "receiver", "created_at", "delivered_at"]  # fmt: skip
+
+
+class RunSummarySerializer(serializers.ModelSerializer):
+    pipeline = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    release = serializers.IntegerField(source="release.number", read_only=True)
+
+    class Meta:
+        model = Run
+        fields = ["id", "pipeline", "release", "environment", "status", "trigger", "source", "idempotency_key",
+                  "input_sha256", "failure_reason", "created_at", "started_at", "finished_at"]  # fmt: skip
+
+
+class RunSerializer(RunSummarySerializer):
+    steps = StepRunSerializer(many=True, read_only=True)
+    deliveries = DeliverySerializer(many=True, read_only=True)
+    gate = serializers.SerializerMethodField(help_text="The last gate step's decision, or null.")
+
+    class Meta(RunSummarySerializer.Meta):
+        fields = [*RunSummarySerializer.Meta.fields, "input", "output", "gate", "steps", "deliveries"]
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_gate(self, run: Run) -> dict | None:
+        gates = [s for s in run.steps.all() if s.kind == "gate" and s.decision is not None]
+        if not gates:
+            return None
+        gate = gates[-1]
+        return {"position": gate.position, "status": gate.status, **gate.decision}
+
+
+class RunFilterSerializer(serializers.Serializer):
+    pipeline = serializers.SlugField(required=False, max_length=100, help_text="A pipeline's slug.")
+    status = serializers.ChoiceField(choices=Run.Status.choices, required=False)
+    created_after = serializers.DateTimeField(required=False)
+    created_before = serializers.DateTimeField(required=False)
+
+
+class ErrorItemSerializer(serializers.Serializer):
+    field = serializers.CharField(allow_null=True)
+    reason = serializers.CharField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    status = serializers.IntegerField()
+    errors = ErrorItemSerializer(many=True)

@@ -1,0 +1,59 @@
+import json
+
+import pytest
+from django.test import Client
+
+from audit.context import acting_as
+from pipelines.models import Deployment
+from pipelines.services import deployment_set, release_cut
+from pipelines.tokens import token_create
+
+TICKET = {"subject": "Where is my parcel?", "body": "The tracking has not moved since Monday."}
+
+
+def deploy(pipeline, actor):
+    with acting_as(actor):
+        release = release_cut(pipeline=pipeline, actor=actor)
+        deployment_set(release=release, environment=Deployment.Environment.PRODUCTION, actor=actor)
+    return pipeline
+
+
+@pytest.fixture
+def acme_pipeline(acme_config, superuser):
+    return deploy(acme_config["pipeline"], superuser)
+
+
+@pytest.fixture
+def globex_pipeline(globex_config, superuser):
+    return deploy(globex_config["pipeline"], superuser)
+
+
+@pytest.fixture
+def make_token(superuser):
+    def make(user, *, pipeline=None, workspace=None, name="billing system"):
+        with acting_as(superuser):
+            return token_create(user=user, name=name, pipeline=pipeline, workspace=workspace, actor=superuser)
+
+    return make
+
+
+class Api:
+    """The test client with a bearer token and JSON bodies."""
+
+    def __init__(self, token: str | None):
+        self.client = Client()
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def post_run(self, slug: str, body: dict | None = None, **kwargs):
+        return self.client.post(
+            f"/api/v1/pipelines/{slug}/runs", json.dumps(body if body is not None else {"input": TICKET}),
+            content_type="application/json", headers=self.headers, **kwargs,
+        )  # fmt: skip
+
+    def get(self, path: str, params: dict | None = None):
+        return self.client.get(path, params or {}, headers=self.headers)
+
+
+@pytest.fixture
+def api_for():
+    return Api

@@ -1,0 +1,88 @@
+"""/health/live and /health/ready: what is up, what is down, and nothing else."""
+
+import os
+import signal
+import subprocess
+import sys
+from contextlib import contextmanager
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from config.celery import app
+from pipelines.health import heartbeat_record
+from pipelines.models import Heartbeat
+from tests.workers import ROOT, celery_worker, database_url, wait_for
+
+
+def test_live_answers_from_the_process_alone(client):
+    response = client.get("/health/live")  # no db fixture: any query would raise
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_ready_is_200_when_everything_is_up(client, db):
+    heartbeat_record("worker")
+    heartbeat_record("beat")
+    response = client.get("/health/ready")
+    assert response.status_code == 200, response.json()
+    assert response.json()["down"] == []
+    assert set(response.json()["checks"]) == {"database", "broker", "worker", "beat"}
+
+
+def test_ready_is_503_naming_the_broker_when_it_is_down(client, db, monkeypatch):
+    heartbeat_record("worker")
+    heartbeat_record("beat")
+    # Nothing listens on port 1: the broker is down.
+    dead = "redis://:hunter2@127.0.0.1:1/0"
+    monkeypatch.setattr(app.conf, "broker_url", dead)
+    monkeypatch.setenv("CELERY_BROKER_URL", dead)  # Celery reads the environment before its settings
+    response = client.get("/health/ready")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["down"] == ["broker"] and body["checks"]["broker"]["reason"]
+    assert "hunter2" not in response.content.decode() and "127.0.0.1" not in response.content.decode()
+
+
+def test_ready_is_503_when_the_heartbeats_are_stale_or_missing(client, db):
+    Heartbeat.objects.create(component="worker", seen_at=timezone.now() - timedelta(hours=1))
+    response = client.get("/health/ready")
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert response.json()["down"] == ["worker", "beat"]
+    assert "ago" in checks["worker"]["reason"] and checks["beat"]["reason"] == "no heartbeat yet"
+
+
+@contextmanager
+def celery_beat(*, log_path):
+    env = {**os.environ, "DATABASE_URL": database_url(), "KEEL_VAR_DIR": str(settings.VAR_DIR)}
+    with open(log_path, "a") as log:
+        beat = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel=INFO"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        yield beat
+    finally:
+        beat.send_signal(signal.SIGTERM)
+        try:
+            beat.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            beat.kill()
+            beat.wait()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_and_beat_make_ready_200(client, tmp_path):
+    broker = settings.CELERY_BROKER_URL
+    assert client.get("/health/ready").status_code == 503  # nothing has beaten yet
+    with (
+        celery_worker(var_dir=settings.VAR_DIR, broker_url=None if broker.startswith("filesystem") else broker,
+                      log_path=tmp_path / "worker.log"),
+        celery_beat(log_path=tmp_path / "beat.log"),
+    ):  # fmt: skip
+        both = wait_for(lambda: Heartbeat.objects.filter(component__in=["worker", "beat"]).count() == 2, timeout=60)
+        assert both, (tmp_path / "beat.log").read_text()[-2000:] + (tmp_path / "worker.log").read_text()[-2000:]
+        response = client.get("/health/ready")
+    assert response.status_code == 200, response.json()
