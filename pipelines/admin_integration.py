@@ -19,6 +19,7 @@ from governance.permissions import (
     user_can,
     workspaces_for_user,
 )
+from pipelines.admin_releases import ReadOnlyMixin
 from pipelines.budgets import budget_can_manage, budget_save, budget_spend, month_start, spend_by_pipeline_model_month
 from pipelines.dead_letters import dead_letters_for_user, delivery_resend
 from pipelines.models import Budget, DeadLetter, Document, Pipeline, PipelineSchedule, ServiceToken
@@ -171,7 +172,7 @@ def resend_deliveries(modeladmin, request, queryset):
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(GovernedModelAdmin):
+class DeadLetterAdmin(ReadOnlyMixin, GovernedModelAdmin):
     list_display = ("delivery_id", "run", "pipeline", "position", "status", "attempts", "last_status_code",
                     "last_error", "created_at")  # fmt: skip
     list_select_related = ("run", "run__pipeline")
@@ -193,15 +194,6 @@ class DeadLetterAdmin(GovernedModelAdmin):
         if not request.user.has_perm("pipelines.view_delivery"):
             return False
         return obj is None or user_can(request.user, "view", obj)
-
-    def has_add_permission(self, request, *args):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_actions(self, request):
         actions = super().get_actions(request)
@@ -340,7 +332,7 @@ class BudgetAdmin(admin.ModelAdmin):
 
 
 @admin.register(Document)
-class DocumentAdmin(GovernedModelAdmin):
+class DocumentAdmin(ReadOnlyMixin, GovernedModelAdmin):
     """Uploaded documents, read-only: what a sender actually sent, beside the run it started."""
 
     list_display = ("__str__", "run", "pipeline", "content_type", "size", "source", "sha256", "created_at")
@@ -358,12 +350,3 @@ class DocumentAdmin(GovernedModelAdmin):
         if not request.user.has_perm("pipelines.view_run"):
             return False
         return obj is None or user_can(request.user, "view", obj)
-
-    def has_add_permission(self, request, *args):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

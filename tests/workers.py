@@ -8,6 +8,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,22 +35,35 @@ def celery_worker(
     env.pop("CELERY_BROKER_URL", None)
     if broker_url:
         env["CELERY_BROKER_URL"] = broker_url
-    with open(log_path, "a") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", f"--pool={pool}", f"--concurrency={concurrency}",
-             "--loglevel=INFO",
-             "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
+    args = ["worker", f"--pool={pool}", f"--concurrency={concurrency}", "--loglevel=INFO", "--without-gossip",
+            "--without-mingle", "--without-heartbeat"]  # fmt: skip
+    with _celery(args, env, log_path) as worker:
         yield worker
+
+
+@contextmanager
+def celery_beat(*, log_path: Path):
+    """``celery beat`` on the test database and the configured broker."""
+    env = {**os.environ, "DATABASE_URL": database_url(), "KEEL_VAR_DIR": str(settings.VAR_DIR)}
+    with _celery(["beat", "--loglevel=INFO"], env, log_path) as beat:
+        yield beat
+
+
+@contextmanager
+def _celery(args: list[str], env: dict, log_path: Path):
+    """A ``celery -A config ...`` subprocess, stopped with SIGTERM (then SIGKILL) on exit."""
+    with open(log_path, "a") as log:
+        process = subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", *args], cwd=ROOT, env=env,
+                                   stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        yield process
     finally:
-        worker.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGTERM)
         try:
-            worker.wait(timeout=30)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+            process.kill()
+            process.wait()
 
 
 def wait_for(condition, *, timeout: float = 60.0, interval: float = 0.2):

@@ -1,10 +1,5 @@
 """/health/live and /health/ready: what is up, what is down, and nothing else."""
 
-import os
-import signal
-import subprocess
-import sys
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -14,7 +9,7 @@ from django.utils import timezone
 from config.celery import app
 from pipelines.health import heartbeat_record
 from pipelines.models import Heartbeat
-from tests.workers import ROOT, celery_worker, database_url, wait_for
+from tests.workers import celery_beat, celery_worker, wait_for
 
 
 def test_live_answers_from_the_process_alone(client):
@@ -52,25 +47,6 @@ def test_ready_is_503_when_the_heartbeats_are_stale_or_missing(client, db):
     checks = response.json()["checks"]
     assert response.json()["down"] == ["worker", "beat"]
     assert "ago" in checks["worker"]["reason"] and checks["beat"]["reason"] == "no heartbeat yet"
-
-
-@contextmanager
-def celery_beat(*, log_path):
-    env = {**os.environ, "DATABASE_URL": database_url(), "KEEL_VAR_DIR": str(settings.VAR_DIR)}
-    with open(log_path, "a") as log:
-        beat = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel=INFO"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        yield beat
-    finally:
-        beat.send_signal(signal.SIGTERM)
-        try:
-            beat.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            beat.kill()
-            beat.wait()
 
 
 @pytest.mark.django_db(transaction=True)
