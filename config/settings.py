@@ -235,6 +235,8 @@ CELERY_BEAT_SCHEDULE = {
     "audit-verify-nightly": {"task": "audit.verify_chain", "schedule": crontab(hour=3, minute=17)},
     # Runs whose worker died (lease expired) go back on the queue within a minute.
     "runs-recover": {"task": "pipelines.recover_runs", "schedule": 60.0},
+    # A canary whose failure or rejection rate crosses its change policy's limit rolls back.
+    "canaries-watch": {"task": "pipelines.watch_canaries", "schedule": 60.0},
 }
 # The last resort: run tasks inline in the caller. A notice is logged at start.
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)

@@ -334,7 +334,15 @@ def deployment_set(*, release: Release, environment: str, actor, reason: str = "
     pipeline = release.pipeline
     if not user_can(actor, "deploy_pipeline", pipeline):
         raise PermissionDenied("Deploying needs the deploy right on the pipeline.")
+    # Production takes only an approved release whose evaluation passes
+    # (pipelines/change.py); the pipeline row orders concurrent deploys.
+    from pipelines.change import deployment_guard
+
+    Pipeline.objects.select_for_update().get(pk=pipeline.pk)
     deployment = _deployment_for_update(pipeline, environment)
+    deployment_guard(release, environment)
+    if deployment.canary_release_id == release.pk:  # deploying the canary outright ends it
+        deployment.canary_release, deployment.canary_share, deployment.canary_sources = None, Decimal("0"), []
     if deployment.release_id == release.pk:
         raise ValidationError(f"Release #{release.number} is already live in {environment}.")
     previous = _move_pointer(

@@ -16,6 +16,7 @@ from pipelines.models.config import (
     env_var_name,
 )
 from pipelines.models.deliveries import Delivery
+from pipelines.models.evaluations import Evaluation, EvaluationCase, EvaluationResult
 from pipelines.models.releases import Deployment, Release, ReleaseTransition
 from pipelines.models.runs import Run, StepRun
 
@@ -23,6 +24,9 @@ __all__ = [
     "IDENTIFIER",
     "Delivery",
     "Deployment",
+    "Evaluation",
+    "EvaluationCase",
+    "EvaluationResult",
     "ModelConfig",
     "ModelConfigGroupObjectPermission",
     "ModelConfigUserObjectPermission",
