@@ -39,3 +39,38 @@ def release_to_production(release: Release, *, actor=None, approver=None) -> Dep
     deployer = actor or approver or checker()
     with acting_as(deployer):
         return deployment_set(release=release, environment="production", actor=deployer)
+
+
+LABELS = ["billing", "refund", "shipping", "technical", "account", "complaint", "other"]
+
+
+def classifier_pipeline(workspace, *, actor, slug: str = "acme-classify", body: str = "{{ subject }}"):
+    """classify (built-in keyword model) → parse → store: its output carries a
+    ``label``, which changes with the prompt, so evaluation cases can pass or fail."""
+    from pipelines.models import Pipeline, Step
+
+    with acting_as(actor):
+        prompt = factories.PromptTemplateFactory(workspace=workspace, slug=f"{slug}-prompt", body=body,
+                                                 variables=["subject"], owner=actor)  # fmt: skip
+        model = factories.ModelConfigFactory(workspace=workspace, slug=f"{slug}-model")
+        pipeline = factories.PipelineFactory(workspace=workspace, slug=slug, owner=actor)
+        steps = [
+            ("classify", "model", {"output_field": "classification"}, prompt, model),
+            ("parse", "parse", {"format": "label_confidence", "input_field": "classification", "labels": LABELS},
+             None, None),
+            ("store", "deliver", {"channel": "stored"}, None, None),
+        ]  # fmt: skip
+        for position, (name, kind, config, step_prompt, step_model) in enumerate(steps, start=1):
+            step = Step(pipeline=pipeline, position=position, name=name, kind=kind, config=config,
+                        prompt=step_prompt, model_config=step_model)  # fmt: skip
+            step.full_clean()
+            step.save()
+    return Pipeline.objects.get(pk=pipeline.pk)
+
+
+def prompt_edit(pipeline, *, actor, body: str) -> None:
+    """Change the classify step's prompt body, as an editor would."""
+    prompt = pipeline.steps.get(name="classify").prompt
+    with acting_as(actor):
+        prompt.body = body
+        prompt.save()

@@ -9,59 +9,257 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('governance', '0001_initial'),
-        ('pipelines', '0006_safe_change'),
+        ("governance", "0001_initial"),
+        ("pipelines", "0006_safe_change"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='HistoricalChangePolicy',
+            name="HistoricalChangePolicy",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('approvals_required', models.PositiveSmallIntegerField(default=1, help_text='Distinct approvers a release needs (1 to 3); never its author or its editors.', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(3)])),
-                ('min_pass_rate', models.DecimalField(decimal_places=3, default=Decimal('1.000'), help_text='Share of evaluation cases a release must pass (0 to 1).', max_digits=4, validators=[django.core.validators.MinValueValidator(Decimal('0')), django.core.validators.MaxValueValidator(Decimal('1'))])),
-                ('block_regressions', models.BooleanField(default=True, help_text='Refuse a release that fails a case the production release passes.')),
-                ('canary_max_failure_rate', models.DecimalField(decimal_places=3, default=Decimal('0.100'), help_text='A canary failing more runs than this rolls back (0 to 1).', max_digits=4, validators=[django.core.validators.MinValueValidator(Decimal('0')), django.core.validators.MaxValueValidator(Decimal('1'))])),
-                ('canary_max_rejection_rate', models.DecimalField(decimal_places=3, default=Decimal('0.200'), help_text='A canary whose outputs reviewers reject more often than this rolls back (0 to 1).', max_digits=4, validators=[django.core.validators.MinValueValidator(Decimal('0')), django.core.validators.MaxValueValidator(Decimal('1'))])),
-                ('canary_min_runs', models.PositiveIntegerField(default=20, help_text='Finished canary runs needed before it is judged.', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(100000)])),
-                ('notify', models.JSONField(blank=True, default=list, help_text='E-mail addresses told of an automatic rollback, e.g. ["oncall@acme.test"].')),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_change_reason', models.TextField(null=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('pipeline', models.ForeignKey(blank=True, db_constraint=False, help_text="Empty: the workspace's policy, for every pipeline without one of its own.", null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='pipelines.pipeline')),
-                ('workspace', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='governance.workspace')),
+                ("id", models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name="ID")),
+                (
+                    "approvals_required",
+                    models.PositiveSmallIntegerField(
+                        default=1,
+                        help_text="Distinct approvers a release needs (1 to 3); never its author or its editors.",
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(3),
+                        ],
+                    ),
+                ),
+                (
+                    "min_pass_rate",
+                    models.DecimalField(
+                        decimal_places=3,
+                        default=Decimal("1.000"),
+                        help_text="Share of evaluation cases a release must pass (0 to 1).",
+                        max_digits=4,
+                        validators=[
+                            django.core.validators.MinValueValidator(Decimal("0")),
+                            django.core.validators.MaxValueValidator(Decimal("1")),
+                        ],
+                    ),
+                ),
+                (
+                    "block_regressions",
+                    models.BooleanField(
+                        default=True, help_text="Refuse a release that fails a case the production release passes."
+                    ),
+                ),
+                (
+                    "canary_max_failure_rate",
+                    models.DecimalField(
+                        decimal_places=3,
+                        default=Decimal("0.100"),
+                        help_text="A canary failing more runs than this rolls back (0 to 1).",
+                        max_digits=4,
+                        validators=[
+                            django.core.validators.MinValueValidator(Decimal("0")),
+                            django.core.validators.MaxValueValidator(Decimal("1")),
+                        ],
+                    ),
+                ),
+                (
+                    "canary_max_rejection_rate",
+                    models.DecimalField(
+                        decimal_places=3,
+                        default=Decimal("0.200"),
+                        help_text="A canary whose outputs reviewers reject more often than this rolls back (0 to 1).",
+                        max_digits=4,
+                        validators=[
+                            django.core.validators.MinValueValidator(Decimal("0")),
+                            django.core.validators.MaxValueValidator(Decimal("1")),
+                        ],
+                    ),
+                ),
+                (
+                    "canary_min_runs",
+                    models.PositiveIntegerField(
+                        default=20,
+                        help_text="Finished canary runs needed before it is judged.",
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(100000),
+                        ],
+                    ),
+                ),
+                (
+                    "notify",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text='E-mail addresses told of an automatic rollback, e.g. ["oncall@acme.test"].',
+                    ),
+                ),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                ("history_change_reason", models.TextField(null=True)),
+                (
+                    "history_type",
+                    models.CharField(choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "pipeline",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        help_text="Empty: the workspace's policy, for every pipeline without one of its own.",
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="pipelines.pipeline",
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="governance.workspace",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical change policy',
-                'verbose_name_plural': 'historical change policies',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical change policy",
+                "verbose_name_plural": "historical change policies",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='ChangePolicy',
+            name="ChangePolicy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('approvals_required', models.PositiveSmallIntegerField(default=1, help_text='Distinct approvers a release needs (1 to 3); never its author or its editors.', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(3)])),
-                ('min_pass_rate', models.DecimalField(decimal_places=3, default=Decimal('1.000'), help_text='Share of evaluation cases a release must pass (0 to 1).', max_digits=4, validators=[django.core.validators.MinValueValidator(Decimal('0')), django.core.validators.MaxValueValidator(Decimal('1'))])),
-                ('block_regressions', models.BooleanField(default=True, help_text='Refuse a release that fails a case the production release passes.')),
-                ('canary_max_failure_rate', models.DecimalField(decimal_places=3, default=Decimal('0.100'), help_text='A canary failing more runs than this rolls back (0 to 1).', max_digits=4, validators=[django.core.validators.MinValueValidator(Decimal('0')), django.core.validators.MaxValueValidator(Decimal('1'))])),
-                ('canary_max_rejection_rate', models.DecimalField(decimal_places=3, default=Decimal('0.200'), help_text='A canary whose outputs reviewers reject more often than this rolls back (0 to 1).', max_digits=4, validators=[django.core.validators.MinValueValidator(Decimal('0')), django.core.validators.MaxValueValidator(Decimal('1'))])),
-                ('canary_min_runs', models.PositiveIntegerField(default=20, help_text='Finished canary runs needed before it is judged.', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(100000)])),
-                ('notify', models.JSONField(blank=True, default=list, help_text='E-mail addresses told of an automatic rollback, e.g. ["oncall@acme.test"].')),
-                ('pipeline', models.OneToOneField(blank=True, help_text="Empty: the workspace's policy, for every pipeline without one of its own.", null=True, on_delete=django.db.models.deletion.PROTECT, related_name='change_policy', to='pipelines.pipeline')),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='change_policies', to='governance.workspace')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "approvals_required",
+                    models.PositiveSmallIntegerField(
+                        default=1,
+                        help_text="Distinct approvers a release needs (1 to 3); never its author or its editors.",
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(3),
+                        ],
+                    ),
+                ),
+                (
+                    "min_pass_rate",
+                    models.DecimalField(
+                        decimal_places=3,
+                        default=Decimal("1.000"),
+                        help_text="Share of evaluation cases a release must pass (0 to 1).",
+                        max_digits=4,
+                        validators=[
+                            django.core.validators.MinValueValidator(Decimal("0")),
+                            django.core.validators.MaxValueValidator(Decimal("1")),
+                        ],
+                    ),
+                ),
+                (
+                    "block_regressions",
+                    models.BooleanField(
+                        default=True, help_text="Refuse a release that fails a case the production release passes."
+                    ),
+                ),
+                (
+                    "canary_max_failure_rate",
+                    models.DecimalField(
+                        decimal_places=3,
+                        default=Decimal("0.100"),
+                        help_text="A canary failing more runs than this rolls back (0 to 1).",
+                        max_digits=4,
+                        validators=[
+                            django.core.validators.MinValueValidator(Decimal("0")),
+                            django.core.validators.MaxValueValidator(Decimal("1")),
+                        ],
+                    ),
+                ),
+                (
+                    "canary_max_rejection_rate",
+                    models.DecimalField(
+                        decimal_places=3,
+                        default=Decimal("0.200"),
+                        help_text="A canary whose outputs reviewers reject more often than this rolls back (0 to 1).",
+                        max_digits=4,
+                        validators=[
+                            django.core.validators.MinValueValidator(Decimal("0")),
+                            django.core.validators.MaxValueValidator(Decimal("1")),
+                        ],
+                    ),
+                ),
+                (
+                    "canary_min_runs",
+                    models.PositiveIntegerField(
+                        default=20,
+                        help_text="Finished canary runs needed before it is judged.",
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(100000),
+                        ],
+                    ),
+                ),
+                (
+                    "notify",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text='E-mail addresses told of an automatic rollback, e.g. ["oncall@acme.test"].',
+                    ),
+                ),
+                (
+                    "pipeline",
+                    models.OneToOneField(
+                        blank=True,
+                        help_text="Empty: the workspace's policy, for every pipeline without one of its own.",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="change_policy",
+                        to="pipelines.pipeline",
+                    ),
+                ),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="change_policies",
+                        to="governance.workspace",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'change policies',
-                'ordering': ['workspace__name', 'pk'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('pipeline', None)), fields=('workspace',), name='change_policy_one_per_workspace'), models.CheckConstraint(condition=models.Q(('approvals_required__gte', 1), ('approvals_required__lte', 3)), name='change_policy_approvals_1_3'), models.CheckConstraint(condition=models.Q(('min_pass_rate__gte', 0), ('min_pass_rate__lte', 1)), name='change_policy_pass_rate_0_1')],
+                "verbose_name_plural": "change policies",
+                "ordering": ["workspace__name", "pk"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("pipeline", None)),
+                        fields=("workspace",),
+                        name="change_policy_one_per_workspace",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("approvals_required__gte", 1), ("approvals_required__lte", 3)),
+                        name="change_policy_approvals_1_3",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("min_pass_rate__gte", 0), ("min_pass_rate__lte", 1)),
+                        name="change_policy_pass_rate_0_1",
+                    ),
+                ],
             },
         ),
     ]

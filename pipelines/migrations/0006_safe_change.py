@@ -8,114 +8,195 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('pipelines', '0005_delivery'),
+        ("pipelines", "0005_delivery"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='deployment',
-            name='canary_sources',
+            model_name="deployment",
+            name="canary_sources",
             field=models.JSONField(blank=True, default=list),
         ),
         migrations.AddField(
-            model_name='deployment',
-            name='canary_started_at',
+            model_name="deployment",
+            name="canary_started_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='deployment',
-            name='pause_reason',
+            model_name="deployment",
+            name="pause_reason",
             field=models.TextField(blank=True),
         ),
         migrations.AddField(
-            model_name='historicaldeployment',
-            name='canary_sources',
+            model_name="historicaldeployment",
+            name="canary_sources",
             field=models.JSONField(blank=True, default=list),
         ),
         migrations.AddField(
-            model_name='historicaldeployment',
-            name='canary_started_at',
+            model_name="historicaldeployment",
+            name="canary_started_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='historicaldeployment',
-            name='pause_reason',
+            model_name="historicaldeployment",
+            name="pause_reason",
             field=models.TextField(blank=True),
         ),
         migrations.AlterField(
-            model_name='delivery',
-            name='status',
-            field=models.CharField(choices=[('pending', 'Pending'), ('delivered', 'Delivered'), ('failed', 'Failed'), ('held', 'Held')], db_index=True, default='pending', max_length=20),
+            model_name="delivery",
+            name="status",
+            field=models.CharField(
+                choices=[("pending", "Pending"), ("delivered", "Delivered"), ("failed", "Failed"), ("held", "Held")],
+                db_index=True,
+                default="pending",
+                max_length=20,
+            ),
         ),
         migrations.AlterField(
-            model_name='releasetransition',
-            name='state',
-            field=models.CharField(choices=[('submitted', 'Submitted'), ('approval', 'Approval'), ('approved', 'Approved'), ('rejected', 'Rejected'), ('retired', 'Retired')], max_length=20),
+            model_name="releasetransition",
+            name="state",
+            field=models.CharField(
+                choices=[
+                    ("submitted", "Submitted"),
+                    ("approval", "Approval"),
+                    ("approved", "Approved"),
+                    ("rejected", "Rejected"),
+                    ("retired", "Retired"),
+                ],
+                max_length=20,
+            ),
         ),
         migrations.CreateModel(
-            name='Evaluation',
+            name="Evaluation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('cases', models.PositiveIntegerField(default=0)),
-                ('passed', models.PositiveIntegerField(default=0)),
-                ('fixed', models.PositiveIntegerField(default=0)),
-                ('broken', models.PositiveIntegerField(default=0)),
-                ('unchanged', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('baseline', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='pipelines.release')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('release', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='evaluations', to='pipelines.release')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("cases", models.PositiveIntegerField(default=0)),
+                ("passed", models.PositiveIntegerField(default=0)),
+                ("fixed", models.PositiveIntegerField(default=0)),
+                ("broken", models.PositiveIntegerField(default=0)),
+                ("unchanged", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "baseline",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="pipelines.release",
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "release",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="evaluations", to="pipelines.release"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-pk'],
+                "ordering": ["-created_at", "-pk"],
             },
         ),
         migrations.CreateModel(
-            name='EvaluationCase',
+            name="EvaluationCase",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('input', models.JSONField()),
-                ('expected_label', models.CharField(blank=True, max_length=200)),
-                ('required_phrases', models.JSONField(blank=True, default=list)),
-                ('forbidden_phrases', models.JSONField(blank=True, default=list)),
-                ('output_schema', models.JSONField(blank=True, default=dict, help_text='A JSON Schema the output must satisfy.')),
-                ('max_length', models.PositiveIntegerField(blank=True, help_text="Most characters in the output's text.", null=True, validators=[django.core.validators.MinValueValidator(1)])),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('pipeline', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='evaluation_cases', to='pipelines.pipeline')),
-                ('source_run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='pipelines.run')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=200)),
+                ("input", models.JSONField()),
+                ("expected_label", models.CharField(blank=True, max_length=200)),
+                ("required_phrases", models.JSONField(blank=True, default=list)),
+                ("forbidden_phrases", models.JSONField(blank=True, default=list)),
+                (
+                    "output_schema",
+                    models.JSONField(blank=True, default=dict, help_text="A JSON Schema the output must satisfy."),
+                ),
+                (
+                    "max_length",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Most characters in the output's text.",
+                        null=True,
+                        validators=[django.core.validators.MinValueValidator(1)],
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "pipeline",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="evaluation_cases",
+                        to="pipelines.pipeline",
+                    ),
+                ),
+                (
+                    "source_run",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="pipelines.run",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['pipeline', 'pk'],
+                "ordering": ["pipeline", "pk"],
             },
             bases=(pipelines.models.config.PipelinePart, models.Model),
         ),
         migrations.CreateModel(
-            name='EvaluationResult',
+            name="EvaluationResult",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('passed', models.BooleanField()),
-                ('output', models.JSONField(blank=True, null=True)),
-                ('held', models.BooleanField(default=False)),
-                ('failures', models.JSONField(default=list)),
-                ('baseline_passed', models.BooleanField(null=True)),
-                ('comparison', models.CharField(choices=[('fixed', 'Fixed'), ('broken', 'Broken'), ('unchanged', 'Unchanged'), ('new', 'New')], max_length=20)),
-                ('case', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='results', to='pipelines.evaluationcase')),
-                ('evaluation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='results', to='pipelines.evaluation')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("passed", models.BooleanField()),
+                ("output", models.JSONField(blank=True, null=True)),
+                ("held", models.BooleanField(default=False)),
+                ("failures", models.JSONField(default=list)),
+                ("baseline_passed", models.BooleanField(null=True)),
+                (
+                    "comparison",
+                    models.CharField(
+                        choices=[("fixed", "Fixed"), ("broken", "Broken"), ("unchanged", "Unchanged"), ("new", "New")],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "case",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="results",
+                        to="pipelines.evaluationcase",
+                    ),
+                ),
+                (
+                    "evaluation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="results", to="pipelines.evaluation"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['evaluation', 'case'],
+                "ordering": ["evaluation", "case"],
             },
         ),
         migrations.AddConstraint(
-            model_name='evaluationcase',
-            constraint=models.UniqueConstraint(fields=('pipeline', 'name'), name='evaluation_case_name_unique'),
+            model_name="evaluationcase",
+            constraint=models.UniqueConstraint(fields=("pipeline", "name"), name="evaluation_case_name_unique"),
         ),
         migrations.AddConstraint(
-            model_name='evaluationresult',
-            constraint=models.UniqueConstraint(fields=('evaluation', 'case'), name='evaluation_result_unique'),
+            model_name="evaluationresult",
+            constraint=models.UniqueConstraint(fields=("evaluation", "case"), name="evaluation_result_unique"),
         ),
     ]

@@ -117,11 +117,17 @@ class Command(BaseCommand):
         schema = {"type": "object", "required": ["label", "draft"],
                   "properties": {"label": {"enum": LABELS}, "draft": {"type": "string"}}}  # fmt: skip
         tickets = json.loads(TICKETS.read_text())[:8]
-        EvaluationCase.objects.bulk_create(
-            EvaluationCase(pipeline=pipeline, name=f"sample ticket {n}", input=ticket, output_schema=schema,
-                           forbidden_phrases=["guarantee"])  # fmt: skip
+        cases = [
+            EvaluationCase(
+                pipeline=pipeline,
+                name=f"sample ticket {n}",
+                input=ticket,
+                output_schema=schema,
+                forbidden_phrases=["guarantee"],
+            )
             for n, ticket in enumerate(tickets, start=1)
-        )
+        ]
+        EvaluationCase.objects.bulk_create(cases)
 
     def _submit(self, count: int, *, inline: bool, timeout: float) -> None:
         """Start ``count`` runs from the sample tickets and wait until none is
