@@ -323,6 +323,8 @@ class AsOfForm(forms.Form):
 
 def as_of_view(modeladmin, request):
     """What was live at a moment, for a pipeline the user may view."""
+    if not modeladmin.has_view_permission(request):
+        raise PermissionDenied
     form = AsOfForm(request.GET or None, user=request.user)
     answer = None
     if form.is_valid():
