@@ -114,7 +114,7 @@ class Migration(migrations.Migration):
             fields=[
                 ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
                 ("name", models.CharField(max_length=200)),
-                ("input", models.JSONField()),
+                ("input", models.JSONField(blank=True)),
                 ("expected_label", models.CharField(blank=True, max_length=200)),
                 ("required_phrases", models.JSONField(blank=True, default=list)),
                 ("forbidden_phrases", models.JSONField(blank=True, default=list)),

@@ -17,7 +17,7 @@ class EvaluationCase(PipelinePart, models.Model):
 
     pipeline = models.ForeignKey(Pipeline, on_delete=models.PROTECT, related_name="evaluation_cases")
     name = models.CharField(max_length=200)
-    input = models.JSONField()
+    input = models.JSONField(blank=True)
     expected_label = models.CharField(max_length=200, blank=True)
     required_phrases = models.JSONField(default=list, blank=True)
     forbidden_phrases = models.JSONField(default=list, blank=True)
