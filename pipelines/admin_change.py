@@ -254,7 +254,7 @@ def promote_canary(modeladmin, request, queryset):
     )
 
 
-@admin.action(description="Stop the canary (0%)")
+@admin.action(description="Stop the canary (share 0%%)")
 def stop_canary(modeladmin, request, queryset):
     form, page = _ask(
         modeladmin, request, queryset, ReasonForm, action="stop_canary", title="Stop the canary", verb="Stop"
