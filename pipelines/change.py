@@ -252,7 +252,7 @@ def _save(deployment: Deployment, actor, reason: str) -> None:
     deployment.save()
 
 
-def _ever_approved(release: Release) -> bool:
+def release_ever_approved(release: Release) -> bool:
     return release.transitions.filter(state=State.APPROVED).exists() and release_state(release) != State.RETIRED
 
 
@@ -272,7 +272,7 @@ def deploy_rollback(*, pipeline: Pipeline, to_number: int, actor, reason: str = 
         raise ValidationError({"to": f"{pipeline.slug} has no release #{to_number}."})
     if target.number >= current.number:
         raise ValidationError({"to": f"Release #{to_number} is not earlier than the live release #{current.number}."})
-    if not _ever_approved(target):
+    if not release_ever_approved(target):
         raise ValidationError({"to": f"Release #{to_number} was never approved (or is retired); it cannot go live."})
     reason = (reason or "").strip() or f"Rolled back to #{to_number}"
     deployment.release = target
@@ -497,6 +497,19 @@ def pipeline_resume(*, pipeline: Pipeline, actor, reason: str = "") -> int:
     for delivery_id in held:
         delivery_resend_task.delay_on_commit(delivery_id)
     return len(held)
+
+
+def run_release_withdrawn(run: Run) -> bool:
+    """Whether the release a run executes is no longer live (nor the running
+    canary) where the run started: a run held for review after a rollback is
+    shown to its reviewer with this flag, and not delivered unless they decide so."""
+    deployment = Deployment.objects.filter(pipeline_id=run.pipeline_id, environment=run.environment).first()
+    if deployment is None:
+        return True
+    canary_live = deployment.canary_release_id == run.release_id and (
+        deployment.canary_share > 0 or deployment.canary_sources
+    )
+    return deployment.release_id != run.release_id and not canary_live
 
 
 # What was live at a moment

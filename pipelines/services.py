@@ -385,6 +385,10 @@ def deployment_rollback(*, pipeline: Pipeline, environment: str, actor, reason: 
     if earlier is None:
         raise ValidationError(f"No earlier release was live in {environment}.")
     target = Release.objects.get(pk=earlier.release_id)
+    from pipelines.change import release_ever_approved
+
+    if environment == Deployment.Environment.PRODUCTION and not release_ever_approved(target):
+        raise ValidationError(f"Release #{target.number} was never approved (or is retired); it cannot go live.")
     current = _move_pointer(deployment=deployment, release=target, actor=actor, reason=f"Rolled back: {reason}")
     audit_record(
         action="deployment.rolled_back",

@@ -178,3 +178,14 @@ def test_the_pause_command_pauses_and_resumes(pipeline, operator, personas):
     assert not Deployment.objects.get(pipeline=pipeline, environment="production").paused
     with pytest.raises(CommandError, match="Say why"):
         call_command("pipeline_pause", pipeline.slug, "--user", "operator")
+
+
+def test_a_run_of_a_rolled_back_release_is_flagged_as_withdrawn(pipeline, author, operator, capture_callbacks):
+    from pipelines.change import run_release_withdrawn
+
+    _three_releases(pipeline, author)
+    with capture_callbacks(execute=False):
+        run, _ = run_start(pipeline=pipeline, input=TICKET, actor=None, trigger="api")
+    assert not run_release_withdrawn(run)
+    deploy_rollback(pipeline=pipeline, to_number=1, actor=operator)
+    assert run_release_withdrawn(run)
