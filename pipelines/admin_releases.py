@@ -8,13 +8,14 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import OuterRef, Subquery
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from governance.admin_base import GovernedModelAdmin
 from pipelines.admin_change import DEPLOYMENT_ACTIONS, RELEASE_ACTIONS, as_of_view, release_review_view, runs_to_cases
 from pipelines.engine import run_cancel, run_retry
-from pipelines.models import Delivery, Deployment, Release, Run, StepRun
+from pipelines.models import Delivery, Deployment, Release, ReleaseTransition, Run, StepRun
 from pipelines.services import deployment_rollback, deployment_set, release_cut
 
 
@@ -117,7 +118,7 @@ class ReadOnlyMixin:
 
 @admin.register(Release)
 class ReleaseAdmin(ReadOnlyMixin, GovernedModelAdmin):
-    list_display = ("__str__", "pipeline", "number", "short_fingerprint", "created_by", "created_at")
+    list_display = ("__str__", "pipeline", "number", "state", "short_fingerprint", "created_by", "created_at")
     list_filter = ("pipeline",)
     list_select_related = ("pipeline", "created_by")
     search_fields = ("pipeline__slug", "fingerprint", "notes")
@@ -134,6 +135,15 @@ class ReleaseAdmin(ReadOnlyMixin, GovernedModelAdmin):
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)
         return actions
+
+    def get_queryset(self, request):
+        # The state is the newest transition other than a single vote, in the same query.
+        latest = ReleaseTransition.objects.filter(release=OuterRef("pk")).exclude(state="approval").order_by("-pk")
+        return super().get_queryset(request).annotate(latest_state=Subquery(latest.values("state")[:1]))
+
+    @admin.display(description="state", ordering="latest_state")
+    def state(self, obj):
+        return getattr(obj, "latest_state", None) or "draft"
 
     def get_urls(self):
         from django.urls import path
