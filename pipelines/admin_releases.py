@@ -171,6 +171,7 @@ class DeploymentAdmin(ReadOnlyMixin, GovernedModelAdmin):
     readonly_fields = ("pipeline", "environment", "release", "canary_release", "canary_share", "canary_sources",
                        "canary_started_at", "paused", "pause_reason", "updated_at")  # fmt: skip
     actions = [roll_back, *DEPLOYMENT_ACTIONS]
+    change_list_template = "admin/keel/deployment_changelist.html"
 
     def get_urls(self):
         from django.urls import path

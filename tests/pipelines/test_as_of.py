@@ -101,6 +101,7 @@ def test_the_admin_page_answers_for_pipelines_the_user_may_view(client, history,
     pipeline, _, _, marks = history
     url = reverse("admin:pipelines_deployment_as_of")
     client.force_login(auditor)
+    assert url in client.get(reverse("admin:pipelines_deployment_changelist")).content.decode()
     page = client.get(url, {"pipeline": pipeline.pk, "at": marks["promoted"].isoformat()}).content.decode()
     assert "Release #2" in page and "approved by lead" in page
     client.force_login(outsider)
