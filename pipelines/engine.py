@@ -90,7 +90,8 @@ def run_start(
     """Start a run of the pipeline's live release; returns (run, created).
 
     1. A repeated idempotency key returns the run it started.
-    2. Refuse without a live deployment, or while paused (RunRefused).
+    2. Refuse without a live deployment, or while paused (RunRefused); pick
+       the canary's release or the live one (the bucket rule).
     3. Validate the input against the release's input schema.
     4. Create the run and its ``run.started`` event; enqueue it on commit.
     """

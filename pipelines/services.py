@@ -343,6 +343,7 @@ def deployment_set(*, release: Release, environment: str, actor, reason: str = "
     deployment_guard(release, environment)
     if deployment.canary_release_id == release.pk:  # deploying the canary outright ends it
         deployment.canary_release, deployment.canary_share, deployment.canary_sources = None, Decimal("0"), []
+        deployment.canary_started_at = None
     if deployment.release_id == release.pk:
         raise ValidationError(f"Release #{release.number} is already live in {environment}.")
     previous = _move_pointer(
