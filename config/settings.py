@@ -278,6 +278,8 @@ CELERY_BEAT_SCHEDULE = {
     "audit-checkpoint": {"task": "audit.write_checkpoint", "schedule": 300.0},
     # Run data past its workspace's retention period is redacted (pipelines/redaction.py).
     "retention-apply": {"task": "pipelines.apply_retention", "schedule": crontab(hour=2, minute=41)},
+    # A canary whose failure or rejection rate crosses its change policy's limit rolls back.
+    "canaries-watch": {"task": "pipelines.watch_canaries", "schedule": 60.0},
 }
 # Reviews: overdue reviews escalate within five minutes of their deadline; each
 # pipeline's passed outputs of the last day get a random QA sample (seed recorded).

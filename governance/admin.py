@@ -1,7 +1,9 @@
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 
 from governance.admin_base import WORKSPACE_FILTER, GovernedModelAdmin
-from governance.models import ApprovalPolicy, Workspace
+from governance.models import ApprovalPolicy, ChangePolicy, Workspace
+from governance.permissions import can_change_change_policy, workspaces_for_user
 
 
 @admin.register(Workspace)
@@ -30,3 +32,31 @@ class ApprovalPolicyAdmin(GovernedModelAdmin):
     list_filter = (WORKSPACE_FILTER, "review_mode")
     list_select_related = ("workspace",)
     search_fields = ("name", "workspace__name")
+
+
+@admin.register(ChangePolicy)
+class ChangePolicyAdmin(GovernedModelAdmin):
+    list_display = ("__str__", "workspace", "pipeline", "approvals_required", "min_pass_rate", "block_regressions",
+                    "canary_max_failure_rate", "canary_max_rejection_rate", "canary_min_runs")  # fmt: skip
+    list_filter = (WORKSPACE_FILTER,)
+    list_select_related = ("workspace", "pipeline")
+
+    # Only a lead of the policy's workspace adds, changes or deletes one.
+    def has_add_permission(self, request, *args):
+        return super().has_add_permission(request) and any(
+            can_change_change_policy(request.user, w) for w in workspaces_for_user(request.user, "change")
+        )
+
+    def has_change_permission(self, request, obj=None):
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or can_change_change_policy(request.user, obj.workspace))
+
+    def has_delete_permission(self, request, obj=None):
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or can_change_change_policy(request.user, obj.workspace))
+
+    def save_model(self, request, obj, form, change):
+        # The form's workspace choices include any the user may change; leading it is checked here.
+        if not can_change_change_policy(request.user, obj.workspace):
+            raise PermissionDenied("Only a governance lead of the workspace changes its change policies.")
+        super().save_model(request, obj, form, change)

@@ -135,3 +135,111 @@ class ApprovalPolicy(models.Model):
 def validate_policy_workspace(policy: ApprovalPolicy | None, workspace_id: int | None, field: str) -> None:
     if policy is not None and workspace_id is not None and policy.workspace_id != workspace_id:
         raise ValidationError({field: "The approval policy must belong to the same workspace."})
+
+
+def _rate_field(default: str, help_text: str) -> models.DecimalField:
+    return models.DecimalField(
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal(default),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))],
+        help_text=help_text,
+    )
+
+
+class ChangePolicy(models.Model):
+    """What a release must pass before it reaches production, and when a
+    canary rolls itself back. One per pipeline, else the workspace's own
+    (``pipeline`` empty); a pipeline with neither gets the defaults below.
+
+    Release control always reads the pipeline's current policy, never anything
+    stored in the candidate release, so a release cannot lower its own bar.
+    Only a governance lead changes one (the admin and ``change_policy_for``'s
+    callers check that).
+    """
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="change_policies")
+    # By name, not import: governance sits below pipelines (DESIGN.md "Layers").
+    pipeline = models.OneToOneField(
+        "pipelines.Pipeline",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="change_policy",
+        help_text="Empty: the workspace's policy, for every pipeline without one of its own.",
+    )
+    approvals_required = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(3)],
+        help_text="Distinct approvers a release needs (1 to 3); never its author or its editors.",
+    )
+    min_pass_rate = _rate_field("1.000", "Share of evaluation cases a release must pass (0 to 1).")
+    block_regressions = models.BooleanField(
+        default=True, help_text="Refuse a release that fails a case the production release passes."
+    )
+    canary_max_failure_rate = _rate_field("0.100", "A canary failing more runs than this rolls back (0 to 1).")
+    canary_max_rejection_rate = _rate_field(
+        "0.200", "A canary whose outputs reviewers reject more often than this rolls back (0 to 1)."
+    )
+    canary_min_runs = models.PositiveIntegerField(
+        default=20,
+        validators=[MinValueValidator(1), MaxValueValidator(100_000)],
+        help_text="Finished canary runs needed before it is judged.",
+    )
+    notify = models.JSONField(
+        default=list, blank=True, help_text='E-mail addresses told of an automatic rollback, e.g. ["oncall@acme.test"].'
+    )
+
+    history = HistoricalRecords(get_user=history_user)
+
+    audit_noun = "change_policy"
+    permission_parent_field = "workspace"
+
+    class Meta:
+        ordering = ["workspace__name", "pk"]
+        verbose_name_plural = "change policies"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace"], condition=models.Q(pipeline=None), name="change_policy_one_per_workspace"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(approvals_required__gte=1, approvals_required__lte=3),
+                name="change_policy_approvals_1_3",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(min_pass_rate__gte=0, min_pass_rate__lte=1), name="change_policy_pass_rate_0_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = f"pipeline {self.pipeline.slug}" if self.pipeline_id else "workspace default"
+        return f"Change policy: {scope} ({self.workspace})" if self.workspace_id else "Change policy (defaults)"
+
+    def clean(self) -> None:
+        from django.core.validators import validate_email
+
+        if not isinstance(self.notify, list) or not all(isinstance(a, str) for a in self.notify):
+            raise ValidationError({"notify": 'List e-mail addresses, e.g. ["oncall@acme.test"].'})
+        for address in self.notify:
+            try:
+                validate_email(address)
+            except ValidationError:
+                raise ValidationError({"notify": f"{address!r} is not an e-mail address."}) from None
+        if self.pipeline_id and self.workspace_id and self.pipeline.workspace_id != self.workspace_id:
+            raise ValidationError({"pipeline": "The pipeline must belong to the policy's workspace."})
+
+    @property
+    def audit_workspace_id(self) -> int:
+        return self.workspace_id
+
+    @property
+    def audit_pipeline_id(self) -> int | None:
+        return self.pipeline_id
+
+
+def change_policy_for(pipeline) -> ChangePolicy:
+    """The change policy that governs ``pipeline`` now: its own, else its
+    workspace's, else an unsaved policy with the defaults."""
+    policies = {p.pipeline_id: p for p in ChangePolicy.objects.filter(workspace_id=pipeline.workspace_id)
+                .filter(models.Q(pipeline_id=pipeline.pk) | models.Q(pipeline=None))}  # fmt: skip
+    return policies.get(pipeline.pk) or policies.get(None) or ChangePolicy(workspace_id=pipeline.workspace_id)

@@ -119,3 +119,12 @@ def can_manage_permissions(user, obj: Model) -> bool:
         and user.has_perm("governance.change_workspace", workspace)
         and user_can(user, "change", obj)
     )
+
+
+def can_change_change_policy(user, workspace: Workspace) -> bool:
+    """A change policy sets the bar every release must pass, so only a
+    governance lead who leads its workspace changes one (a prompt engineer's
+    change_config right is not enough)."""
+    if not user.is_active:
+        return False
+    return user.is_superuser or (is_governance_lead(user) and user.has_perm("governance.change_workspace", workspace))

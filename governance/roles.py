@@ -23,13 +23,21 @@ _RELEASES = (
     "pipelines.run:view",
     "pipelines.steprun:view",
     "pipelines.delivery:view",
+    "pipelines.evaluation:view",
+    "pipelines.evaluationcase:view",
+    "governance.changepolicy:view",
 )
+# Only governance leads change a change policy (the admin checks the role too).
+_CHANGE_POLICY = [f"governance.changepolicy:{a}" for a in ("view", "add", "change", "delete")]
+_CASES = [f"pipelines.evaluationcase:{a}" for a in ("view", "add", "change", "delete")]
 
 # role -> (model-level permissions, the object rights a workspace grant of the role gives)
 ROLES: dict[str, tuple[list[str], list[str]]] = {
     GOVERNANCE_LEADS: (
         [f"{m}:{a}" for m in (*_CONFIG, "governance.approvalpolicy") for a in ("view", "add", "change", "delete")]
-        + ["governance.workspace:view", "governance.workspace:add", "governance.workspace:change", *_RELEASES],
+        + ["governance.workspace:view", "governance.workspace:add", "governance.workspace:change", *_RELEASES]
+        + _CHANGE_POLICY
+        + _CASES,
         [
             "view_workspace",
             "change_workspace",
@@ -42,7 +50,8 @@ ROLES: dict[str, tuple[list[str], list[str]]] = {
     ),
     PROMPT_ENGINEERS: (
         [f"{m}:{a}" for m in _CONFIG for a in ("view", "add", "change")]
-        + ["governance.approvalpolicy:view", "governance.workspace:view", *_RELEASES],
+        + ["governance.approvalpolicy:view", "governance.workspace:view", *_RELEASES]
+        + _CASES,
         ["view_workspace", "change_config", "deploy_pipeline"],
     ),
     REVIEWERS: ([], ["review_output"]),

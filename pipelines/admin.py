@@ -7,6 +7,7 @@ from django.template.response import TemplateResponse
 
 from governance.admin_base import WORKSPACE_FILTER, GovernedInline, GovernedModelAdmin
 from governance.permissions import user_can
+from pipelines.admin_change import pause_pipelines, resume_pipelines
 from pipelines.admin_releases import cut_release
 from pipelines.models import ModelConfig, Pipeline, PromptTemplate, Step
 from pipelines.services import config_owner_transfer
@@ -69,7 +70,7 @@ class PipelineAdmin(GovernedModelAdmin):
     search_fields = ("name", "slug", "description")
     prepopulated_fields = {"slug": ("name",)}
     inlines = [StepInline]
-    actions = [transfer_ownership, cut_release]
+    actions = [transfer_ownership, cut_release, pause_pipelines, resume_pipelines]
     fieldsets = [
         (None, {"fields": ("workspace", "name", "slug", "description", "input_schema")}),
         ("Ownership", {"fields": ("owner", "team", "escalation_contact", "runbook")}),

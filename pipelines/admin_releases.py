@@ -8,13 +8,15 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import OuterRef, Subquery
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from audit.services import audit_record
 from governance.admin_base import GovernedModelAdmin
+from pipelines.admin_change import DEPLOYMENT_ACTIONS, RELEASE_ACTIONS, as_of_view, release_review_view, runs_to_cases
 from pipelines.engine import run_cancel, run_retry
-from pipelines.models import Delivery, Deployment, Release, Run, StepRun
+from pipelines.models import Delivery, Deployment, Release, ReleaseTransition, Run, StepRun
 from pipelines.services import deployment_rollback, deployment_set, release_cut
 
 
@@ -117,13 +119,13 @@ class ReadOnlyMixin:
 
 @admin.register(Release)
 class ReleaseAdmin(ReadOnlyMixin, GovernedModelAdmin):
-    list_display = ("__str__", "pipeline", "number", "short_fingerprint", "created_by", "created_at")
+    list_display = ("__str__", "pipeline", "number", "state", "short_fingerprint", "created_by", "created_at")
     list_filter = ("pipeline",)
     list_select_related = ("pipeline", "created_by")
     search_fields = ("pipeline__slug", "fingerprint", "notes")
     readonly_fields = ("pipeline", "number", "fingerprint", "keel_version", "notes", "created_by", "created_at")
-    fields = (*readonly_fields, "snapshot_pretty")
-    actions = [deploy_staging, deploy_production]
+    fields = (*readonly_fields, "review_link", "snapshot_pretty")
+    actions = [deploy_staging, deploy_production, *RELEASE_ACTIONS]
 
     def get_list_filter(self, request):
         return ()  # a pipeline filter would name pipelines of other clients
@@ -135,6 +137,28 @@ class ReleaseAdmin(ReadOnlyMixin, GovernedModelAdmin):
         actions.pop("delete_selected", None)
         return actions
 
+    def get_queryset(self, request):
+        # The state is the newest transition other than a single vote, in the same query.
+        latest = ReleaseTransition.objects.filter(release=OuterRef("pk")).exclude(state="approval").order_by("-pk")
+        return super().get_queryset(request).annotate(latest_state=Subquery(latest.values("state")[:1]))
+
+    @admin.display(description="state", ordering="latest_state")
+    def state(self, obj):
+        return getattr(obj, "latest_state", None) or "draft"
+
+    def get_urls(self):
+        from django.urls import path
+
+        review = self.admin_site.admin_view(lambda request, object_id: release_review_view(self, request, object_id))
+        return [path("<int:object_id>/review/", review, name="pipelines_release_review"), *super().get_urls()]
+
+    @admin.display(description="review")
+    def review_link(self, obj):
+        from django.urls import reverse
+
+        url = reverse("admin:pipelines_release_review", args=[obj.pk])
+        return format_html('<a href="{}">Diff against production, evaluation and approvals</a>', url)
+
     @admin.display(description="snapshot")
     def snapshot_pretty(self, obj):
         return format_html("<pre>{}</pre>", json.dumps(obj.snapshot_data, indent=2, ensure_ascii=False))
@@ -145,8 +169,16 @@ class DeploymentAdmin(ReadOnlyMixin, GovernedModelAdmin):
     list_display = ("pipeline", "environment", "release", "canary_release", "canary_share", "paused", "updated_at")
     list_select_related = ("pipeline", "release", "canary_release")
     list_filter = ("environment", "paused")
-    readonly_fields = ("pipeline", "environment", "release", "canary_release", "canary_share", "paused", "updated_at")
-    actions = [roll_back]
+    readonly_fields = ("pipeline", "environment", "release", "canary_release", "canary_share", "canary_sources",
+                       "canary_started_at", "paused", "pause_reason", "updated_at")  # fmt: skip
+    actions = [roll_back, *DEPLOYMENT_ACTIONS]
+    change_list_template = "admin/keel/deployment_changelist.html"
+
+    def get_urls(self):
+        from django.urls import path
+
+        as_of = self.admin_site.admin_view(lambda request: as_of_view(self, request))
+        return [path("as-of/", as_of, name="pipelines_deployment_as_of"), *super().get_urls()]
 
     def get_actions(self, request):
         actions = super().get_actions(request)
@@ -219,7 +251,7 @@ class RunAdmin(ReadOnlyMixin, GovernedModelAdmin):
         "input", "output",
     )  # fmt: skip
     inlines = [StepRunInline, DeliveryInline]
-    actions = [cancel_runs, retry_runs]
+    actions = [cancel_runs, retry_runs, runs_to_cases]
 
     def get_actions(self, request):
         actions = super().get_actions(request)

@@ -30,7 +30,7 @@ from django.utils import timezone
 from audit.canonical import canonical_bytes
 from audit.services import audit_record
 from pipelines.http import shared_client
-from pipelines.models import Delivery, Run
+from pipelines.models import Delivery, Deployment, Run, StepRun
 from pipelines.steps.base import StepError
 
 logger = logging.getLogger(__name__)
@@ -67,11 +67,16 @@ def delivery_send(config: dict, document: dict, *, run_id: int, position: int) -
     """
     if config.get("channel") != Delivery.Channel.WEBHOOK:
         raise StepError(f"Delivery channel {config.get('channel')!r} is not a webhook.")
-    secret = _secret(config.get("secret_env", ""))
     run = Run.objects.select_related("pipeline").get(pk=run_id)
+    if run.environment != Deployment.Environment.PRODUCTION:
+        # Staging and evaluation runs never reach an external consumer.
+        return {"status": "withheld", "environment": run.environment, "delivery_id": None}
+    secret = _secret(config.get("secret_env", ""))
     delivery, body = _delivery_for(run, position, config["url"], document)
     if delivery.status == Delivery.Status.DELIVERED:
         return _record(delivery)
+    if _paused(run):
+        return _record(_hold(delivery, run))
 
     url = delivery.url
     signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
@@ -239,3 +244,28 @@ def _record(delivery: Delivery) -> dict:
         "receiver": delivery.receiver,
         "status_code": delivery.last_status_code,
     }
+
+
+def _paused(run: Run) -> bool:
+    return Deployment.objects.filter(pipeline_id=run.pipeline_id, environment=run.environment, paused=True).exists()
+
+
+def _hold(delivery: Delivery, run: Run) -> Delivery:
+    """Keep the delivery (row, id and body) unsent while the pipeline is paused."""
+    if delivery.status != Delivery.Status.HELD:
+        with transaction.atomic():
+            Delivery.objects.filter(pk=delivery.pk).update(status=Delivery.Status.HELD)
+            delivery.status = Delivery.Status.HELD
+            _event(run, "delivery.held", delivery, {"url": delivery.url})
+    return delivery
+
+
+def delivery_resend(delivery_pk: int) -> dict | None:
+    """Send a delivery held during a pause, with its own id and the document
+    its step recorded; None when it is no longer waiting to be sent."""
+    delivery = Delivery.objects.select_related("run__release").filter(pk=delivery_pk).first()
+    if delivery is None or delivery.status not in (Delivery.Status.PENDING, Delivery.Status.HELD):
+        return None
+    step = delivery.run.release.snapshot_data["steps"][delivery.position - 1]
+    document = StepRun.objects.get(run_id=delivery.run_id, position=delivery.position).input
+    return delivery_send(step["config"], document, run_id=delivery.run_id, position=delivery.position)

@@ -25,6 +25,7 @@ from audit.bulk import insert_rows
 from audit.canonical import canonical_bytes
 from audit.services import audit_record, audit_record_many
 from governance.permissions import user_can
+from pipelines.change import deployment_release_for
 from pipelines.deliveries import delivery_send
 from pipelines.models import Deployment, Pipeline, Release, Run, StepRun
 from pipelines.providers import call_model
@@ -91,7 +92,8 @@ def run_start(
     """Start a run of the pipeline's live release; returns (run, created).
 
     1. A repeated idempotency key returns the run it started.
-    2. Refuse without a live deployment, or while paused (RunRefused).
+    2. Refuse without a live deployment, or while paused (RunRefused); pick
+       the canary's release or the live one (the bucket rule).
     3. Validate the input against the release's input schema.
     4. Create the run and its ``run.started`` event; enqueue it on commit.
     """
@@ -103,17 +105,21 @@ def run_start(
             return existing, False
     deployment = (
         Deployment.objects.filter(pipeline=pipeline, environment=environment)
-        .select_related("release")
-        .defer("release__snapshot")
+        .select_related("release", "canary_release")
+        .defer("release__snapshot", "canary_release__snapshot")
         .first()
     )
     if deployment is None or deployment.release is None:
         raise RunRefused(f"{pipeline.slug} has no live release in {environment}.")
     if deployment.paused:
-        raise RunRefused(f"{pipeline.slug} is paused in {environment}.")
-    release = deployment.release
+        raise RunRefused(f"{pipeline.slug} is paused in {environment}: {deployment.pause_reason or 'no reason given'}")
     if not isinstance(input, dict):
         raise ValidationError({"input": "The input must be a JSON object."})
+    # The canary bucket (pipelines/change.py): by the idempotency key, else the input hash.
+    input_sha256 = _sha256(input)
+    release = deployment_release_for(
+        deployment, pipeline_slug=pipeline.slug, key=idempotency_key or input_sha256, source=source
+    )
     validator = _input_validator(release.pk, release.fingerprint)
     problems = sorted(
         f"input.{'.'.join(str(p) for p in e.absolute_path)}: {e.message}".replace("input.:", "input:")
@@ -121,7 +127,6 @@ def run_start(
     )
     if problems:
         raise ValidationError({"input": problems})
-    input_sha256 = _sha256(input)
     try:
         with transaction.atomic():
             run = Run.objects.create(

@@ -334,7 +334,16 @@ def deployment_set(*, release: Release, environment: str, actor, reason: str = "
     pipeline = release.pipeline
     if not user_can(actor, "deploy_pipeline", pipeline):
         raise PermissionDenied("Deploying needs the deploy right on the pipeline.")
+    # Production takes only an approved release whose evaluation passes
+    # (pipelines/change.py); the pipeline row orders concurrent deploys.
+    from pipelines.change import deployment_guard
+
+    Pipeline.objects.select_for_update().get(pk=pipeline.pk)
     deployment = _deployment_for_update(pipeline, environment)
+    deployment_guard(release, environment)
+    if deployment.canary_release_id == release.pk:  # deploying the canary outright ends it
+        deployment.canary_release, deployment.canary_share, deployment.canary_sources = None, Decimal("0"), []
+        deployment.canary_started_at = None
     if deployment.release_id == release.pk:
         raise ValidationError(f"Release #{release.number} is already live in {environment}.")
     previous = _move_pointer(
@@ -377,6 +386,10 @@ def deployment_rollback(*, pipeline: Pipeline, environment: str, actor, reason: 
     if earlier is None:
         raise ValidationError(f"No earlier release was live in {environment}.")
     target = Release.objects.get(pk=earlier.release_id)
+    from pipelines.change import release_ever_approved
+
+    if environment == Deployment.Environment.PRODUCTION and not release_ever_approved(target):
+        raise ValidationError(f"Release #{target.number} was never approved (or is retired); it cannot go live.")
     current = _move_pointer(deployment=deployment, release=target, actor=actor, reason=f"Rolled back: {reason}")
     audit_record(
         action="deployment.rolled_back",

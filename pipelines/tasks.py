@@ -54,3 +54,26 @@ def schedule_fire_task(schedule_id: int) -> int | None:
     close_old_connections()
     run = schedule_fire(schedule_id=schedule_id)
     return run.pk if run else None
+
+
+@shared_task(name="pipelines.resend_delivery", bind=True, acks_late=True, max_retries=5)
+def delivery_resend_task(self, delivery_pk: int) -> str | None:
+    from pipelines.deliveries import delivery_resend
+
+    close_old_connections()
+    try:
+        record = delivery_resend(delivery_pk)
+    except StepError as error:
+        if not error.transient:
+            raise
+        raise self.retry(exc=error, countdown=2 ** (self.request.retries + 1)) from error
+    finally:
+        close_old_connections()
+    return record["status"] if record else None
+
+
+@shared_task(name="pipelines.watch_canaries")
+def canaries_watch_task() -> list[int]:
+    from pipelines.change import canaries_watch
+
+    return canaries_watch()

@@ -18,6 +18,7 @@ from pipelines.models.config import (
 )
 from pipelines.models.deliveries import DeadLetter, Delivery
 from pipelines.models.documents import Document
+from pipelines.models.evaluations import Evaluation, EvaluationCase, EvaluationResult
 from pipelines.models.releases import Deployment, Release, ReleaseTransition
 from pipelines.models.runs import Run, StepRun
 from pipelines.models.schedules import PipelineSchedule
@@ -31,6 +32,9 @@ __all__ = [
     "Deployment",
     "Document",
     "Heartbeat",
+    "Evaluation",
+    "EvaluationCase",
+    "EvaluationResult",
     "ModelConfig",
     "ModelConfigGroupObjectPermission",
     "ModelConfigUserObjectPermission",

@@ -18,6 +18,8 @@ class Delivery(models.Model):
         PENDING = "pending"
         DELIVERED = "delivered"
         FAILED = "failed"
+        # Not sent while its pipeline is paused; resuming sends it.
+        HELD = "held"
 
     class Channel(models.TextChoices):
         WEBHOOK = "webhook"

@@ -64,6 +64,8 @@ class ReleaseTransition(models.Model):
 
     class State(models.TextChoices):
         SUBMITTED = "submitted"
+        # One approver's vote; "approved" follows once the change policy's count is reached.
+        APPROVAL = "approval"
         APPROVED = "approved"
         REJECTED = "rejected"
         RETIRED = "retired"
@@ -101,7 +103,11 @@ class Deployment(PipelinePart, models.Model):
         validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))],
         help_text="Percent of traffic sent to the canary release (0 to 100).",
     )
+    # Sources (a run's ``source``) always sent to the canary, whatever its share.
+    canary_sources = models.JSONField(default=list, blank=True)
+    canary_started_at = models.DateTimeField(null=True, blank=True)
     paused = models.BooleanField(default=False)
+    pause_reason = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     history = HistoricalRecords(get_user=history_user)

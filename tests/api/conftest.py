@@ -4,9 +4,9 @@ import pytest
 from django.test import Client
 
 from audit.context import acting_as
-from pipelines.models import Deployment
-from pipelines.services import deployment_set, release_cut
+from pipelines.services import release_cut
 from pipelines.tokens import token_create
+from tests.change import release_to_production
 
 TICKET = {"subject": "Where is my parcel?", "body": "The tracking has not moved since Monday."}
 
@@ -14,7 +14,7 @@ TICKET = {"subject": "Where is my parcel?", "body": "The tracking has not moved 
 def deploy(pipeline, actor):
     with acting_as(actor):
         release = release_cut(pipeline=pipeline, actor=actor)
-        deployment_set(release=release, environment=Deployment.Environment.PRODUCTION, actor=actor)
+    release_to_production(release)
     return pipeline
 
 

@@ -334,6 +334,15 @@ def _io_pipeline(base_url: str):
         if live_url != base_url:
             ModelConfig.objects.filter(slug="bench-remote").update(base_url=base_url)
             release = release_cut(pipeline=pipeline, actor=admin, notes="Benchmark: the loopback server moved.")
+            # Production takes an approved, evaluated release (issue 6); bench-io has no
+            # evaluation cases, so its own change policy accepts an empty case set.
+            from governance.models import ChangePolicy
+            from tests.bench.bench_release import _through_release_control
+
+            ChangePolicy.objects.get_or_create(
+                workspace=pipeline.workspace, pipeline=pipeline, defaults={"min_pass_rate": 0}
+            )
+            _through_release_control(release)
             deployment_set(release=release, environment="production", actor=admin, reason="Benchmark")
     return pipeline
 

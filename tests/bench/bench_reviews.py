@@ -31,9 +31,10 @@ from governance.models import ApprovalPolicy, Workspace
 from governance.roles import REVIEWERS, role_groups_ensure
 from governance.services import role_grant
 from pipelines.models import Pipeline, Run, Step, StepRun
-from pipelines.services import deployment_set, release_cut
+from pipelines.services import release_cut
 from reviews.models import ReviewTask
 from tests.bench import bench_audit
+from tests.change import release_to_production
 
 OPEN_TASKS = 100_000
 REQUESTS = 60
@@ -123,7 +124,7 @@ def _ensure_setup() -> tuple[Pipeline, object]:
         Step.objects.create(pipeline=pipeline, position=1, name="gate", kind="gate", config={})
         Step.objects.create(pipeline=pipeline, position=2, name="store", kind="deliver", config={"channel": "stored"})
         release = release_cut(pipeline=pipeline, actor=admin)
-        deployment_set(release=release, environment="production", actor=admin)
+    release_to_production(release)  # production takes an approved, evaluated release
     return pipeline, reviewer
 
 

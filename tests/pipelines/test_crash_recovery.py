@@ -13,8 +13,9 @@ from audit.models import AuditEvent
 from audit.selectors import audit_chain_verify
 from pipelines.engine import run_start, runs_recover
 from pipelines.models import ModelConfig, Run, StepRun
-from pipelines.services import deployment_set, release_cut
+from pipelines.services import release_cut
 from tests import factories
+from tests.change import release_to_production
 from tests.pipelines.chat_server import ChatServer, Reply, completion
 from tests.workers import celery_worker, wait_for
 
@@ -47,7 +48,7 @@ def slow_pipeline(superuser):
                 prompt=step_prompt, model_config=step_model,
             )  # fmt: skip
         release = release_cut(pipeline=pipeline, actor=superuser)
-        deployment_set(release=release, environment="production", actor=superuser)
+        release_to_production(release, actor=superuser)
         yield pipeline, server
 
 

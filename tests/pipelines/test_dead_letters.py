@@ -14,7 +14,8 @@ from pipelines import deliveries
 from pipelines.dead_letters import dead_letters_for_user, delivery_redeliver, delivery_resend
 from pipelines.engine import run_execute, run_start
 from pipelines.models import DeadLetter, Delivery, Pipeline, Run
-from pipelines.services import deployment_set, release_cut
+from pipelines.services import release_cut
+from tests.change import release_to_production
 from tests.pipelines.webhook_server import Answer, WebhookServer
 
 SECRET_ENV = "KEEL_TEST_DEAD_LETTER_SECRET"
@@ -44,7 +45,7 @@ def dead(users, receiver, django_capture_on_commit_callbacks) -> Delivery:
     last.config = {"channel": "webhook", "url": receiver.url, "secret_env": SECRET_ENV}
     last.full_clean()
     last.save()
-    deployment_set(release=release_cut(pipeline=pipeline, actor=admin), environment="production", actor=admin)
+    release_to_production(release_cut(pipeline=pipeline, actor=admin))
     receiver.script = [Answer(status=400, body=b"unknown order")]
     with django_capture_on_commit_callbacks(execute=False):
         run, _ = run_start(pipeline=pipeline, input=TICKET, actor=None, trigger="cli")

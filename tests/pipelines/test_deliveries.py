@@ -19,9 +19,10 @@ from pipelines import deliveries
 from pipelines.deliveries import delivery_send
 from pipelines.engine import run_execute, run_start
 from pipelines.models import Delivery, Pipeline, Run, StepRun
-from pipelines.services import deployment_set, release_cut
+from pipelines.services import release_cut
 from pipelines.steps.base import StepContext, StepError
 from pipelines.steps.deliver import execute as deliver_execute
+from tests.change import release_to_production
 from tests.pipelines.webhook_server import Answer, WebhookServer
 
 SECRET_ENV = "KEEL_TEST_WEBHOOK_SECRET"
@@ -59,7 +60,7 @@ def _release_with_last_step(config: dict) -> Pipeline:
     last.name, last.config = "notify orders", config
     last.full_clean()
     last.save()
-    deployment_set(release=release_cut(pipeline=pipeline, actor=admin), environment="production", actor=admin)
+    release_to_production(release_cut(pipeline=pipeline, actor=admin), actor=admin)
     return pipeline
 
 

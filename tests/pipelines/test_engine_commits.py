@@ -13,9 +13,10 @@ from audit.selectors import audit_chain_verify
 from pipelines.engine import run_cancel, run_execute, run_start
 from pipelines.models import ModelConfig, Pipeline, Run, StepRun
 from pipelines.providers import ModelResponse, ProviderError, call_model
-from pipelines.services import deployment_set, release_cut
+from pipelines.services import release_cut
 from pipelines.steps.base import StepError
 from tests import factories
+from tests.change import release_to_production
 
 TICKET = {"subject": "Card declined", "body": "My card was declined twice.", "customer_email": "ada@example.com"}
 REPLY = {"choices": [{"message": {"content": "label: billing\nconfidence: 0.91"}}], "usage": {}}
@@ -40,8 +41,7 @@ def remote_pipeline(superuser):
         for position, (name, kind, config, step_prompt, step_model) in enumerate(steps, start=1):
             factories.StepFactory(pipeline=pipeline, position=position, name=name, kind=kind, config=config,
                                   prompt=step_prompt, model_config=step_model)  # fmt: skip
-        deployment_set(release=release_cut(pipeline=pipeline, actor=superuser), environment="production",
-                       actor=superuser)  # fmt: skip
+        release_to_production(release_cut(pipeline=pipeline, actor=superuser), actor=superuser)
     return pipeline
 
 

@@ -14,6 +14,7 @@ from audit.models import AuditEvent
 from audit.selectors import audit_chain_verify
 from pipelines.models import Deployment, Release, ReleaseTransition, Step
 from pipelines.services import deployment_rollback, deployment_set, release_cut
+from tests.change import release_approved
 
 
 def test_a_release_freezes_the_whole_resolved_configuration(acme_config, lead):
@@ -98,6 +99,8 @@ def test_deploying_and_rolling_back_move_the_pointer_and_are_recorded(acme_confi
         prompt.body += "Be brief.\n"
         prompt.save()
     second = release_cut(pipeline=pipeline, actor=lead)
+    release_approved(first)
+    release_approved(second)
     deployment_set(release=first, environment="production", actor=operator)
     deployment_set(release=second, environment="production", actor=operator)
     deployment = deployment_rollback(pipeline=pipeline, environment="production", actor=operator, reason="bad drafts")
@@ -142,6 +145,7 @@ def test_the_admin_cuts_deploys_and_rolls_back(client, acme_config, lead):
     changelist = reverse("admin:pipelines_pipeline_changelist")
     client.post(changelist, {"action": "cut_release", "_selected_action": [pipeline.pk]})
     first = Release.objects.get(pipeline=pipeline)
+    release_approved(first)
     client.post(
         reverse("admin:pipelines_release_changelist"), {"action": "deploy_production", "_selected_action": [first.pk]}
     )

@@ -17,7 +17,8 @@ from pipelines.engine import run_execute, run_start
 from pipelines.models import ModelConfig, Pipeline, Run, StepRun
 from pipelines.providers import openai as openai_provider
 from pipelines.replay import run_replay, runs_replay
-from pipelines.services import deployment_set, release_cut
+from pipelines.services import release_cut
+from tests.change import release_to_production
 from tests.pipelines.chat_server import ChatServer, Reply, completion
 
 TICKETS = json.loads((Path(__file__).resolve().parents[2] / "pipelines" / "fixtures" / "demo_tickets.json").read_text())
@@ -67,7 +68,13 @@ def chat_classifier(triage):
         step.model_config = model
         step.full_clean()
         step.save()
-        deployment_set(release=release_cut(pipeline=triage, actor=admin), environment="production", actor=admin)
+        # The release is evaluated on the demo's cases before it may go live:
+        # one classification per case, then the tests' own scripts begin.
+        server.script = [completion("label: shipping\nconfidence: 0.90")
+                         for _ in range(triage.evaluation_cases.count())]  # fmt: skip
+        release_to_production(release_cut(pipeline=triage, actor=admin), actor=admin)
+        assert server.script == []
+        server.requests.clear()
         yield server
 
 

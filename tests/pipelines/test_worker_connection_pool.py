@@ -11,8 +11,9 @@ from django.db import connection
 from audit.context import acting_as
 from pipelines.engine import run_start
 from pipelines.models import ModelConfig, Run
-from pipelines.services import deployment_set, release_cut
+from pipelines.services import release_cut
 from tests import factories
+from tests.change import release_to_production
 from tests.pipelines.chat_server import ChatServer, Reply, completion
 from tests.workers import celery_worker, wait_for
 
@@ -45,8 +46,7 @@ def test_six_calls_in_flight_hold_at_most_the_pools_connections(superuser, tmp_p
         factories.StepFactory(pipeline=pipeline, position=1, name="check", kind="validate", config={})
         factories.StepFactory(pipeline=pipeline, position=2, name="classify", kind="model",
                               config={"output_field": "classification"}, prompt=prompt, model_config=model)  # fmt: skip
-        deployment_set(release=release_cut(pipeline=pipeline, actor=superuser), environment="production",
-                       actor=superuser)  # fmt: skip
+        release_to_production(release_cut(pipeline=pipeline, actor=superuser), actor=superuser)
 
         broker = settings.CELERY_BROKER_URL
         log = tmp_path / "worker.log"

@@ -7,9 +7,10 @@ from audit.context import acting_as
 from governance.roles import REVIEWERS
 from pipelines.engine import run_execute, run_start
 from pipelines.models import Run
-from pipelines.services import deployment_set, release_cut
+from pipelines.services import release_cut
 from reviews.models import ReviewTask
 from tests import factories
+from tests.change import release_to_production
 from tests.conftest import _persona
 
 REPLY_SCHEMA = {
@@ -57,8 +58,7 @@ def gated_pipeline(workspace, *, superuser, author, slug="acme-replies", redact=
             factories.StepFactory(pipeline=pipeline, position=position, name=name, kind=kind, config=config)
     with acting_as(author if author is not None else superuser):
         release = release_cut(pipeline=pipeline, actor=author if author is not None else superuser)
-    with acting_as(superuser):
-        deployment_set(release=release, environment="production", actor=superuser)
+    release_to_production(release, actor=superuser)
     return pipeline
 
 

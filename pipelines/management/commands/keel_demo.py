@@ -15,8 +15,10 @@ from audit.context import acting_as
 from governance.models import ApprovalPolicy, Workspace
 from governance.roles import AUDITORS, GOVERNANCE_LEADS, OPERATORS, PROMPT_ENGINEERS, REVIEWERS, role_groups_ensure
 from governance.services import role_grant
+from pipelines.change import release_approve, release_submit
 from pipelines.engine import run_execute, run_start
-from pipelines.models import ModelConfig, Pipeline, PromptTemplate, Run, Step, StepRun
+from pipelines.evaluation import release_evaluate
+from pipelines.models import EvaluationCase, ModelConfig, Pipeline, PromptTemplate, Run, Step, StepRun
 from pipelines.services import deployment_set, release_cut
 
 TICKETS = Path(__file__).resolve().parents[2] / "fixtures" / "demo_tickets.json"
@@ -94,9 +96,38 @@ class Command(BaseCommand):
                 if not users[name].groups.filter(name=role).exists():
                     role_grant(actor=admin, role=role, user=users[name], workspace=northwind)
             pipeline = self._triage_pipeline(northwind, owner=users["lead"])
+            self._evaluation_cases(pipeline)
             if not pipeline.deployments.filter(environment="production", release__isnull=False).exists():
+                # Through release control like any change: cut and submitted by the
+                # admin, approved by the lead (a second person), evaluated, deployed.
                 release = release_cut(pipeline=pipeline, actor=admin, notes="The demo's first release.")
+                release_submit(release=release, actor=admin, notes="The demo's first release.")
+        if not pipeline.deployments.filter(environment="production", release__isnull=False).exists():
+            with acting_as(users["lead"]):
+                release_approve(release=release, actor=users["lead"], note="Demo set-up")
+                release_evaluate(release=release, actor=users["lead"])
+            with acting_as(admin):
                 deployment_set(release=release, environment="production", actor=admin, reason="Demo set-up")
+
+    def _evaluation_cases(self, pipeline: Pipeline) -> None:
+        """The first sample tickets as evaluation cases: every reply has a
+        known label and a draft, and never promises a guarantee."""
+        if pipeline.evaluation_cases.exists():
+            return
+        schema = {"type": "object", "required": ["label", "draft"],
+                  "properties": {"label": {"enum": LABELS}, "draft": {"type": "string"}}}  # fmt: skip
+        tickets = json.loads(TICKETS.read_text())[:8]
+        cases = [
+            EvaluationCase(
+                pipeline=pipeline,
+                name=f"sample ticket {n}",
+                input=ticket,
+                output_schema=schema,
+                forbidden_phrases=["guarantee"],
+            )
+            for n, ticket in enumerate(tickets, start=1)
+        ]
+        EvaluationCase.objects.bulk_create(cases)
 
     def _submit(self, count: int, *, inline: bool, timeout: float) -> None:
         """Start ``count`` runs from the sample tickets and wait until none is
