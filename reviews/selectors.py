@@ -1,7 +1,12 @@
 """Reads for the reviewer app, filtered by object permission."""
 
+import hashlib
+import json
+import secrets
 from datetime import timedelta
 
+from django.core.cache import cache
+from django.db import transaction
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
@@ -71,6 +76,41 @@ def review_queue_counts(tasks: QuerySet[ReviewTask]) -> dict:
         "overdue": sum(r["overdue"] for r in rows),
         "by_pipeline": by_pipeline,
     }
+
+
+# A queue's counts are a scan of every open task (100,000 of them: tens of ms),
+# so they are kept briefly, under a version that every opening or closing of a
+# task changes: a count is at most COUNTS_SECONDS old only if a task changed
+# status some way other than through reviews.services.
+COUNTS_SECONDS = 10
+_COUNTS_VERSION = "reviews:queue-counts:version"
+
+
+def review_queue_counts_changed() -> None:
+    """Forget every cached queue count: a task was opened or closed. Now, and
+    again after the commit, so that a count read between the two (still
+    without this change) is not kept under the new version."""
+    cache.set(_COUNTS_VERSION, secrets.token_hex(8), None)
+    transaction.on_commit(lambda: cache.set(_COUNTS_VERSION, secrets.token_hex(8), None))
+
+
+def review_queue_counts_cached(tasks: QuerySet[ReviewTask], *, pipeline_ids, filters: dict) -> dict:
+    """``review_queue_counts(tasks)`` for a queue of the pipelines
+    ``pipeline_ids`` (all the user may review) narrowed by ``filters``. The
+    key is that set and those filters, never the user: whoever may review the
+    same pipelines reads the same counts, and nobody reads counts of a
+    pipeline they may not review."""
+    version = cache.get(_COUNTS_VERSION)
+    if version is None:
+        version = secrets.token_hex(8)
+        cache.add(_COUNTS_VERSION, version, None)
+    shape = json.dumps([sorted(pipeline_ids), sorted((k, str(v)) for k, v in filters.items() if v)])
+    key = f"reviews:queue-counts:{version}:{hashlib.sha256(shape.encode()).hexdigest()}"
+    counts = cache.get(key)
+    if counts is None:
+        counts = review_queue_counts(tasks)
+        cache.set(key, counts, COUNTS_SECONDS)
+    return counts
 
 
 def review_decisions_by(*, user) -> QuerySet[ReviewDecision]:
