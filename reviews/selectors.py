@@ -27,9 +27,14 @@ def review_tasks_for_user(*, user) -> QuerySet[ReviewTask]:
     )
 
 
-def review_queue_for_user(*, user, pipeline: str = "", reason: str = "", age_hours: int | None = None, now=None):
+def review_queue_for_user(
+    *, user, pipeline: str = "", reason: str = "", age_hours: int | None = None, now=None, reviewable=None
+):
     """The open tasks this user may decide, soonest deadline first (QA samples,
     which have none, last), narrowed by pipeline slug, reason and minimum age.
+    ``reviewable``, when given, must be the keys of
+    ``pipelines_reviewable_by(user)`` as the caller read them in this request
+    (the queue view, which lists them anyway): it spares the permission subquery.
     (A blocking task whose run was cancelled meanwhile stays until someone
     opens it, which closes it: the queue joins no run rows, so it stays fast.)"""
     now = now or timezone.now()
@@ -37,7 +42,11 @@ def review_queue_for_user(*, user, pipeline: str = "", reason: str = "", age_hou
     # documents or the release snapshot: those stay in the database.
     tasks = (
         review_tasks_for_user(user=user)
-        .filter(status=ReviewTask.Status.OPEN)
+        if reviewable is None
+        else ReviewTask.objects.filter(pipeline_id__in=list(reviewable))
+    )
+    tasks = (
+        tasks.filter(status=ReviewTask.Status.OPEN)
         .select_related(None)
         .select_related("pipeline", "claimed_by")
         .defer("pipeline__input_schema", "pipeline__runbook", "pipeline__description")

@@ -228,7 +228,9 @@ def review_decide(
     holder = task.claim_holder(now) if task.claimed_by_id != actor.pk else None
     if holder is not None:
         raise ValidationError(f"{holder.get_username()} holds this review; your decision was not recorded.")
-    if task.decisions.filter(reviewer=actor).exists():
+    # The task row is locked: these are all its decisions until this one commits.
+    earlier = list(task.decisions.select_related("reviewer"))
+    if any(d.reviewer_id == actor.pk for d in earlier):
         raise ValidationError("You have already decided this review; it needs another reviewer.")
     if decision == ReviewDecision.Decision.REJECT and not reason:
         raise ValidationError({"reason": "A rejection needs a reason."})
@@ -264,7 +266,9 @@ def review_decide(
         _close(task, ReviewTask.Status.REJECTED, now)
         run_reject(run=task.run, reason=reason, actor=actor, decision={"review_task": task.pk}, record_first=[decided])
         return record
-    approvals = list(task.decisions.filter(decision__in=ReviewDecision.APPROVING).select_related("reviewer"))
+    approvals = sorted(
+        (d for d in [*earlier, record] if d.decision in ReviewDecision.APPROVING), key=lambda d: (d.created_at, d.pk)
+    )  # the model's ordering
     if len(approvals) < task.required_approvals:
         # Someone else must approve too: the claim goes back to the queue.
         task.claimed_by, task.claim_expires_at = None, None

@@ -46,7 +46,9 @@ def reviewer_login(view):
 def _task_for(user, pk: int) -> ReviewTask:
     # By key, then the right on its pipeline: the same answer as filtering
     # review_tasks_for_user, without the permission subquery on every page.
-    task = get_object_or_404(ReviewTask.objects.select_related("pipeline", "run", "run__release", "claimed_by"), pk=pk)
+    task = get_object_or_404(
+        ReviewTask.objects.select_related("pipeline__workspace", "run", "run__release", "claimed_by"), pk=pk
+    )
     if not user_can(user, "review_output", task.pipeline):
         raise Http404("No such review.")
     return task
@@ -61,11 +63,12 @@ def queue(request):
     pipelines = list(pipelines_reviewable_by(request.user).order_by("name"))
     form = QueueFilterForm(request.GET or None, pipelines=pipelines)
     filters = form.cleaned_data if form.is_valid() else {}
+    reviewable = [p.pk for p in pipelines]
     tasks = review_queue_for_user(
         user=request.user, pipeline=filters.get("pipeline", ""), reason=filters.get("reason", ""),
-        age_hours=filters.get("age"),
+        age_hours=filters.get("age"), reviewable=reviewable,
     )  # fmt: skip
-    counts = review_queue_counts_cached(tasks, pipeline_ids=[p.pk for p in pipelines], filters=filters)
+    counts = review_queue_counts_cached(tasks, pipeline_ids=reviewable, filters=filters)
     paginator = Paginator(tasks, 25)
     paginator.count = counts["total"]  # already counted: spare the paginator its own COUNT
     page = paginator.get_page(request.GET.get("page"))
