@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import logging
 import secrets
 from datetime import timedelta
 
@@ -13,6 +14,8 @@ from django.utils import timezone
 from governance.permissions import filter_for_user
 from pipelines.models import Pipeline
 from reviews.models import ReviewDecision, ReviewTask
+
+logger = logging.getLogger(__name__)
 
 
 def pipelines_reviewable_by(user) -> QuerySet[Pipeline]:
@@ -89,18 +92,26 @@ def review_queue_counts(tasks: QuerySet[ReviewTask]) -> dict:
 
 # A queue's counts are a scan of every open task (100,000 of them: tens of ms),
 # so they are kept briefly, under a version that every opening or closing of a
-# task changes: a count is at most COUNTS_SECONDS old only if a task changed
-# status some way other than through reviews.services.
+# task through reviews.services changes at once. Anything else (a task loaded in
+# bulk, a deadline passing, a cache outage while resetting the version) shows
+# within COUNTS_SECONDS; the queue's rows themselves are always read live.
 COUNTS_SECONDS = 10
 _COUNTS_VERSION = "reviews:queue-counts:version"
+
+
+def _new_counts_version() -> None:
+    try:
+        cache.set(_COUNTS_VERSION, secrets.token_hex(8), None)
+    except Exception:  # noqa: BLE001 - a cache outage must not fail a decision or a gate; counts age out
+        logger.warning("Could not reset the review queue counts' version", exc_info=True)
 
 
 def review_queue_counts_changed() -> None:
     """Forget every cached queue count: a task was opened or closed. Now, and
     again after the commit, so that a count read between the two (still
     without this change) is not kept under the new version."""
-    cache.set(_COUNTS_VERSION, secrets.token_hex(8), None)
-    transaction.on_commit(lambda: cache.set(_COUNTS_VERSION, secrets.token_hex(8), None))
+    _new_counts_version()
+    transaction.on_commit(_new_counts_version)
 
 
 def review_queue_counts_cached(tasks: QuerySet[ReviewTask], *, pipeline_ids, filters: dict) -> dict:
@@ -109,16 +120,24 @@ def review_queue_counts_cached(tasks: QuerySet[ReviewTask], *, pipeline_ids, fil
     key is that set and those filters, never the user: whoever may review the
     same pipelines reads the same counts, and nobody reads counts of a
     pipeline they may not review."""
-    version = cache.get(_COUNTS_VERSION)
-    if version is None:
-        version = secrets.token_hex(8)
-        cache.add(_COUNTS_VERSION, version, None)
     shape = json.dumps([sorted(pipeline_ids), sorted((k, str(v)) for k, v in filters.items() if v)])
-    key = f"reviews:queue-counts:{version}:{hashlib.sha256(shape.encode()).hexdigest()}"
-    counts = cache.get(key)
+    try:
+        version = cache.get(_COUNTS_VERSION)
+        if version is None:
+            cache.add(_COUNTS_VERSION, secrets.token_hex(8), None)
+            version = cache.get(_COUNTS_VERSION)
+        key = f"reviews:queue-counts:{version}:{hashlib.sha256(shape.encode()).hexdigest()}"
+        counts = cache.get(key) if version is not None else None
+    except Exception:  # noqa: BLE001 - no cache: count every time, as before
+        logger.warning("Review queue counts: cache unavailable", exc_info=True)
+        return review_queue_counts(tasks)
     if counts is None:
         counts = review_queue_counts(tasks)
-        cache.set(key, counts, COUNTS_SECONDS)
+        if version is not None:
+            try:
+                cache.set(key, counts, COUNTS_SECONDS)
+            except Exception:  # noqa: BLE001
+                logger.warning("Review queue counts: cache unavailable", exc_info=True)
     return counts
 
 

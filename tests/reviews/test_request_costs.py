@@ -86,3 +86,14 @@ def test_a_decision_records_its_events_in_order_and_consecutively(gated, reviewe
         "review.decided", "run.rejected"]  # fmt: skip
     assert actions == expected
     assert [s for s, _ in events] == list(range(last + 1, last + 1 + len(expected)))
+
+
+def test_without_a_working_cache_the_queue_counts_every_time(gated, reviewer):
+    from django.test import override_settings
+
+    hold(gated)
+    with override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}):
+        client = _client(reviewer)
+        assert client.get(reverse("reviews-queue")).context["counts"]["total"] == 1
+        hold(gated)
+        assert client.get(reverse("reviews-queue")).context["counts"]["total"] == 2
