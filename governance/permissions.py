@@ -13,6 +13,9 @@ foreign key an object without rights of its own answers to, and everything
 else has a ``workspace`` foreign key.
 """
 
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 from django.db.models import Model, Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
@@ -43,6 +46,31 @@ def _target(obj: Model) -> Model:
     return _target(getattr(obj, parent_field)) if parent_field else obj
 
 
+# user_can's answers within one permission_cache() block; None outside any.
+_answers: ContextVar[dict | None] = ContextVar("keel_permission_answers", default=None)
+
+
+@contextmanager
+def permission_cache():
+    """Within the block, ``user_can`` asks guardian each (user, action, object)
+    question once: a request whose view and services check the same right
+    (a review decision checks it three times) pays for it once.
+
+    Only for one request's or one task's work, in which no right is granted or
+    revoked: a change made inside the block is not seen by it. The answers
+    live in a context variable that the block resets on exit, so nothing
+    crosses into another request, thread or user. A nested block shares the
+    outer one's answers."""
+    if _answers.get() is not None:
+        yield
+        return
+    token = _answers.set({})
+    try:
+        yield
+    finally:
+        _answers.reset(token)
+
+
 def user_can(user, action: str, obj: Model) -> bool:
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
@@ -50,6 +78,16 @@ def user_can(user, action: str, obj: Model) -> bool:
         return False
     if user.is_superuser:
         return True
+    answers = _answers.get()
+    if answers is None or obj.pk is None or user.pk is None:
+        return _user_can(user, action, obj)
+    key = (user.pk, action, obj._meta.label, obj.pk)
+    if key not in answers:
+        answers[key] = _user_can(user, action, obj)
+    return answers[key]
+
+
+def _user_can(user, action: str, obj: Model) -> bool:
     target = _target(obj)
     if isinstance(target, Workspace):
         return user.has_perm(_workspace_codename(action, inside=target is not obj), target)

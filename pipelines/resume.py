@@ -11,9 +11,16 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from audit.services import audit_record_many
 from governance.permissions import user_can
-from pipelines.engine import _events, _sha256
+from pipelines.engine import _sha256
 from pipelines.models import Run, StepRun
+
+
+def _run_event(run: Run, action: str, payload: dict, actor) -> dict:
+    """A run's audit event as the engine records it, for one batched append."""
+    return {"action": action, "object_type": "run", "object_id": run.pk, "payload": payload,
+            "workspace_id": run.pipeline.workspace_id, "pipeline_id": run.pipeline_id, "actor": actor}  # fmt: skip
 
 
 def _held(run: Run, actor) -> tuple[Run, StepRun]:
@@ -30,13 +37,18 @@ def _held(run: Run, actor) -> tuple[Run, StepRun]:
 
 
 @transaction.atomic
-def run_resume(*, run: Run, output: dict, decision: dict, actor, enqueue: bool = True) -> Run:
+def run_resume(
+    *, run: Run, output: dict, decision: dict, actor, enqueue: bool = True, record_first: list[dict] | None = None
+) -> Run:
     """Resume a held run with the approved output as its gate's output.
 
     1. Refuse unless the run waits at a gate (a second resumption finds it queued).
     2. Record the approved output (the edit, where edited) and its hash on the
        gate's StepRun, with ``decision`` under ``review`` beside the gate's verdict.
     3. Record the gate's completion (its new output hash) and ``run.resumed``.
+       ``record_first`` (``audit_record`` keyword arguments: the caller's own
+       event, e.g. the review decision) goes ahead of them in the same append,
+       so the whole decision takes the chain head once.
     4. Put the run back on the queue at the next step; a worker delivers it.
     """
     if not isinstance(output, dict):
@@ -53,13 +65,15 @@ def run_resume(*, run: Run, output: dict, decision: dict, actor, enqueue: bool =
     Run.objects.filter(pk=run.pk).update(
         status=Run.Status.QUEUED, next_position=gate.position + 1, lease_owner="", lease_expires_at=None
     )
-    _events(run, "step.completed",
-            {"position": gate.position, "kind": gate.kind, "output_sha256": output_sha256, "decision": recorded},
-            actor=actor)  # fmt: skip
-    _events(run, "run.resumed",
-            {"position": gate.position, "outcome": decision.get("outcome", "approved"),
-             "original_sha256": gate.output_sha256, "output_sha256": output_sha256},
-            actor=actor)  # fmt: skip
+    audit_record_many([
+        *(record_first or []),
+        _run_event(run, "step.completed",
+                   {"position": gate.position, "kind": gate.kind, "output_sha256": output_sha256,
+                    "decision": recorded}, actor),
+        _run_event(run, "run.resumed",
+                   {"position": gate.position, "outcome": decision.get("outcome", "approved"),
+                    "original_sha256": gate.output_sha256, "output_sha256": output_sha256}, actor),
+    ])  # fmt: skip
     if enqueue:
         from pipelines.tasks import run_execute_task
 
@@ -68,8 +82,11 @@ def run_resume(*, run: Run, output: dict, decision: dict, actor, enqueue: bool =
 
 
 @transaction.atomic
-def run_reject(*, run: Run, reason: str, actor, decision: dict | None = None) -> Run:
-    """End a held run as rejected: nothing after its gate runs, nothing is delivered."""
+def run_reject(
+    *, run: Run, reason: str, actor, decision: dict | None = None, record_first: list[dict] | None = None
+) -> Run:
+    """End a held run as rejected: nothing after its gate runs, nothing is
+    delivered. ``record_first`` as for ``run_resume``."""
     if not (reason or "").strip():
         raise ValidationError({"reason": "Say why the output is rejected."})
     run, gate = _held(run, actor)
@@ -77,5 +94,8 @@ def run_reject(*, run: Run, reason: str, actor, decision: dict | None = None) ->
         status=Run.Status.REJECTED, failure_reason=f"Rejected: {reason}", lease_owner="", lease_expires_at=None,
         finished_at=timezone.now(),
     )  # fmt: skip
-    _events(run, "run.rejected", {"position": gate.position, "reason": reason, **(decision or {})}, actor=actor)
+    audit_record_many([
+        *(record_first or []),
+        _run_event(run, "run.rejected", {"position": gate.position, "reason": reason, **(decision or {})}, actor),
+    ])  # fmt: skip
     return Run.objects.get(pk=run.pk)

@@ -1,13 +1,21 @@
 """Reads for the reviewer app, filtered by object permission."""
 
+import hashlib
+import json
+import logging
+import secrets
 from datetime import timedelta
 
+from django.core.cache import cache
+from django.db import transaction
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from governance.permissions import filter_for_user
 from pipelines.models import Pipeline
 from reviews.models import ReviewDecision, ReviewTask
+
+logger = logging.getLogger(__name__)
 
 
 def pipelines_reviewable_by(user) -> QuerySet[Pipeline]:
@@ -22,9 +30,14 @@ def review_tasks_for_user(*, user) -> QuerySet[ReviewTask]:
     )
 
 
-def review_queue_for_user(*, user, pipeline: str = "", reason: str = "", age_hours: int | None = None, now=None):
+def review_queue_for_user(
+    *, user, pipeline: str = "", reason: str = "", age_hours: int | None = None, now=None, reviewable=None
+):
     """The open tasks this user may decide, soonest deadline first (QA samples,
     which have none, last), narrowed by pipeline slug, reason and minimum age.
+    ``reviewable``, when given, must be the keys of
+    ``pipelines_reviewable_by(user)`` as the caller read them in this request
+    (the queue view, which lists them anyway): it spares the permission subquery.
     (A blocking task whose run was cancelled meanwhile stays until someone
     opens it, which closes it: the queue joins no run rows, so it stays fast.)"""
     now = now or timezone.now()
@@ -32,7 +45,11 @@ def review_queue_for_user(*, user, pipeline: str = "", reason: str = "", age_hou
     # documents or the release snapshot: those stay in the database.
     tasks = (
         review_tasks_for_user(user=user)
-        .filter(status=ReviewTask.Status.OPEN)
+        if reviewable is None
+        else ReviewTask.objects.filter(pipeline_id__in=list(reviewable))
+    )
+    tasks = (
+        tasks.filter(status=ReviewTask.Status.OPEN)
         .select_related(None)
         .select_related("pipeline", "claimed_by")
         .defer("pipeline__input_schema", "pipeline__runbook", "pipeline__description")
@@ -71,6 +88,57 @@ def review_queue_counts(tasks: QuerySet[ReviewTask]) -> dict:
         "overdue": sum(r["overdue"] for r in rows),
         "by_pipeline": by_pipeline,
     }
+
+
+# A queue's counts are a scan of every open task (100,000 of them: tens of ms),
+# so they are kept briefly, under a version that every opening or closing of a
+# task through reviews.services changes at once. Anything else (a task loaded in
+# bulk, a deadline passing, a cache outage while resetting the version) shows
+# within COUNTS_SECONDS; the queue's rows themselves are always read live.
+COUNTS_SECONDS = 10
+_COUNTS_VERSION = "reviews:queue-counts:version"
+
+
+def _new_counts_version() -> None:
+    try:
+        cache.set(_COUNTS_VERSION, secrets.token_hex(8), None)
+    except Exception:  # noqa: BLE001 - a cache outage must not fail a decision or a gate; counts age out
+        logger.warning("Could not reset the review queue counts' version", exc_info=True)
+
+
+def review_queue_counts_changed() -> None:
+    """Forget every cached queue count: a task was opened or closed. Now, and
+    again after the commit, so that a count read between the two (still
+    without this change) is not kept under the new version."""
+    _new_counts_version()
+    transaction.on_commit(_new_counts_version)
+
+
+def review_queue_counts_cached(tasks: QuerySet[ReviewTask], *, pipeline_ids, filters: dict) -> dict:
+    """``review_queue_counts(tasks)`` for a queue of the pipelines
+    ``pipeline_ids`` (all the user may review) narrowed by ``filters``. The
+    key is that set and those filters, never the user: whoever may review the
+    same pipelines reads the same counts, and nobody reads counts of a
+    pipeline they may not review."""
+    shape = json.dumps([sorted(pipeline_ids), sorted((k, str(v)) for k, v in filters.items() if v)])
+    try:
+        version = cache.get(_COUNTS_VERSION)
+        if version is None:
+            cache.add(_COUNTS_VERSION, secrets.token_hex(8), None)
+            version = cache.get(_COUNTS_VERSION)
+        key = f"reviews:queue-counts:{version}:{hashlib.sha256(shape.encode()).hexdigest()}"
+        counts = cache.get(key) if version is not None else None
+    except Exception:  # noqa: BLE001 - no cache: count every time, as before
+        logger.warning("Review queue counts: cache unavailable", exc_info=True)
+        return review_queue_counts(tasks)
+    if counts is None:
+        counts = review_queue_counts(tasks)
+        if version is not None:
+            try:
+                cache.set(key, counts, COUNTS_SECONDS)
+            except Exception:  # noqa: BLE001
+                logger.warning("Review queue counts: cache unavailable", exc_info=True)
+    return counts
 
 
 def review_decisions_by(*, user) -> QuerySet[ReviewDecision]:

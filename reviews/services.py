@@ -20,6 +20,7 @@ from governance.permissions import user_can
 from pipelines.models import Pipeline, Run, StepRun
 from pipelines.resume import run_reject, run_resume
 from reviews.models import ReviewDecision, ReviewTask
+from reviews.selectors import review_queue_counts_changed
 
 logger = logging.getLogger(__name__)
 
@@ -29,16 +30,21 @@ def _claim_period() -> timedelta:
     return timedelta(seconds=getattr(settings, "KEEL_REVIEW_CLAIM_SECONDS", 15 * 60))
 
 
+def _event_fields(task: ReviewTask, action: str, payload: dict, actor=None) -> dict:
+    """A task's audit event as ``audit_record`` keyword arguments."""
+    return {
+        "action": action,
+        "object_type": "review_task",
+        "object_id": task.pk,
+        "payload": {"run": task.run_id, "position": task.position, **payload},
+        "workspace_id": task.pipeline.workspace_id,
+        "pipeline_id": task.pipeline_id,
+        "actor": actor,
+    }
+
+
 def _event(task: ReviewTask, action: str, payload: dict, actor=None) -> None:
-    audit_record(
-        action=action,
-        object_type="review_task",
-        object_id=task.pk,
-        payload={"run": task.run_id, "position": task.position, **payload},
-        workspace_id=task.pipeline.workspace_id,
-        pipeline_id=task.pipeline_id,
-        actor=actor,
-    )
+    audit_record(**_event_fields(task, action, payload, actor))
 
 
 def _pretty(value) -> list[str]:
@@ -121,6 +127,7 @@ def review_task_create(
         created_at=now,
     )
     task.save()
+    review_queue_counts_changed()
     _event(task, "review.created",
            {"kind": kind, "reasons": task.reasons, "rule_hits": task.rule_hits,
             "required_approvals": task.required_approvals,
@@ -131,7 +138,12 @@ def review_task_create(
 
 
 def _lock(task: ReviewTask) -> ReviewTask:
-    return ReviewTask.objects.select_for_update().select_related("pipeline", "run", "run__release").get(pk=task.pk)
+    # run__pipeline: the same row as pipeline, so resuming the run needs no fetch of it.
+    return (
+        ReviewTask.objects.select_for_update()
+        .select_related("pipeline", "run", "run__release", "run__pipeline")
+        .get(pk=task.pk)
+    )
 
 
 def _require_reviewer(actor, task: ReviewTask) -> None:
@@ -212,10 +224,13 @@ def review_decide(
         raise ValidationError("A QA sample is marked correct or incorrect, not approved or rejected.")
     if task.status != ReviewTask.Status.OPEN:
         raise ValidationError(f"This review was already decided ({task.status}); your decision was not recorded.")
-    holder = task.claim_holder(now)
-    if holder is not None and holder.pk != actor.pk:
+    # The actor's own claim (live or lapsed) never refuses: spare the holder's fetch.
+    holder = task.claim_holder(now) if task.claimed_by_id != actor.pk else None
+    if holder is not None:
         raise ValidationError(f"{holder.get_username()} holds this review; your decision was not recorded.")
-    if task.decisions.filter(reviewer=actor).exists():
+    # The task row is locked: these are all its decisions until this one commits.
+    earlier = list(task.decisions.select_related("reviewer"))
+    if any(d.reviewer_id == actor.pk for d in earlier):
         raise ValidationError("You have already decided this review; it needs another reviewer.")
     if decision == ReviewDecision.Decision.REJECT and not reason:
         raise ValidationError({"reason": "A rejection needs a reason."})
@@ -243,16 +258,22 @@ def review_decide(
     payload = {"decision": decision, "reason": reason, "decision_id": record.pk}
     if edited is not None:
         payload["diff"] = record.diff
-    _event(task, "review.decided", payload, actor=actor)
+    # Recorded with the run's own events where the run moves on (one take of
+    # the chain head for the whole decision), else on its own; either way in
+    # this transaction and ahead of the run's events.
+    decided = _event_fields(task, "review.decided", payload, actor=actor)
     if decision == ReviewDecision.Decision.REJECT:
         _close(task, ReviewTask.Status.REJECTED, now)
-        run_reject(run=task.run, reason=reason, actor=actor, decision={"review_task": task.pk})
+        run_reject(run=task.run, reason=reason, actor=actor, decision={"review_task": task.pk}, record_first=[decided])
         return record
-    approvals = list(task.decisions.filter(decision__in=ReviewDecision.APPROVING).select_related("reviewer"))
+    approvals = sorted(
+        (d for d in [*earlier, record] if d.decision in ReviewDecision.APPROVING), key=lambda d: (d.created_at, d.pk)
+    )  # the model's ordering
     if len(approvals) < task.required_approvals:
         # Someone else must approve too: the claim goes back to the queue.
         task.claimed_by, task.claim_expires_at = None, None
         task.save(update_fields=["claimed_by", "claim_expires_at"])
+        audit_record(**decided)
         return record
     _close(task, ReviewTask.Status.APPROVED, now)
     edits = [a for a in approvals if a.decision == ReviewDecision.Decision.EDIT]
@@ -267,6 +288,7 @@ def review_decide(
             "decisions": [a.pk for a in approvals],
         },
         actor=actor,
+        record_first=[decided],
     )
     return record
 
@@ -275,6 +297,7 @@ def _close(task: ReviewTask, status: str, now) -> None:
     task.status, task.decided_at = status, now
     task.claimed_by, task.claim_expires_at = None, None
     task.save(update_fields=["status", "decided_at", "claimed_by", "claim_expires_at"])
+    review_queue_counts_changed()
 
 
 @transaction.atomic

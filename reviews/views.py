@@ -2,6 +2,7 @@
 and the reviewer's own history. Every view reads tasks of pipelines the user
 holds review_output on, and nothing else: any other task is a 404."""
 
+import functools
 import json
 
 from django.contrib import messages
@@ -15,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from governance.permissions import user_can
+from governance.permissions import permission_cache, user_can
 from pipelines.models import Pipeline, StepRun
 from reviews.forms import DecisionForm, MinutesForm, QAForm, QueueFilterForm
 from reviews.metrics import review_metrics
@@ -23,18 +24,31 @@ from reviews.models import ReviewTask
 from reviews.selectors import (
     pipelines_reviewable_by,
     review_decisions_by,
-    review_queue_counts,
+    review_queue_counts_cached,
     review_queue_for_user,
 )
 from reviews.services import review_claim, review_decide, review_qa_record, review_release, review_settings_set
 
-reviewer_login = login_required(login_url="reviews-login")
+
+def reviewer_login(view):
+    """Signed in, and one permission cache for the request: the view and the
+    services it calls check the same right on the same pipeline, and guardian
+    would ask the database each time (see governance.permissions)."""
+
+    @functools.wraps(view)
+    def scoped(request, *args, **kwargs):
+        with permission_cache():
+            return view(request, *args, **kwargs)
+
+    return login_required(login_url="reviews-login")(scoped)
 
 
 def _task_for(user, pk: int) -> ReviewTask:
     # By key, then the right on its pipeline: the same answer as filtering
     # review_tasks_for_user, without the permission subquery on every page.
-    task = get_object_or_404(ReviewTask.objects.select_related("pipeline", "run", "run__release", "claimed_by"), pk=pk)
+    task = get_object_or_404(
+        ReviewTask.objects.select_related("pipeline__workspace", "run", "run__release", "claimed_by"), pk=pk
+    )
     if not user_can(user, "review_output", task.pipeline):
         raise Http404("No such review.")
     return task
@@ -46,13 +60,15 @@ def _message(error: ValidationError | PermissionDenied) -> str:
 
 @reviewer_login
 def queue(request):
-    form = QueueFilterForm(request.GET or None, pipelines=pipelines_reviewable_by(request.user).order_by("name"))
+    pipelines = list(pipelines_reviewable_by(request.user).order_by("name"))
+    form = QueueFilterForm(request.GET or None, pipelines=pipelines)
     filters = form.cleaned_data if form.is_valid() else {}
+    reviewable = [p.pk for p in pipelines]
     tasks = review_queue_for_user(
         user=request.user, pipeline=filters.get("pipeline", ""), reason=filters.get("reason", ""),
-        age_hours=filters.get("age"),
+        age_hours=filters.get("age"), reviewable=reviewable,
     )  # fmt: skip
-    counts = review_queue_counts(tasks)
+    counts = review_queue_counts_cached(tasks, pipeline_ids=reviewable, filters=filters)
     paginator = Paginator(tasks, 25)
     paginator.count = counts["total"]  # already counted: spare the paginator its own COUNT
     page = paginator.get_page(request.GET.get("page"))
