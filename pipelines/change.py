@@ -503,13 +503,29 @@ def run_release_withdrawn(run: Run) -> bool:
     """Whether the release a run executes is no longer live (nor the running
     canary) where the run started: a run held for review after a rollback is
     shown to its reviewer with this flag, and not delivered unless they decide so."""
-    deployment = Deployment.objects.filter(pipeline_id=run.pipeline_id, environment=run.environment).first()
-    if deployment is None:
-        return True
-    canary_live = deployment.canary_release_id == run.release_id and (
-        deployment.canary_share > 0 or deployment.canary_sources
-    )
-    return deployment.release_id != run.release_id and not canary_live
+    return run.pk in runs_release_withdrawn([run.pk])
+
+
+def runs_release_withdrawn(run_ids: list[int]) -> set[int]:
+    """``run_release_withdrawn`` for many runs (a page of a review queue) in two queries."""
+    runs = list(Run.objects.filter(pk__in=run_ids).values_list("pk", "pipeline_id", "environment", "release_id"))
+    deployments = {
+        (d.pipeline_id, d.environment): d
+        for d in Deployment.objects.filter(pipeline_id__in={pipeline_id for _, pipeline_id, _, _ in runs}).only(
+            "pipeline_id", "environment", "release_id", "canary_release_id", "canary_share", "canary_sources"
+        )
+    }
+    withdrawn = set()
+    for pk, pipeline_id, environment, release_id in runs:
+        deployment = deployments.get((pipeline_id, environment))
+        canary_live = (
+            deployment is not None
+            and deployment.canary_release_id == release_id
+            and (deployment.canary_share > 0 or bool(deployment.canary_sources))
+        )
+        if deployment is None or (deployment.release_id != release_id and not canary_live):
+            withdrawn.add(pk)
+    return withdrawn
 
 
 # What was live at a moment

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from governance.permissions import permission_cache, user_can
+from pipelines.change import run_release_withdrawn, runs_release_withdrawn
 from pipelines.models import Pipeline, StepRun
 from reviews.forms import DecisionForm, MinutesForm, QAForm, QueueFilterForm
 from reviews.metrics import review_metrics
@@ -72,6 +73,10 @@ def queue(request):
     paginator = Paginator(tasks, 25)
     paginator.count = counts["total"]  # already counted: spare the paginator its own COUNT
     page = paginator.get_page(request.GET.get("page"))
+    # Runs of a release rolled back since they were held carry a flag on their row.
+    withdrawn = runs_release_withdrawn([task.run_id for task in page.object_list])
+    for task in page.object_list:
+        task.release_withdrawn = task.run_id in withdrawn
     context = {"form": form, "page": page, "counts": counts, "now": timezone.now()}
     return render(request, "reviews/queue.html", context, status=400 if form.errors else 200)
 
@@ -92,6 +97,8 @@ def _detail_context(task: ReviewTask, request) -> dict:
         "task": task,
         "run": task.run,
         "release": task.run.release,
+        # Rolled back since the run was held: the reviewer decides with that in view.
+        "release_withdrawn": run_release_withdrawn(task.run),
         "shown_input": json.dumps(shown_input, indent=2, ensure_ascii=False),
         "redacted": bool(redact),
         "output": held_output,

@@ -7,9 +7,12 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from audit.context import acting_as
 from audit.models import AuditEvent
 from pipelines.models import Run
+from pipelines.services import release_cut
 from reviews.models import ReviewDecision, ReviewTask
+from tests.change import release_to_production
 from tests.reviews.conftest import gated_pipeline, hold, task_of
 
 
@@ -198,3 +201,25 @@ def test_opening_a_task_of_a_cancelled_run_closes_it(held, reviewer, superuser):
     assert task.status == ReviewTask.Status.CLOSED and task.claimed_by is None
     assert AuditEvent.objects.filter(action="review.closed", object_id=str(task.pk)).exists()
     assert task.pk not in {t.pk for t in _client(reviewer).get(reverse("reviews-queue")).context["page"]}
+
+
+def test_a_held_run_of_a_rolled_back_release_is_flagged_in_the_queue_and_on_its_page(
+    gated, reviewer, superuser, author
+):
+    run = hold(gated)
+    task = task_of(run)
+    client = _client(reviewer)
+    assert "rolled back" not in client.get(reverse("reviews-queue")).content.decode()
+
+    # A new release goes live while the run waits: the release it was made by is withdrawn.
+    with acting_as(author):
+        store = gated.steps.get(kind="deliver")
+        store.name = "store the reply"
+        store.save()
+        newer = release_cut(pipeline=gated, actor=author)
+    release_to_production(newer, actor=superuser)
+
+    queue = client.get(reverse("reviews-queue")).content.decode()
+    assert f'data-task="{task.pk}"' in queue and "rolled back" in queue
+    page = client.get(reverse("reviews-detail", args=[task.pk])).content.decode()
+    assert 'id="release-withdrawn"' in page and f"Release #{run.release.number} has been rolled back" in page
