@@ -18,7 +18,7 @@ import jsonschema
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Subquery
 from django.utils import timezone
 
 from audit.bulk import insert_rows
@@ -97,16 +97,22 @@ def run_start(
     """
     if actor is not None and getattr(actor, "is_authenticated", False) and not user_can(actor, "change", pipeline):
         raise PermissionDenied("Starting a run needs the change right on the pipeline.")
-    if idempotency_key:
-        existing = Run.objects.filter(pipeline=pipeline, idempotency_key=idempotency_key).first()
-        if existing is not None:
-            return existing, False
-    deployment = (
+    deployments = (
         Deployment.objects.filter(pipeline=pipeline, environment=environment)
         .select_related("release")
         .defer("release__snapshot")
-        .first()
     )
+    if idempotency_key:
+        # One round trip for both reads: the run an earlier start with this key
+        # created rides along with the deployment as a subquery column.
+        earlier = Run.objects.filter(pipeline=pipeline, idempotency_key=idempotency_key).values_list("pk", flat=True)[:1]
+        deployments = deployments.annotate(earlier_run_id=Subquery(earlier))
+    deployment = deployments.first()
+    if idempotency_key:
+        # Without a deployment row the subquery had nowhere to ride: ask on its own.
+        earlier_id = deployment.earlier_run_id if deployment is not None else earlier.first()
+        if earlier_id is not None:
+            return Run.objects.get(pk=earlier_id), False
     if deployment is None or deployment.release is None:
         raise RunRefused(f"{pipeline.slug} has no live release in {environment}.")
     if deployment.paused:

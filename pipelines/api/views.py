@@ -19,13 +19,14 @@ from audit.canonical import canonical_bytes
 from audit.context import acting_as
 from pipelines.api.errors import Conflict
 from pipelines.api.parsers import BoundedJSONParser, RequestTooLarge, body_limit
-from pipelines.api.selectors import pipelines_for_token, run_detail_for_token, runs_for_token
+from pipelines.api.selectors import pipeline_for_token, run_detail_for_token, runs_for_token
 from pipelines.api.serializers import (
     ErrorSerializer,
     RunCreateSerializer,
     RunFilterSerializer,
     RunSerializer,
     RunSummarySerializer,
+    run_representation,
 )
 from pipelines.documents import document_read, document_store
 from pipelines.engine import run_start
@@ -54,7 +55,7 @@ class RunCreateView(KeelAPIView):
     )
     def post(self, request, slug: str):
         token = request.auth
-        pipeline = pipelines_for_token(token=token).filter(slug=slug).first()
+        pipeline = pipeline_for_token(token=token, slug=slug)
         if pipeline is None:
             raise NotFound(f"No pipeline {slug!r} is reachable with this token.")
         serializer = RunCreateSerializer(
@@ -90,7 +91,7 @@ class RunCreateView(KeelAPIView):
             run._prefetched_objects_cache = {"steps": StepRun.objects.none(), "deliveries": Delivery.objects.none()}
         else:
             run = run_detail_for_token(token=token, run_id=run.pk)
-        return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(run_representation(run), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 def _read_upload(upload) -> bytes:
@@ -110,7 +111,7 @@ class RunDetailView(KeelAPIView):
         run = run_detail_for_token(token=request.auth, run_id=pk)
         if run is None:
             raise NotFound(f"No run {pk} is reachable with this token.")
-        return Response(RunSerializer(run).data)
+        return Response(run_representation(run))
 
 
 class RunPagination(CursorPagination):
