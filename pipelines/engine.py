@@ -105,7 +105,8 @@ def run_start(
     if idempotency_key:
         # One round trip for both reads: the run an earlier start with this key
         # created rides along with the deployment as a subquery column.
-        earlier = Run.objects.filter(pipeline=pipeline, idempotency_key=idempotency_key).values_list("pk", flat=True)[:1]
+        earlier = Run.objects.filter(pipeline=pipeline, idempotency_key=idempotency_key)
+        earlier = earlier.values_list("pk", flat=True)[:1]
         deployments = deployments.annotate(earlier_run_id=Subquery(earlier))
     deployment = deployments.first()
     if idempotency_key:
