@@ -131,6 +131,12 @@ def run_start(
     input_sha256 = _sha256(input)
     try:
         with transaction.atomic():
+            from pipelines.budgets import budget_assess, budget_hold
+
+            # The budgets are read before run.started takes the audit-chain lock
+            # (held until commit, by every audited write): only the writes they
+            # call for, if any, follow the event.
+            budgets = budget_assess(pipeline=pipeline)
             run = Run.objects.create(
                 pipeline=pipeline,
                 release=release,
@@ -157,9 +163,7 @@ def run_start(
                 actor=actor,
             )
             # A run over a hard budget limit is held as failed, and not enqueued.
-            from pipelines.budgets import budget_hold
-
-            run = budget_hold(run=run)
+            run = budget_hold(run=run, assessment=budgets)
             if enqueue and run.status == Run.Status.QUEUED:  # False: the caller executes it (keel_demo --inline)
                 from pipelines.tasks import run_execute_task
 
