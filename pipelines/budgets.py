@@ -100,6 +100,11 @@ class BudgetAssessment:
     soft: list[tuple[Budget, Decimal]]
 
 
+def budgets_over(pipeline: Pipeline) -> QuerySet[Budget]:
+    """The budgets a run of ``pipeline`` counts against: its own and its workspace's."""
+    return Budget.objects.filter(Q(pipeline_id=pipeline.pk) | Q(workspace_id=pipeline.workspace_id))
+
+
 def budget_assess(*, pipeline: Pipeline) -> BudgetAssessment | None:
     """Read the budgets over ``pipeline`` and their spend; None when there are none.
 
@@ -107,7 +112,7 @@ def budget_assess(*, pipeline: Pipeline) -> BudgetAssessment | None:
     that these queries run before the audit-chain lock is taken rather than
     while every other audited write waits on it.
     """
-    budgets = list(Budget.objects.filter(Q(pipeline_id=pipeline.pk) | Q(workspace_id=pipeline.workspace_id)))
+    budgets = list(budgets_over(pipeline))
     if not budgets:
         return None
     now = timezone.now()

@@ -18,7 +18,7 @@ import jsonschema
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q, Subquery
+from django.db.models import Exists, F, Q, Subquery
 from django.utils import timezone
 
 from audit.bulk import insert_rows
@@ -97,10 +97,15 @@ def run_start(
     """
     if actor is not None and getattr(actor, "is_authenticated", False) and not user_can(actor, "change", pipeline):
         raise PermissionDenied("Starting a run needs the change right on the pipeline.")
+    from pipelines.budgets import budget_assess, budget_hold, budgets_over
+
+    # Whether any budget covers the pipeline rides along with the deployment
+    # read, so the common case (none) costs no query of its own below.
     deployments = (
         Deployment.objects.filter(pipeline=pipeline, environment=environment)
         .select_related("release")
         .defer("release__snapshot")
+        .annotate(budgeted=Exists(budgets_over(pipeline)))
     )
     if idempotency_key:
         # One round trip for both reads: the run an earlier start with this key
@@ -131,12 +136,10 @@ def run_start(
     input_sha256 = _sha256(input)
     try:
         with transaction.atomic():
-            from pipelines.budgets import budget_assess, budget_hold
-
             # The budgets are read before run.started takes the audit-chain lock
             # (held until commit, by every audited write): only the writes they
             # call for, if any, follow the event.
-            budgets = budget_assess(pipeline=pipeline)
+            budgets = budget_assess(pipeline=pipeline) if deployment.budgeted else None
             run = Run.objects.create(
                 pipeline=pipeline,
                 release=release,
