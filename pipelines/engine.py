@@ -106,17 +106,20 @@ def run_start(
         .select_related("release")
         .defer("release__snapshot")
         .annotate(budgeted=Exists(budgets_over(pipeline)))
+        # (pipeline, environment) is unique: Meta.ordering would only join the
+        # pipeline and its workspace to sort the one row.
+        .order_by()
     )
     if idempotency_key:
         # One round trip for both reads: the run an earlier start with this key
         # created rides along with the deployment as a subquery column.
         earlier = Run.objects.filter(pipeline=pipeline, idempotency_key=idempotency_key)
-        earlier = earlier.values_list("pk", flat=True)[:1]
+        earlier = earlier.order_by().values_list("pk", flat=True)[:1]
         deployments = deployments.annotate(earlier_run_id=Subquery(earlier))
     deployment = deployments.first()
     if idempotency_key:
         # Without a deployment row the subquery had nowhere to ride: ask on its own.
-        earlier_id = deployment.earlier_run_id if deployment is not None else earlier.first()
+        earlier_id = deployment.earlier_run_id if deployment is not None else next(iter(earlier), None)
         if earlier_id is not None:
             return Run.objects.get(pk=earlier_id), False
     if deployment is None or deployment.release is None:

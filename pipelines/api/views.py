@@ -30,7 +30,7 @@ from pipelines.api.serializers import (
 )
 from pipelines.documents import document_read, document_store
 from pipelines.engine import run_start
-from pipelines.models import Delivery, Run, StepRun
+from pipelines.models import Run
 
 ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404, 409, 413, 415, 429)}
 
@@ -88,7 +88,8 @@ class RunCreateView(KeelAPIView):
         if created:
             # A run this request created has no steps or deliveries yet: answer
             # from the row in hand instead of reading it back with three queries.
-            run._prefetched_objects_cache = {"steps": StepRun.objects.none(), "deliveries": Delivery.objects.none()}
+            # (Empty lists, not empty querysets: the serializer only iterates them.)
+            run._prefetched_objects_cache = {"steps": [], "deliveries": []}
         else:
             run = run_detail_for_token(token=token, run_id=run.pk)
         return Response(run_representation(run), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
