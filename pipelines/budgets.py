@@ -8,6 +8,7 @@ is recorded as failed with its reason in the same commit that created it.
 """
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -89,21 +90,58 @@ def _pipelines_of(budget: Budget) -> QuerySet[Pipeline]:
     return Pipeline.objects.filter(workspace_id=budget.workspace_id)
 
 
-def budget_hold(*, run: Run) -> Run:
-    """Called by run_start inside its transaction, after ``run.started``: fail
-    the new run when a budget over it has reached its hard limit; e-mail the
-    owner (once a month) when one has crossed its soft limit."""
-    budgets = list(Budget.objects.filter(Q(pipeline_id=run.pipeline_id) | Q(workspace_id=run.pipeline.workspace_id)))
+@dataclass(frozen=True)
+class BudgetAssessment:
+    """What the budgets over a pipeline say about a new run: the first budget at
+    its hard limit (with its spend), and those past their soft limit."""
+
+    now: datetime
+    over: tuple[Budget, Decimal] | None
+    soft: list[tuple[Budget, Decimal]]
+
+
+def budgets_over(pipeline: Pipeline) -> QuerySet[Budget]:
+    """The budgets a run of ``pipeline`` counts against: its own and its workspace's."""
+    return Budget.objects.filter(Q(pipeline_id=pipeline.pk) | Q(workspace_id=pipeline.workspace_id))
+
+
+def budget_assess(*, pipeline: Pipeline) -> BudgetAssessment | None:
+    """Read the budgets over ``pipeline`` and their spend; None when there are none.
+
+    Only reads: ``run_start`` calls it before it records ``run.started``, so
+    that these queries run before the audit-chain lock is taken rather than
+    while every other audited write waits on it.
+    """
+    budgets = list(budgets_over(pipeline))
     if not budgets:
-        return run
+        return None
     now = timezone.now()
-    over = None
+    over, soft = None, []
     for budget in budgets:
         spend = budget_spend(budget=budget, now=now)
         if spend >= budget.hard_limit and over is None:
             over = (budget, spend)
         elif spend >= budget.soft_limit:
-            _notify_soft_limit(budget, spend, now)
+            soft.append((budget, spend))
+    return BudgetAssessment(now=now, over=over, soft=soft)
+
+
+_ASSESS = object()
+
+
+def budget_hold(*, run: Run, assessment: BudgetAssessment | None | object = _ASSESS) -> Run:
+    """Called by run_start inside its transaction, after ``run.started``: fail
+    the new run when a budget over it has reached its hard limit; e-mail the
+    owner (once a month) when one has crossed its soft limit. ``assessment`` is
+    ``budget_assess``'s answer read earlier in the same transaction; without it
+    the budgets are read here."""
+    if assessment is _ASSESS:
+        assessment = budget_assess(pipeline=run.pipeline)
+    if assessment is None:
+        return run
+    now, over = assessment.now, assessment.over
+    for budget, spend in assessment.soft:
+        _notify_soft_limit(budget, spend, now)
     if over is None:
         return run
     budget, spend = over

@@ -18,7 +18,7 @@ import jsonschema
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, Q, Subquery
 from django.utils import timezone
 
 from audit.bulk import insert_rows
@@ -99,16 +99,31 @@ def run_start(
     """
     if actor is not None and getattr(actor, "is_authenticated", False) and not user_can(actor, "change", pipeline):
         raise PermissionDenied("Starting a run needs the change right on the pipeline.")
-    if idempotency_key:
-        existing = Run.objects.filter(pipeline=pipeline, idempotency_key=idempotency_key).first()
-        if existing is not None:
-            return existing, False
-    deployment = (
+    from pipelines.budgets import budget_assess, budget_hold, budgets_over
+
+    # Whether any budget covers the pipeline rides along with the deployment
+    # read, so the common case (none) costs no query of its own below.
+    deployments = (
         Deployment.objects.filter(pipeline=pipeline, environment=environment)
         .select_related("release", "canary_release")
         .defer("release__snapshot", "canary_release__snapshot")
-        .first()
+        .annotate(budgeted=Exists(budgets_over(pipeline)))
+        # (pipeline, environment) is unique: Meta.ordering would only join the
+        # pipeline and its workspace to sort the one row.
+        .order_by()
     )
+    if idempotency_key:
+        # One round trip for both reads: the run an earlier start with this key
+        # created rides along with the deployment as a subquery column.
+        earlier = Run.objects.filter(pipeline=pipeline, idempotency_key=idempotency_key)
+        earlier = earlier.order_by().values_list("pk", flat=True)[:1]
+        deployments = deployments.annotate(earlier_run_id=Subquery(earlier))
+    deployment = deployments.first()
+    if idempotency_key:
+        # Without a deployment row the subquery had nowhere to ride: ask on its own.
+        earlier_id = deployment.earlier_run_id if deployment is not None else next(iter(earlier), None)
+        if earlier_id is not None:
+            return Run.objects.get(pk=earlier_id), False
     if deployment is None or deployment.release is None:
         raise RunRefused(f"{pipeline.slug} has no live release in {environment}.")
     if deployment.paused:
@@ -129,6 +144,10 @@ def run_start(
         raise ValidationError({"input": problems})
     try:
         with transaction.atomic():
+            # The budgets are read before run.started takes the audit-chain lock
+            # (held until commit, by every audited write): only the writes they
+            # call for, if any, follow the event.
+            budgets = budget_assess(pipeline=pipeline) if deployment.budgeted else None
             run = Run.objects.create(
                 pipeline=pipeline,
                 release=release,
@@ -155,9 +174,7 @@ def run_start(
                 actor=actor,
             )
             # A run over a hard budget limit is held as failed, and not enqueued.
-            from pipelines.budgets import budget_hold
-
-            run = budget_hold(run=run)
+            run = budget_hold(run=run, assessment=budgets)
             if enqueue and run.status == Run.Status.QUEUED:  # False: the caller executes it (keel_demo --inline)
                 from pipelines.tasks import run_execute_task
 

@@ -117,9 +117,9 @@ def token_authenticate(plain: str) -> ServiceToken | None:
     """The live token for this text, or None (unknown, malformed or revoked)."""
     if not plain.startswith(TOKEN_PREFIX) or len(plain) > 200:
         return None
-    token = (
-        ServiceToken.objects.select_related("user", "pipeline", "workspace").filter(key_sha256=_digest(plain)).first()
-    )
+    # key_sha256 is unique: no ordering to compile or sort (first() then orders by pk).
+    tokens = ServiceToken.objects.select_related("user", "pipeline", "workspace").order_by()
+    token = tokens.filter(key_sha256=_digest(plain)).first()
     if token is None or token.is_revoked or not token.user.is_active:
         return None
     now = timezone.now()

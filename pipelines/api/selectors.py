@@ -2,7 +2,7 @@
 
 from django.db.models import Prefetch, QuerySet
 
-from governance.permissions import filter_for_user
+from governance.permissions import filter_for_user, user_can
 from pipelines.models import Delivery, Pipeline, Run, ServiceToken, StepRun
 
 
@@ -11,6 +11,22 @@ def pipelines_for_token(*, token: ServiceToken, action: str = "view") -> QuerySe
     if token.pipeline_id:
         return pipelines.filter(pk=token.pipeline_id)
     return pipelines.filter(workspace_id=token.workspace_id)
+
+
+def pipeline_for_token(*, token: ServiceToken, slug: str) -> Pipeline | None:
+    """The pipeline ``slug`` if the token reaches it, else None.
+
+    A pipeline-scoped token arrives with its pipeline already loaded (the
+    authentication reads it in the same query): when the slug names it, the
+    user's right on that one object decides, with ``user_can`` (the rule
+    ``filter_for_user`` applies to a queryset), instead of a second query
+    through the object-permission filter. Anything else goes through the
+    filter as before.
+    """
+    if token.pipeline_id and "pipeline" in token._state.fields_cache:
+        pipeline = token.pipeline
+        return pipeline if pipeline.slug == slug and user_can(token.user, "view", pipeline) else None
+    return pipelines_for_token(token=token).filter(slug=slug).first()
 
 
 def runs_for_token(*, token: ServiceToken) -> QuerySet[Run]:

@@ -120,3 +120,23 @@ class ErrorItemSerializer(serializers.Serializer):
 class ErrorSerializer(serializers.Serializer):
     status = serializers.IntegerField()
     errors = ErrorItemSerializer(many=True)
+
+
+_run_serializer: RunSerializer | None = None
+
+
+def run_representation(run: Run) -> dict:
+    """``RunSerializer(run).data``, without building the serializer's fields again.
+
+    A ModelSerializer introspects its model and deep-copies its fields for every
+    instance, which costs more CPU than the rest of a run's creation answer. The
+    fields are built once per process here; ``to_representation`` only reads
+    them (no request context, no per-call state), so one instance answers
+    every call with the same output.
+    """
+    global _run_serializer
+    if _run_serializer is None:
+        serializer = RunSerializer()
+        serializer.fields  # noqa: B018 (build the fields now, before the instance is shared)
+        _run_serializer = serializer
+    return _run_serializer.to_representation(run)

@@ -19,17 +19,18 @@ from audit.canonical import canonical_bytes
 from audit.context import acting_as
 from pipelines.api.errors import Conflict
 from pipelines.api.parsers import BoundedJSONParser, RequestTooLarge, body_limit
-from pipelines.api.selectors import pipelines_for_token, run_detail_for_token, runs_for_token
+from pipelines.api.selectors import pipeline_for_token, run_detail_for_token, runs_for_token
 from pipelines.api.serializers import (
     ErrorSerializer,
     RunCreateSerializer,
     RunFilterSerializer,
     RunSerializer,
     RunSummarySerializer,
+    run_representation,
 )
 from pipelines.documents import document_read, document_store
 from pipelines.engine import run_start
-from pipelines.models import Delivery, Run, StepRun
+from pipelines.models import Run
 
 ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404, 409, 413, 415, 429)}
 
@@ -54,7 +55,7 @@ class RunCreateView(KeelAPIView):
     )
     def post(self, request, slug: str):
         token = request.auth
-        pipeline = pipelines_for_token(token=token).filter(slug=slug).first()
+        pipeline = pipeline_for_token(token=token, slug=slug)
         if pipeline is None:
             raise NotFound(f"No pipeline {slug!r} is reachable with this token.")
         serializer = RunCreateSerializer(
@@ -87,10 +88,11 @@ class RunCreateView(KeelAPIView):
         if created:
             # A run this request created has no steps or deliveries yet: answer
             # from the row in hand instead of reading it back with three queries.
-            run._prefetched_objects_cache = {"steps": StepRun.objects.none(), "deliveries": Delivery.objects.none()}
+            # (Empty lists, not empty querysets: the serializer only iterates them.)
+            run._prefetched_objects_cache = {"steps": [], "deliveries": []}
         else:
             run = run_detail_for_token(token=token, run_id=run.pk)
-        return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(run_representation(run), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 def _read_upload(upload) -> bytes:
@@ -110,7 +112,7 @@ class RunDetailView(KeelAPIView):
         run = run_detail_for_token(token=request.auth, run_id=pk)
         if run is None:
             raise NotFound(f"No run {pk} is reachable with this token.")
-        return Response(RunSerializer(run).data)
+        return Response(run_representation(run))
 
 
 class RunPagination(CursorPagination):

@@ -19,7 +19,8 @@ def test_a_token_is_never_stored_in_plain_text(make_token, author, acme_pipeline
     token, plain = make_token(author, pipeline=acme_pipeline)
     assert plain.startswith(f"keel_{token.prefix}_") and len(plain) > 40
     assert token.key_sha256 == hashlib.sha256(plain.encode()).hexdigest()
-    secret = plain.rsplit("_", 1)[1]
+    # keel_<hex prefix>_<secret>: the secret itself may contain "_" (token_urlsafe).
+    secret = plain.split("_", 2)[2]
     with connection.cursor() as cursor:
         cursor.execute("SELECT * FROM pipelines_servicetoken")
         rows = cursor.fetchall()

@@ -1,0 +1,50 @@
+"""The run-creation path's shortcuts answer exactly as the long way would."""
+
+import json
+
+from pipelines.api.selectors import run_detail_for_token
+from pipelines.api.serializers import RunSerializer
+from pipelines.models import Deployment, Run
+from tests.api.conftest import TICKET
+
+
+def test_the_create_answer_is_the_run_serializers_answer(api_for, make_token, author, acme_pipeline):
+    token, plain = make_token(author, pipeline=acme_pipeline)
+    api = api_for(plain)
+    created = api.post_run(acme_pipeline.slug, {"input": TICKET, "idempotency_key": "k-1", "source": "crm"})
+    assert created.status_code == 201, created.content
+    body = created.json()
+    fresh = json.loads(json.dumps(RunSerializer(run_detail_for_token(token=token, run_id=body["id"])).data))
+    assert body == fresh
+    assert api.get(f"/api/v1/runs/{body['id']}").json() == fresh
+
+
+def test_a_repeated_key_returns_its_run_even_once_the_pipeline_is_paused(api_for, make_token, author, acme_pipeline):
+    _, plain = make_token(author, pipeline=acme_pipeline)
+    api = api_for(plain)
+    first = api.post_run(acme_pipeline.slug, {"input": TICKET, "idempotency_key": "k-2"})
+    assert first.status_code == 201
+    Deployment.objects.filter(pipeline=acme_pipeline).update(paused=True)
+    again = api.post_run(acme_pipeline.slug, {"input": TICKET, "idempotency_key": "k-2"})
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    fresh = api.post_run(acme_pipeline.slug, {"input": TICKET, "idempotency_key": "k-3"})
+    assert fresh.status_code == 409 and "paused" in fresh.json()["errors"][0]["reason"]
+    assert Run.objects.count() == 1
+
+
+def test_a_repeated_key_returns_its_run_when_the_deployment_is_gone(author, acme_pipeline):
+    from pipelines.engine import run_start
+
+    run, created = run_start(pipeline=acme_pipeline, input=TICKET, actor=author, trigger="api", idempotency_key="k-4")
+    assert created
+    Deployment.objects.filter(pipeline=acme_pipeline).delete()
+    again, created = run_start(pipeline=acme_pipeline, input=TICKET, actor=author, trigger="api", idempotency_key="k-4")
+    assert (again.pk, created) == (run.pk, False)
+
+
+def test_a_pipeline_token_does_not_reach_another_pipeline_its_user_sees(
+    api_for, make_token, superuser, acme_pipeline, globex_pipeline
+):
+    _, plain = make_token(superuser, pipeline=acme_pipeline)
+    response = api_for(plain).post_run(globex_pipeline.slug)
+    assert response.status_code == 404 and not Run.objects.exists()
