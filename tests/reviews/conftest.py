@@ -25,15 +25,6 @@ REPLY_SCHEMA = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _fresh_queue_counts():
-    """The queue's counts are cached across requests (reviews.selectors); a test's
-    rolled-back rows must not meet another test's cached counts."""
-    from django.core.cache import cache
-
-    cache.clear()
-
-
 @pytest.fixture
 def second_reviewer(acme, superuser):
     return _persona("reviewer2", REVIEWERS, acme, superuser, is_staff=False)
