@@ -193,7 +193,9 @@ def _claimable(now) -> Q:
 def _load(run_id: int) -> Run | None:
     """The run, if it is free to take; it is claimed with the first commit."""
     runs = Run.objects.select_related("pipeline", "release").defer("release__snapshot")
-    return runs.filter(_claimable(timezone.now()), pk=run_id).first()
+    # No ORDER BY: by the run's default ordering, PostgreSQL may walk the
+    # created_at index of every run instead of looking up one key.
+    return next(iter(runs.filter(_claimable(timezone.now()), pk=run_id).order_by()), None)
 
 
 def _document_before(run: Run, position: int) -> dict:
