@@ -15,8 +15,8 @@ from django.db.models import QuerySet
 
 from audit.services import audit_record
 from governance.permissions import filter_for_user, user_can
-from pipelines.deliveries import delivery_send
-from pipelines.models import DeadLetter, Delivery, StepRun
+from pipelines.deliveries import delivery_send_again
+from pipelines.models import DeadLetter, Delivery
 from pipelines.steps.base import StepError
 
 
@@ -59,11 +59,8 @@ def delivery_redeliver(*, delivery_pk: int) -> Delivery:
     delivery = Delivery.objects.select_related("run", "run__release").get(pk=delivery_pk)
     if delivery.status == Delivery.Status.DELIVERED:
         return delivery  # delivered since the resend was asked for: nothing to repeat
-    steps = {step["position"]: step for step in delivery.run.release.snapshot_data["steps"]}
-    config = steps[delivery.position]["config"]
-    document = StepRun.objects.get(run=delivery.run, position=delivery.position).input
     # A failure leaves its attempts and errors on the row and in the audit trail: still a dead letter.
     with contextlib.suppress(StepError):
-        delivery_send(config, document, run_id=delivery.run_id, position=delivery.position)
+        delivery_send_again(delivery)
     delivery.refresh_from_db()
     return delivery

@@ -266,6 +266,13 @@ def delivery_resend(delivery_pk: int) -> dict | None:
     delivery = Delivery.objects.select_related("run__release").filter(pk=delivery_pk).first()
     if delivery is None or delivery.status not in (Delivery.Status.PENDING, Delivery.Status.HELD):
         return None
+    return delivery_send_again(delivery)
+
+
+def delivery_send_again(delivery: Delivery) -> dict:
+    """Send a delivery once more, exactly as its step would: the step's config
+    from the release snapshot and the document the step recorded as its input,
+    so the body and the delivery id are the ones already sent or held."""
     step = delivery.run.release.snapshot_data["steps"][delivery.position - 1]
     document = StepRun.objects.get(run_id=delivery.run_id, position=delivery.position).input
     return delivery_send(step["config"], document, run_id=delivery.run_id, position=delivery.position)
