@@ -7,7 +7,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit.bulk import insert_rows
+from audit.bulk import insert_dicts
 from audit.canonical import canonical_text
 from audit.chain import GENESIS_HASH, ChainResult, event_hash, format_ts, payload_sha256
 from audit.context import Actor, current_actor
@@ -37,9 +37,12 @@ def _lock_head() -> tuple[int, str]:
     return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
 
-def _to_json(payload) -> object:
-    # Dates, decimals and UUIDs become strings first, as Django would serialise them.
-    return json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
+def _payload_text(payload) -> str:
+    try:
+        return canonical_text(payload)
+    except TypeError:
+        # Dates, decimals and UUIDs become strings first, as Django would serialise them.
+        return canonical_text(json.loads(json.dumps(payload, cls=DjangoJSONEncoder)))
 
 
 def audit_record(
@@ -81,24 +84,26 @@ def audit_record_many(events: list[dict]) -> list[AuditEvent]:
     recording a batch of steps) that has many to write in one transaction.
     Each dict holds ``audit_record``'s keyword arguments."""
     prepared = []
+    default_actor = None
     for event in events:
         actor = event.get("actor")
-        who = Actor.of(actor) if actor is not None else current_actor()
-        payload_text = canonical_text(_to_json(event.get("payload") or {}))
+        if actor is not None:
+            who = Actor.of(actor)
+        else:
+            who = default_actor = default_actor or current_actor()
+        payload_text = _payload_text(event.get("payload") or {})
         prepared.append(
-            (
-                payload_text,
-                {
-                    "actor_id": who.id,
-                    "actor_name": who.name,
-                    "action": event["action"],
-                    "object_type": event["object_type"],
-                    "object_id": str(event["object_id"]),
-                    "workspace_id": event.get("workspace_id"),
-                    "pipeline_id": event.get("pipeline_id"),
-                    "payload_sha256": payload_sha256(payload_text),
-                },
-            )
+            {
+                "actor_id": who.id,
+                "actor_name": who.name,
+                "action": event["action"],
+                "object_type": event["object_type"],
+                "object_id": str(event["object_id"]),
+                "workspace_id": event.get("workspace_id"),
+                "pipeline_id": event.get("pipeline_id"),
+                "payload_sha256": payload_sha256(payload_text),
+                "payload": payload_text,
+            }
         )
     if not prepared:
         return []
@@ -106,15 +111,18 @@ def audit_record_many(events: list[dict]) -> list[AuditEvent]:
     # trips: an append that fails must abort the caller's transaction anyway.
     with transaction.atomic(savepoint=False):
         seq, prev_hash = _lock_head()
-        rows = []
-        for payload_text, fields in prepared:
+        for fields in prepared:
             seq += 1
             ts = timezone.now()
+            payload_text = fields.pop("payload")
             digest = event_hash(seq=seq, ts=format_ts(ts), prev_hash=prev_hash, **fields)
-            rows.append(AuditEvent(seq=seq, ts=ts, payload=payload_text, prev_hash=prev_hash, hash=digest, **fields))
+            fields.update(seq=seq, ts=ts, payload=payload_text, prev_hash=prev_hash, hash=digest)
             prev_hash = digest
-        insert_rows(rows)
-    return rows
+        insert_dicts(AuditEvent, prepared)
+    events = [AuditEvent(**fields) for fields in prepared]
+    for event in events:  # saved, as a create() leaves them
+        event._state.adding, event._state.db = False, connection.alias
+    return events
 
 
 @dataclass(frozen=True)

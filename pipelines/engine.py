@@ -17,11 +17,11 @@ from datetime import timedelta
 import jsonschema
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, F, Q, Subquery
+from django.db import IntegrityError, connection, connections, transaction
+from django.db.models import Exists, Q, Subquery
 from django.utils import timezone
 
-from audit.bulk import insert_rows
+from audit.bulk import insert_dicts
 from audit.canonical import canonical_bytes
 from audit.services import audit_record, audit_record_many
 from governance.permissions import user_can
@@ -191,11 +191,49 @@ def _claimable(now) -> Q:
 
 
 def _load(run_id: int) -> Run | None:
-    """The run, if it is free to take; it is claimed with the first commit."""
-    runs = Run.objects.select_related("pipeline", "release").defer("release__snapshot")
+    """The run, with its pipeline and release (less the snapshot), if it is
+    free to take; it is claimed with the first commit."""
+    sql, converters, compiler, parts = _load_statement(connection.alias)
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [run_id, Run.Status.QUEUED, Run.Status.RUNNING, now])
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    (row,) = compiler.apply_converters(rows, converters) if converters else rows
+    (model, attnames, indexes), *related = parts
+    run = model.from_db(connection.alias, attnames, [row[i] for i in indexes])
+    for model, attnames, indexes, field in related:
+        field.set_cached_value(run, model.from_db(connection.alias, attnames, [row[i] for i in indexes]))
+    return run
+
+
+@functools.cache
+def _load_statement(alias: str):
+    """``_load``'s query, compiled by the ORM once per process: building and
+    compiling it cost three times what the database takes to answer it, and
+    every task of a worker asks it. Rows become instances as ``select_related``
+    makes them (``from_db`` on each model's columns, the fields' converters)."""
+    runs = Run.objects.using(alias).select_related("pipeline", "release").defer("release__snapshot")
     # No ORDER BY: by the run's default ordering, PostgreSQL may walk the
     # created_at index of every run instead of looking up one key.
-    return next(iter(runs.filter(_claimable(timezone.now()), pk=run_id).order_by()), None)
+    compiler = runs.filter(pk=0).order_by().query.get_compiler(alias)
+    sql, _ = compiler.as_sql()
+    quote = connections[alias].ops.quote_name
+    status, lease = (f"{quote(Run._meta.db_table)}.{quote(Run._meta.get_field(name).column)}"
+                     for name in ("status", "lease_expires_at"))  # fmt: skip
+    # Free to take, as _claimable says: queued, or running under an expired lease.
+    sql += f" AND ({status} = %s OR ({status} = %s AND {lease} < %s))"
+    columns = [column for column, _, _ in compiler.select]
+    converters = compiler.get_converters(columns)
+
+    def part(info):
+        indexes = list(info["select_fields"])
+        return info["model"], [columns[i].target.attname for i in indexes], indexes
+
+    info = compiler.klass_info
+    related = [(*part(sub), sub["field"]) for sub in info["related_klass_infos"]]
+    return sql, converters, compiler, [part(info), *related]
 
 
 def _document_before(run: Run, position: int) -> dict:
@@ -203,6 +241,11 @@ def _document_before(run: Run, position: int) -> dict:
         return dict(run.input)
     previous = StepRun.objects.get(run=run, position=position - 1, status=StepRun.Status.COMPLETED)
     return previous.output
+
+
+# A new StepRun row's columns that a step may leave unset (insert_dicts applies no defaults).
+_STEP_ROW = {"output": None, "output_sha256": "", "decision": None, "recordings": [], "input_tokens": 0,
+             "output_tokens": 0, "cost": 0, "error": "", "started_at": None, "finished_at": None}  # fmt: skip
 
 
 class _LeaseLost(Exception):
@@ -225,12 +268,14 @@ class _Batch:
     def __init__(self, run: Run, owner: str):
         self.run, self.owner = run, owner
         self.claimed = False
+        self.fresh = not run.attempts  # never claimed before: nothing of it is on the record yet
         self.began = timezone.now()
         # Attempts per position already on rows; a run never claimed before has none.
-        rows = (
-            StepRun.objects.filter(run=run, position__gte=run.next_position) if run.attempts else StepRun.objects.none()
+        self.attempts: dict[int, int] = (
+            dict(StepRun.objects.filter(run=run, position__gte=run.next_position).values_list("position", "attempts"))
+            if run.attempts
+            else {}
         )
-        self.attempts: dict[int, int] = dict(rows.values_list("position", "attempts"))
         self.stored = set(self.attempts)  # positions that have a row in the database
         self.counted: set[int] = set()  # positions whose attempt this execution has counted
         self.started: set[int] = set()  # positions whose start this execution has recorded
@@ -302,25 +347,26 @@ class _Batch:
         computed what the winner records."""
         now = timezone.now()
         if self.claimed:
-            rows = Run.objects.filter(pk=self.run.pk, lease_owner=self.owner, status=Run.Status.RUNNING)
             fields = {"lease_expires_at": now + _lease()}
-        else:
-            rows = Run.objects.filter(_claimable(now), pk=self.run.pk)
+        else:  # the claim also counts an attempt
             fields = {"status": Run.Status.RUNNING, "lease_owner": self.owner, "lease_expires_at": now + _lease(),
-                      "started_at": self.began, "attempts": F("attempts") + 1}  # fmt: skip
+                      "started_at": self.began}  # fmt: skip
         fields.update(run_fields, next_position=self.next_position)
         with transaction.atomic():
-            if not rows.update(**fields):
+            if not _run_update(self.run.pk, fields, claim=not self.claimed, owner=self.owner, now=now):
                 raise _LeaseLost
             for position, step_fields in self.rows.items():
                 if position in self.stored:
                     StepRun.objects.filter(run=self.run, position=position).update(**step_fields)
-            insert_rows([StepRun(run=self.run, position=p, **f) for p, f in self.rows.items() if p not in self.stored])
-            audit_record_many(self.events)
+            insert_dicts(StepRun, [{**_STEP_ROW, "run_id": self.run.pk, "position": p, **f}
+                                   for p, f in self.rows.items() if p not in self.stored])  # fmt: skip
             if self.signals:
                 self._apply(fields)  # handlers see the run as it is being committed
                 for signal, kwargs in self.signals:
-                    signal.send(sender=Run, run=self.run, **kwargs)
+                    # A handler appends its own audit events after the run's:
+                    # one take of the chain head records them all.
+                    signal.send(sender=Run, run=self.run, events=self.events, fresh=self.fresh, **kwargs)
+            audit_record_many(self.events)
         self.stored.update(self.rows)
         self.rows, self.events, self.signals = {}, [], []
         self._apply(fields)
@@ -331,13 +377,42 @@ class _Batch:
             self.claimed = True
             self.run.attempts += 1
         for name, value in fields.items():
-            if name != "attempts":
-                setattr(self.run, name, value)
+            setattr(self.run, name, value)
 
     def finish(self, status: str, *, event: str, payload: dict, reason: str = "", output=None) -> None:
         self.event(event, payload)
         self.commit(status=status, failure_reason=reason, output=output, lease_owner="", lease_expires_at=None,
                     finished_at=timezone.now() if status in Run.FINISHED else None)  # fmt: skip
+
+
+def _run_update(run_id: int, fields: dict, *, claim: bool, owner: str, now) -> int:
+    """Set ``fields`` on the run if it is this worker's (``claim``: if it is
+    free to take, as _claimable says, counting an attempt); returns the rows
+    changed, 0 or 1. A statement per set of fields, written once per process:
+    the ORM's update costs more CPU to build than the database takes to run it."""
+    params = [Run._meta.get_field(name).get_db_prep_save(value, connection) for name, value in fields.items()]
+    params.append(run_id)
+    if claim:
+        params += [Run.Status.QUEUED, Run.Status.RUNNING, connection.ops.adapt_datetimefield_value(now)]
+    else:
+        params += [owner, Run.Status.RUNNING]
+    with connection.cursor() as cursor:
+        cursor.execute(_run_update_sql(connection.alias, tuple(fields), claim), params)
+        return cursor.rowcount
+
+
+@functools.lru_cache(maxsize=32)
+def _run_update_sql(alias: str, names: tuple[str, ...], claim: bool) -> str:
+    quote = connections[alias].ops.quote_name
+    column = {name: quote(Run._meta.get_field(name).column) for name in (*names, "id", "status", "lease_owner",
+                                                                           "lease_expires_at", "attempts")}  # fmt: skip
+    assignments = [f"{column[name]} = %s" for name in names]
+    if claim:
+        assignments.append(f"{column['attempts']} = {column['attempts']} + 1")
+        condition = f"({column['status']} = %s OR ({column['status']} = %s AND {column['lease_expires_at']} < %s))"
+    else:
+        condition = f"{column['lease_owner']} = %s AND {column['status']} = %s"
+    return f"UPDATE {quote(Run._meta.db_table)} SET {', '.join(assignments)} WHERE {column['id']} = %s AND {condition}"
 
 
 def _hand_back_connection() -> None:

@@ -90,30 +90,35 @@ def _policy_of(run: Run) -> dict:
     return run.release.snapshot_data.get("approval_policy") or {}
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # nothing here is caught and carried on from
 def review_task_create(
     *, run: Run, position: int, decision: dict, kind: str | None = None, sample_seed: int | None = None,
-    actor=None, now=None,
+    actor=None, now=None, events: list[dict] | None = None, fresh: bool = False,
 ) -> ReviewTask:  # fmt: skip
     """Open a review for a gate's output: blocking (the run waits) unless
     ``kind`` is a QA sample. The policy in force is the one frozen in the run's
     release, never the pipeline's current one. A second call for the same gate
-    returns the task the first made."""
+    returns the task the first made.
+
+    The engine passes ``events``, the audit events it is about to append, and
+    the task's event joins them; and ``fresh`` when the run was never executed
+    before, so there is no earlier task to look for."""
     now = now or timezone.now()
     decision = decision or {}
     if kind is None:
         kind = ReviewTask.Kind.PRE_PUBLICATION if "always" in decision.get("reasons", []) else ReviewTask.Kind.EXCEPTION
     blocking = kind in ReviewTask.BLOCKING
-    existing = ReviewTask.objects.filter(
-        run=run, position=position, kind__in=ReviewTask.BLOCKING if blocking else [ReviewTask.Kind.QA_SAMPLE]
-    ).first()
-    if existing is not None:
-        return existing
+    if not fresh:
+        existing = ReviewTask.objects.filter(
+            run=run, position=position, kind__in=ReviewTask.BLOCKING if blocking else [ReviewTask.Kind.QA_SAMPLE]
+        ).first()
+        if existing is not None:
+            return existing
     policy = _policy_of(run)
     hours = int(policy.get("review_deadline_hours") or 24)
     task = ReviewTask(
         run=run,
-        pipeline_id=run.pipeline_id,
+        pipeline=run.pipeline,  # loaded with the run: its event reads the workspace
         position=position,
         kind=kind,
         reasons=list(decision.get("reasons", [])) if blocking else ["sample"],
@@ -126,14 +131,18 @@ def review_task_create(
         sample_seed=sample_seed,
         created_at=now,
     )
-    task.save()
+    task.save(force_insert=True)
     review_queue_counts_changed()
-    _event(task, "review.created",
-           {"kind": kind, "reasons": task.reasons, "rule_hits": task.rule_hits,
-            "required_approvals": task.required_approvals,
-            "deadline_at": task.deadline_at.isoformat() if task.deadline_at else None,
-            **({"sample_seed": sample_seed} if sample_seed is not None else {})},
-           actor=actor)  # fmt: skip
+    event = _event_fields(task, "review.created",
+                          {"kind": kind, "reasons": task.reasons, "rule_hits": task.rule_hits,
+                           "required_approvals": task.required_approvals,
+                           "deadline_at": task.deadline_at.isoformat() if task.deadline_at else None,
+                           **({"sample_seed": sample_seed} if sample_seed is not None else {})},
+                          actor=actor)  # fmt: skip
+    if events is None:
+        audit_record(**event)
+    else:
+        events.append(event)
     return task
 
 
