@@ -29,10 +29,16 @@ def _lock_head() -> tuple[int, str]:
     sees whatever the previous holder committed). SQLite: the immediate
     transaction already holds the database's write lock.
     """
+    head = "SELECT seq, hash FROM audit_auditevent ORDER BY seq DESC LIMIT 1"
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_KEY])
-        cursor.execute("SELECT seq, hash FROM audit_auditevent ORDER BY seq DESC LIMIT 1")
+            # Both in one round trip: without parameters psycopg sends the
+            # simple query protocol, which runs each statement with a snapshot
+            # of its own, so the read still follows the lock.
+            cursor.execute(f"SELECT pg_advisory_xact_lock({_CHAIN_LOCK_KEY:d}); {head}")
+            cursor.nextset()
+        else:
+            cursor.execute(head)
         row = cursor.fetchone()
     return (row[0], row[1]) if row else (0, GENESIS_HASH)
 

@@ -185,18 +185,25 @@ def run_start(
     return run, True
 
 
-def _claimable(now) -> Q:
-    # Free to take: queued, or running under a lease that has expired (its worker died).
-    return Q(status=Run.Status.QUEUED) | Q(status=Run.Status.RUNNING, lease_expires_at__lt=now)
+def _claimable_sql(alias: str) -> str:
+    """Free to take: queued, or running under a lease that has expired (its
+    worker died). Its parameters are ``_claimable_params``."""
+    quote = connections[alias].ops.quote_name
+    status, lease = (f"{quote(Run._meta.db_table)}.{quote(Run._meta.get_field(name).column)}"
+                     for name in ("status", "lease_expires_at"))  # fmt: skip
+    return f"({status} = %s OR ({status} = %s AND {lease} < %s))"
+
+
+def _claimable_params(now) -> list:
+    return [Run.Status.QUEUED, Run.Status.RUNNING, connection.ops.adapt_datetimefield_value(now)]
 
 
 def _load(run_id: int) -> Run | None:
     """The run, with its pipeline and release (less the snapshot), if it is
     free to take; it is claimed with the first commit."""
     sql, converters, compiler, parts = _load_statement(connection.alias)
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
-        cursor.execute(sql, [run_id, Run.Status.QUEUED, Run.Status.RUNNING, now])
+        cursor.execute(sql, [run_id, *_claimable_params(timezone.now())])
         rows = cursor.fetchall()
     if not rows:
         return None
@@ -219,11 +226,7 @@ def _load_statement(alias: str):
     # created_at index of every run instead of looking up one key.
     compiler = runs.filter(pk=0).order_by().query.get_compiler(alias)
     sql, _ = compiler.as_sql()
-    quote = connections[alias].ops.quote_name
-    status, lease = (f"{quote(Run._meta.db_table)}.{quote(Run._meta.get_field(name).column)}"
-                     for name in ("status", "lease_expires_at"))  # fmt: skip
-    # Free to take, as _claimable says: queued, or running under an expired lease.
-    sql += f" AND ({status} = %s OR ({status} = %s AND {lease} < %s))"
+    sql += f" AND {_claimable_sql(alias)}"
     columns = [column for column, _, _ in compiler.select]
     converters = compiler.get_converters(columns)
 
@@ -357,7 +360,7 @@ class _Batch:
                 raise _LeaseLost
             for position, step_fields in self.rows.items():
                 if position in self.stored:
-                    StepRun.objects.filter(run=self.run, position=position).update(**step_fields)
+                    _step_update(self.run.pk, position, step_fields)
             insert_dicts(StepRun, [{**_STEP_ROW, "run_id": self.run.pk, "position": p, **f}
                                    for p, f in self.rows.items() if p not in self.stored])  # fmt: skip
             if self.signals:
@@ -387,13 +390,13 @@ class _Batch:
 
 def _run_update(run_id: int, fields: dict, *, claim: bool, owner: str, now) -> int:
     """Set ``fields`` on the run if it is this worker's (``claim``: if it is
-    free to take, as _claimable says, counting an attempt); returns the rows
+    free to take, counting an attempt); returns the rows
     changed, 0 or 1. A statement per set of fields, written once per process:
     the ORM's update costs more CPU to build than the database takes to run it."""
     params = [Run._meta.get_field(name).get_db_prep_save(value, connection) for name, value in fields.items()]
     params.append(run_id)
     if claim:
-        params += [Run.Status.QUEUED, Run.Status.RUNNING, connection.ops.adapt_datetimefield_value(now)]
+        params += _claimable_params(now)
     else:
         params += [owner, Run.Status.RUNNING]
     with connection.cursor() as cursor:
@@ -405,14 +408,31 @@ def _run_update(run_id: int, fields: dict, *, claim: bool, owner: str, now) -> i
 def _run_update_sql(alias: str, names: tuple[str, ...], claim: bool) -> str:
     quote = connections[alias].ops.quote_name
     column = {name: quote(Run._meta.get_field(name).column) for name in (*names, "id", "status", "lease_owner",
-                                                                           "lease_expires_at", "attempts")}  # fmt: skip
+                                                                           "attempts")}  # fmt: skip
     assignments = [f"{column[name]} = %s" for name in names]
     if claim:
         assignments.append(f"{column['attempts']} = {column['attempts']} + 1")
-        condition = f"({column['status']} = %s OR ({column['status']} = %s AND {column['lease_expires_at']} < %s))"
+        condition = _claimable_sql(alias)
     else:
         condition = f"{column['lease_owner']} = %s AND {column['status']} = %s"
     return f"UPDATE {quote(Run._meta.db_table)} SET {', '.join(assignments)} WHERE {column['id']} = %s AND {condition}"
+
+
+def _step_update(run_id: int, position: int, fields: dict) -> None:
+    """Set ``fields`` on a stored StepRun row, by a statement written once per
+    set of fields, as _run_update does for the run."""
+    params = [StepRun._meta.get_field(name).get_db_prep_save(value, connection) for name, value in fields.items()]
+    with connection.cursor() as cursor:
+        cursor.execute(_step_update_sql(connection.alias, tuple(fields)), [*params, run_id, position])
+
+
+@functools.lru_cache(maxsize=32)
+def _step_update_sql(alias: str, names: tuple[str, ...]) -> str:
+    quote = connections[alias].ops.quote_name
+    column = {name: quote(StepRun._meta.get_field(name).column) for name in (*names, "run", "position")}
+    assignments = ", ".join(f"{column[name]} = %s" for name in names)
+    where = f"{column['run']} = %s AND {column['position']} = %s"
+    return f"UPDATE {quote(StepRun._meta.db_table)} SET {assignments} WHERE {where}"
 
 
 def _hand_back_connection() -> None:

@@ -58,3 +58,15 @@ class StepResult:
     cost: float = 0.0
     # The gate's verdict: {"passed": bool, "reasons": [...], ...}; None for other kinds.
     decision: dict | None = None
+
+
+def json_copy(value):
+    """A deep copy of a JSON document (dicts, lists and immutable scalars). A
+    step copies its input before changing it; ``copy.deepcopy`` keeps a memo
+    for shared and cyclic references that a JSON document cannot have, and
+    costs several times more."""
+    if type(value) is dict:
+        return {key: json_copy(item) for key, item in value.items()}
+    if type(value) is list:
+        return [json_copy(item) for item in value]
+    return value

@@ -4,11 +4,10 @@ The document passes through unchanged; the verdict is ``StepResult.decision``,
 which the engine turns into a held run (and a review task) or a passed one.
 """
 
-import copy
 import hashlib
 
 from governance.rules import evaluate_rules
-from pipelines.steps.base import StepContext, StepError, StepResult
+from pipelines.steps.base import StepContext, StepError, StepResult, json_copy
 
 
 def sampled(ctx: StepContext, sample_rate: float) -> bool:
@@ -49,7 +48,7 @@ def execute(document: dict, ctx: StepContext) -> StepResult:
             reasons, hits = _exceptions(policy, document)
             # In "always" mode every output is held; the other reasons still tell the reviewer what to look at.
             decision["reasons"] = ["always", *reasons] if mode == "always" else reasons
-            decision["rule_hits"] = copy.deepcopy(hits)
+            decision["rule_hits"] = json_copy(hits)
             decision["passed"] = not decision["reasons"]
         decision["sampled"] = decision["passed"] and sampled(ctx, float(policy.get("sample_rate", 0)))
-    return StepResult(output=copy.deepcopy(document), decision=decision)
+    return StepResult(output=json_copy(document), decision=decision)

@@ -1,10 +1,9 @@
 """ingest: take the run input as the first document and fingerprint it."""
 
-import copy
 import hashlib
 
 from audit.canonical import canonical_bytes
-from pipelines.steps.base import StepContext, StepError, StepResult
+from pipelines.steps.base import StepContext, StepError, StepResult, json_copy
 from pipelines.steps.documents import MISSING, get_path
 
 
@@ -21,6 +20,6 @@ def execute(document: dict, ctx: StepContext) -> StepResult:
         digest = hashlib.sha256(canonical_bytes(document)).hexdigest()
     except (TypeError, ValueError) as exc:
         raise StepError(f"the input is not plain JSON: {exc}") from None
-    output = copy.deepcopy(document)
+    output = json_copy(document)
     output["_ingest"] = {"sha256": digest, "source": ctx.source or "unknown"}
     return StepResult(output=output)

@@ -4,12 +4,11 @@ The call goes through ``ctx.call_model`` (the live providers, or replay's
 recordings), and everything sent and received is returned as a recording.
 """
 
-import copy
 import dataclasses
 
 from pipelines.prompts import render_prompt
 from pipelines.providers import ModelRequest, ProviderError
-from pipelines.steps.base import StepContext, StepError, StepResult
+from pipelines.steps.base import StepContext, StepError, StepResult, json_copy
 from pipelines.steps.documents import set_path
 
 
@@ -40,7 +39,7 @@ def build_request(model: dict, text: str, *, seed: int) -> ModelRequest:
         timeout_seconds=float(model.get("timeout_seconds", 30)),
         base_url=model.get("base_url") or "",
         api_key_env=model.get("api_key_env") or "",
-        extra_params=copy.deepcopy(model.get("extra_params") or {}),
+        extra_params=json_copy(model.get("extra_params") or {}),
         price_input_per_1k=float(model.get("price_input_per_1k", 0)),
         price_output_per_1k=float(model.get("price_output_per_1k", 0)),
     )
@@ -79,7 +78,7 @@ def execute(document: dict, ctx: StepContext) -> StepResult:
         failed = {"request": request_record(request), "error": str(exc), "transient": exc.transient,
                   "attempts": [dict(attempt) for attempt in exc.attempts]}  # fmt: skip
         raise StepError(f"model call failed: {exc}", transient=exc.transient, recordings=[failed]) from None
-    output = copy.deepcopy(document)
+    output = json_copy(document)
     field = ctx.step["config"].get("output_field", "output")
     try:
         set_path(output, field, response.text)

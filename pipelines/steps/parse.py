@@ -5,11 +5,10 @@
 fails the step: a guessed label must never pass a gate as if it were read.
 """
 
-import copy
 import json
 import re
 
-from pipelines.steps.base import StepContext, StepError, StepResult
+from pipelines.steps.base import StepContext, StepError, StepResult, json_copy
 from pipelines.steps.documents import MISSING, get_path
 
 _LABEL_CONFIDENCE = re.compile(
@@ -84,7 +83,7 @@ def execute(document: dict, ctx: StepContext) -> StepResult:
         parsed = _parse_label_confidence(text, labels)
     else:
         parsed = _parse_json(text, labels)
-    output = copy.deepcopy(document)
+    output = json_copy(document)
     output.update(parsed)
     output["parse_uncertain"] = False
     return StepResult(output=output)

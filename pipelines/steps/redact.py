@@ -7,11 +7,10 @@ parentheses, with a trunk 0, or the North American 3-3-4), never a bare run of
 digits or a date.
 """
 
-import copy
 import re
 from collections.abc import Callable
 
-from pipelines.steps.base import StepContext, StepError, StepResult
+from pipelines.steps.base import StepContext, StepError, StepResult, json_copy
 from pipelines.steps.documents import MISSING, get_path, set_path
 
 BUILTIN_ORDER = ("email", "card", "phone")  # e-mail first (it holds digits), cards before phones
@@ -111,8 +110,8 @@ def execute(document: dict, ctx: StepContext) -> StepResult:
         fields = list(config["fields"])
     else:
         fields = sorted(key for key, value in document.items() if isinstance(value, str) and not key.startswith("_"))
-    output = copy.deepcopy(document)
-    redactions = copy.deepcopy(output.get("_redactions") or {})
+    output = json_copy(document)
+    redactions = json_copy(output.get("_redactions") or {})
     for field in fields:
         value = get_path(output, field)
         if value is MISSING:

@@ -1,15 +1,13 @@
 """transform: add fields rendered from sandboxed Jinja2 templates over the document."""
 
-import copy
-
 from pipelines.prompts import render_prompt
-from pipelines.steps.base import StepContext, StepError, StepResult
+from pipelines.steps.base import StepContext, StepError, StepResult, json_copy
 from pipelines.steps.documents import set_path
 
 
 def execute(document: dict, ctx: StepContext) -> StepResult:
     mapping: dict[str, str] = ctx.step["config"]["mapping"]
-    output = copy.deepcopy(document)
+    output = json_copy(document)
     # Every template sees the input, never a field another template just wrote,
     # so the result does not depend on the order of the mapping; writing in
     # sorted order makes clashes ("a" and "a.b") fail the same way every time.

@@ -1,6 +1,5 @@
 """validate: check the document against a JSON Schema (the step's own, else the pipeline's input schema)."""
 
-import copy
 import functools
 import json
 import re
@@ -8,7 +7,7 @@ import re
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError
 
-from pipelines.steps.base import StepContext, StepError, StepResult
+from pipelines.steps.base import StepContext, StepError, StepResult, json_copy
 
 # jsonschema's own "email" check only looks for an "@"; an address that a reply
 # would be sent to needs at least something on both sides and a dotted domain.
@@ -56,4 +55,4 @@ def execute(document: dict, ctx: StepContext) -> StepResult:
         raise StepError(f"the schema is not a valid JSON Schema: {exc.message}") from None
     if problems:
         raise StepError("the document does not match the schema: " + "; ".join(problems))
-    return StepResult(output=copy.deepcopy(document))
+    return StepResult(output=json_copy(document))
