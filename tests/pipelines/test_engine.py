@@ -11,6 +11,7 @@ from audit.models import AuditEvent
 from audit.selectors import audit_chain_verify
 from pipelines.engine import RunRefused, run_execute, run_start
 from pipelines.models import Pipeline, Run, StepRun
+from reviews.models import ReviewTask
 from tests.workers import celery_worker, wait_for
 
 TICKET = {
@@ -67,6 +68,22 @@ def test_a_refund_request_is_held_for_review(triage, django_capture_on_commit_ca
     gate = StepRun.objects.get(run=run, kind="gate")
     assert gate.status == StepRun.Status.WAITING_REVIEW and not gate.decision["passed"]
     assert AuditEvent.objects.filter(action="run.waiting_review", object_id=str(run.pk)).exists()
+
+
+def test_a_held_run_and_its_review_task_are_recorded_in_one_stretch_of_the_chain(
+    triage, django_capture_on_commit_callbacks
+):
+    ticket = {**TICKET, "subject": "Refund please", "body": "I want my money back, refund the order."}
+    with django_capture_on_commit_callbacks(execute=False):
+        run = _start(triage, ticket)
+    run_execute(run.pk)
+    task = ReviewTask.objects.get(run=run)
+    assert task.pipeline_id == triage.pk
+    held = AuditEvent.objects.get(action="run.waiting_review", object_id=str(run.pk))
+    created = AuditEvent.objects.get(action="review.created", object_type="review_task", object_id=str(task.pk))
+    # The engine appends the task's event with the run's, under one take of the chain head.
+    assert created.seq == held.seq + 1 and created.prev_hash == held.hash
+    assert audit_chain_verify().ok
 
 
 def test_a_repeated_idempotency_key_returns_the_first_run(triage, django_capture_on_commit_callbacks):
