@@ -262,8 +262,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Celery's Django fixup closes the database connection before and after every
 # task unless told to reuse it (it reads CELERY_DB_REUSE_MAX); each run would
 # then pay a new PostgreSQL connection. Reused for this many tasks instead;
-# run_execute_task drops a broken or over-age one first, as Django does per request.
-CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 100, minimum=0)
+# run_execute_task drops a broken or over-age (DATABASE_CONN_MAX_AGE) one
+# first, as Django does per request, so the count need not be small: a new
+# server process also plans its first queries against cold catalog caches.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000, minimum=0)
 CELERY_TASK_TIME_LIMIT = KEEL_TASK_TIME_LIMIT
 # A threads-pool worker's GIL switch interval in microseconds (config/celery.py); Python's default is 5,000.
 KEEL_WORKER_SWITCH_INTERVAL_US = env_int("KEEL_WORKER_SWITCH_INTERVAL_US", 1000, minimum=100)
