@@ -33,7 +33,7 @@ class Delivery(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)
-    # SHA-256 of the canonical JSON body as sent (delivery id, run, pipeline, output).
+    # SHA-256 of the body as sent: the canonical JSON (delivery id, run, pipeline, output), or the PDF report.
     payload_sha256 = models.CharField(max_length=64)
     # Who answered: the URL's host and what the server said it was (X-Receiver, Server).
     receiver = models.CharField(max_length=500, blank=True)
