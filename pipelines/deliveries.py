@@ -294,7 +294,12 @@ def delivery_resend(delivery_pk: int) -> dict | None:
 def delivery_send_again(delivery: Delivery) -> dict:
     """Send a delivery once more, exactly as its step would: the step's config
     from the release snapshot and the document the step recorded as its input,
-    so the body and the delivery id are the ones already sent or held."""
+    so the body and the delivery id are the ones already sent or held. A
+    notice is sent as it was recorded (pipelines/notices.py)."""
+    if delivery.event:
+        from pipelines.notices import notice_send
+
+        return notice_send(delivery)
     step = delivery.run.release.snapshot_data["steps"][delivery.position - 1]
     document = StepRun.objects.get(run_id=delivery.run_id, position=delivery.position).input
     return delivery_send(step["config"], document, run_id=delivery.run_id, position=delivery.position)
