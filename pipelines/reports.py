@@ -203,3 +203,39 @@ def report_build(*, run_id: int, position: int, document: dict, config: dict) ->
     if facts is None:
         return None
     return Report(pdf=report_render(facts, document, title=config.get("title", "")), facts=facts)
+
+
+class ReportUnavailable(Exception):
+    """A stored report cannot be served as it was made (its message says why)."""
+
+
+def _chain_sha256(run_id: int, position: int) -> str | None:
+    """The pdf_sha256 the step's step.completed event carries (the last one for the position)."""
+    from audit.models import AuditEvent
+
+    events = AuditEvent.objects.filter(object_type="run", object_id=str(run_id), action="step.completed")
+    for payload in events.order_by("-seq").values_list("payload", flat=True):
+        data = json.loads(payload)
+        if data.get("position") == position:
+            return (data.get("decision") or {}).get("pdf_sha256")
+    return None
+
+
+def report_rebuild(*, run: Run, position: int) -> Report:
+    """The PDF report a run's deliver step made, rebuilt from the run and
+    served only when its SHA-256 is the one recorded on the step and in the
+    audit chain: the very bytes delivered, or nothing."""
+    step = StepRun.objects.filter(run=run, position=position, kind="deliver").first()
+    recorded = ((step.decision or {}) if step else {}).get("pdf_sha256")
+    if step is None or step.status != StepRun.Status.COMPLETED or not recorded:
+        raise ReportUnavailable(f"Step {position} of run {run.pk} made no PDF report.")
+    if step.input == {"redacted": True}:
+        raise ReportUnavailable("The run's data has been redacted: its report can no longer be rebuilt.")
+    config = run.release.snapshot_data["steps"][position - 1]["config"]
+    report = report_build(run_id=run.pk, position=position, document=step.input, config=config)
+    if report.sha256 != recorded or _chain_sha256(run.pk, position) != recorded:
+        raise ReportUnavailable(
+            f"The report rebuilt from run {run.pk} does not match the SHA-256 recorded when it was made "
+            f"({recorded[:12]}…); it is not served. Replay the run to see what changed."
+        )
+    return report

@@ -7,10 +7,13 @@ import io
 from datetime import UTC, datetime
 
 import pytest
+from django.contrib.messages import get_messages
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 from pypdf import PdfReader
 
 from audit.context import acting_as
+from audit.models import AuditEvent
 from pipelines import deliveries, reports
 from pipelines.engine import run_execute
 from pipelines.models import Delivery, Run, StepRun
@@ -152,3 +155,56 @@ def test_a_bad_report_config_is_refused_naming_the_field(config, message):
     with pytest.raises(ValidationError) as error:
         validate_step_config("deliver", config)
     assert any(message in m for m in error.value.messages), error.value.messages
+
+
+def _download(client, user, run):
+    client.force_login(user)
+    return client.get(reverse("admin:pipelines_run_report", args=[run.pk, 2]))
+
+
+@pytest.mark.parametrize("persona", ["lead", "auditor", "operator", "superuser"])
+def test_who_may_see_the_run_downloads_the_very_bytes_recorded(edited_run, client, persona, request):
+    user = request.getfixturevalue(persona)
+    client.force_login(user)
+    page = client.get(reverse("admin:pipelines_run_change", args=[edited_run.pk]))
+    assert page.status_code == 200 and reverse("admin:pipelines_run_report", args=[edited_run.pk, 2]) in page.text
+    response = _download(client, user, edited_run)
+    assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
+    assert "attachment" in response["Content-Disposition"]
+    step = StepRun.objects.get(run=edited_run, position=2)
+    assert hashlib.sha256(response.content).hexdigest() == step.decision["pdf_sha256"]
+    [event] = AuditEvent.objects.filter(action="run.report_downloaded", object_id=str(edited_run.pk))
+    assert event.actor_name == user.username and event.payload_data["pdf_sha256"] == step.decision["pdf_sha256"]
+
+
+@pytest.mark.parametrize("persona", ["outsider", "reviewer"])
+def test_nobody_else_downloads_it(edited_run, client, persona, request):
+    response = _download(client, request.getfixturevalue(persona), edited_run)
+    assert response.status_code in (302, 403, 404) and not response.content.startswith(b"%PDF")
+    assert not AuditEvent.objects.filter(action="run.report_downloaded").exists()
+
+
+def test_a_report_that_no_longer_rebuilds_to_the_recorded_bytes_is_not_served(edited_run, client, lead):
+    tampered = {**StepRun.objects.get(run=edited_run, position=2).input, "draft": "Something else entirely."}
+    StepRun.objects.filter(run=edited_run, position=2).update(input=tampered)
+    response = _download(client, lead, edited_run)
+    assert response.status_code == 302 and response["Location"].endswith(f"/run/{edited_run.pk}/change/")
+    message = [str(m) for m in get_messages(response.wsgi_request)]
+    assert any("does not match the SHA-256 recorded" in m for m in message), message
+    assert not AuditEvent.objects.filter(action="run.report_downloaded").exists()
+
+
+def test_a_step_without_a_report_has_nothing_to_download(acme, superuser, author, client, lead):
+    run = hold(gated_pipeline(acme, superuser=superuser, author=author, slug="acme-plain", review_mode="never"))
+    response = _download(client, lead, run)
+    assert response.status_code == 302
+    assert any("made no PDF report" in str(m) for m in get_messages(response.wsgi_request))
+
+
+def test_an_evaluation_in_the_sandbox_passes_the_output_through_without_a_report(acme, superuser, author):
+    from pipelines.evaluation import sandbox_execute
+
+    pipeline = gated_pipeline(acme, superuser=superuser, author=author, slug="acme-eval", deliver=PDF_STORED,
+                              review_mode="never")  # fmt: skip
+    outcome = sandbox_execute(pipeline.releases.get(), {"subject": "s", "draft": "d"})
+    assert outcome.error == "" and outcome.output == {"subject": "s", "draft": "d"}
