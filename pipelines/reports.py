@@ -5,9 +5,10 @@ A report is a pure function of what the run records: the output the deliver
 step was given, the pipeline as its release froze it, the release's number and
 fingerprint, and the approvals recorded on its gate steps. Nothing in it comes
 from the clock or from chance: reportlab writes in its invariant mode, the
-creation date is the run's own (its last approval, else its start) and the
-document id is derived from the run, so replay — or a download months later —
-rebuilds the same bytes, and the SHA-256 recorded when the step ran proves it.
+creation date is the run's own (its last approval, else its run.started event
+in the chain) and the document id is derived from the run, so replay — or a
+download months later — rebuilds the same bytes, and the SHA-256 recorded
+when the step ran proves it.
 """
 
 import hashlib
@@ -104,6 +105,16 @@ def _review(run: Run, position: int, snapshot: dict) -> tuple[str, str, tuple[Ap
     return outcome, f"Approved by {names}.", tuple(approvals)
 
 
+def _started_at(run: Run) -> datetime:
+    """When the run started, as its run.started event in the audit chain says:
+    unlike the run row's own columns, the chain never changes."""
+    from audit.models import AuditEvent
+
+    events = AuditEvent.objects.filter(object_type="run", object_id=str(run.pk), action="run.started")
+    started = events.order_by("seq").values_list("ts", flat=True).first()
+    return (started or run.created_at).astimezone(UTC)
+
+
 def report_facts(*, run_id: int, position: int, document: dict) -> ReportFacts | None:
     """The facts a report of ``document`` at step ``position`` states, or None
     when there is no run (an evaluation in the sandbox)."""
@@ -120,7 +131,7 @@ def report_facts(*, run_id: int, position: int, document: dict) -> ReportFacts |
         pipeline_slug=snapshot["pipeline"]["slug"],
         release_number=run.release.number,
         fingerprint=run.release.fingerprint,
-        started_at=run.created_at.astimezone(UTC),
+        started_at=_started_at(run),
         output_sha256=hashlib.sha256(canonical_bytes(document)).hexdigest(),
         review=review,
         outcome=outcome,

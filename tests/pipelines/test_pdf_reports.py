@@ -112,10 +112,12 @@ def test_an_output_the_policy_passed_says_no_person_reviewed_it(acme, superuser,
     step, pdf = _report_of(run)
     assert step.decision["pdf_sha256"] == hashlib.sha256(pdf).hexdigest()
     assert "No person reviewed this output: the approval policy passed it." in _text(pdf)
-    # Dated when the run started, since nobody approved it.
-    assert PdfReader(io.BytesIO(pdf)).metadata["/CreationDate"] == run.created_at.astimezone(UTC).strftime(
+    # Dated when the run started (its run.started event), since nobody approved it.
+    started = AuditEvent.objects.get(action="run.started", object_id=str(run.pk)).ts
+    assert PdfReader(io.BytesIO(pdf)).metadata["/CreationDate"] == started.astimezone(UTC).strftime(
         "D:%Y%m%d%H%M%S+00'00'"
     )
+    assert f"started {started.astimezone(UTC).isoformat()}" in _text(pdf)
     assert run_replay(run).ok
 
 
