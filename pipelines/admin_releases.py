@@ -61,8 +61,8 @@ class DeliveryInline(admin.TabularInline):
     model = Delivery
     extra = 0
     can_delete = False
-    fields = ("position", "delivery_id", "channel", "url", "status", "attempts", "last_status_code", "receiver",
-              "last_error", "delivered_at")  # fmt: skip
+    fields = ("position", "delivery_id", "event", "channel", "url", "status", "attempts", "last_status_code",
+              "receiver", "last_error", "delivered_at")  # fmt: skip
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
