@@ -16,6 +16,7 @@ class GovernanceConfig(AppConfig):
         from governance import signals
 
         signals.connect()
-        # After the last configuration app migrates, so every permission exists.
-        post_migrate.connect(_ensure_roles, sender=apps.get_app_config("pipelines"), dispatch_uid="keel_ensure_roles")
+        # After the last of Keel's apps migrates (reviews, whose records the
+        # staff roles may view in the admin), so every permission exists.
+        post_migrate.connect(_ensure_roles, sender=apps.get_app_config("reviews"), dispatch_uid="keel_ensure_roles")
         log_eager_notice()

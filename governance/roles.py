@@ -26,6 +26,9 @@ _RELEASES = (
     "pipelines.evaluation:view",
     "pipelines.evaluationcase:view",
     "governance.changepolicy:view",
+    # Who decided what on the pipeline's review tasks (the admin's read-only pages).
+    "reviews.reviewtask:view",
+    "reviews.reviewdecision:view",
 )
 # Only governance leads change a change policy (the admin checks the role too).
 _CHANGE_POLICY = [f"governance.changepolicy:{a}" for a in ("view", "add", "change", "delete")]

@@ -173,12 +173,13 @@ def resend_deliveries(modeladmin, request, queryset):
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(ReadOnlyMixin, GovernedModelAdmin):
-    list_display = ("delivery_id", "run", "pipeline", "position", "status", "attempts", "last_status_code",
+    list_display = ("delivery_id", "run", "pipeline", "position", "event", "status", "attempts", "last_status_code",
                     "last_error", "created_at")  # fmt: skip
     list_select_related = ("run", "run__pipeline")
     search_fields = ("=delivery_id", "=run__pk", "last_error")
-    readonly_fields = ("delivery_id", "run", "position", "channel", "url", "status", "attempts", "last_status_code",
-                       "last_error", "receiver", "payload_sha256", "created_at", "delivered_at")  # fmt: skip
+    readonly_fields = ("delivery_id", "run", "position", "event", "channel", "url", "status", "attempts",
+                       "last_status_code", "last_error", "receiver", "payload_sha256", "created_at",
+                       "delivered_at")  # fmt: skip
     actions = [resend_deliveries]
 
     def get_queryset(self, request):

@@ -61,8 +61,8 @@ class DeliveryInline(admin.TabularInline):
     model = Delivery
     extra = 0
     can_delete = False
-    fields = ("position", "delivery_id", "channel", "url", "status", "attempts", "last_status_code", "receiver",
-              "last_error", "delivered_at")  # fmt: skip
+    fields = ("position", "delivery_id", "event", "channel", "url", "status", "attempts", "last_status_code",
+              "receiver", "last_error", "delivered_at")  # fmt: skip
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
@@ -248,7 +248,7 @@ class RunAdmin(ReadOnlyMixin, GovernedModelAdmin):
     readonly_fields = (
         "pipeline", "release", "environment", "status", "trigger", "source", "actor", "idempotency_key", "seed",
         "input_sha256", "next_position", "attempts", "failure_reason", "created_at", "started_at", "finished_at",
-        "input", "output",
+        "input", "output", "pdf_reports",
     )  # fmt: skip
     inlines = [StepRunInline, DeliveryInline]
     actions = [cancel_runs, retry_runs, runs_to_cases]
@@ -257,6 +257,59 @@ class RunAdmin(ReadOnlyMixin, GovernedModelAdmin):
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)
         return actions
+
+    def get_urls(self):
+        from django.urls import path
+
+        report = self.admin_site.admin_view(self.report_view)
+        return [path("<int:object_id>/report/<int:position>/", report, name="pipelines_run_report"),
+                *super().get_urls()]  # fmt: skip
+
+    @admin.display(description="PDF reports")
+    def pdf_reports(self, obj):
+        from django.urls import reverse
+        from django.utils.html import format_html_join
+        from django.utils.safestring import mark_safe
+
+        steps = obj.steps.filter(kind="deliver", decision__format="pdf").order_by("position")
+        links = [
+            (reverse("admin:pipelines_run_report", args=[obj.pk, s.position]), s.position, s.decision["pdf_sha256"])
+            for s in steps
+            if (s.decision or {}).get("pdf_sha256")
+        ]
+        if not links:
+            return "-"
+        return format_html_join(mark_safe("<br>"), '<a href="{}">Step {} report (PDF, SHA-256 {})</a>', links)
+
+    def report_view(self, request, object_id, position):
+        """Download a deliver step's PDF report: rebuilt from the run and
+        served only if it is the very bytes recorded (pipelines/reports.py)."""
+        from django.http import Http404, HttpResponse
+        from django.shortcuts import redirect
+
+        from pipelines.reports import ReportUnavailable, report_rebuild
+
+        run = self.get_object(request, str(object_id))  # None outside the user's pipelines
+        if run is None or not self.has_view_permission(request, run):
+            raise Http404("No such run.")
+        try:
+            report = report_rebuild(run=run, position=position)
+        except ReportUnavailable as error:
+            self.message_user(request, str(error), messages.ERROR)
+            return redirect("admin:pipelines_run_change", run.pk)
+        # The report carries the run's output (personal data): the download is on the record.
+        audit_record(
+            action="run.report_downloaded",
+            object_type="run",
+            object_id=run.pk,
+            payload={"position": position, "pdf_sha256": report.sha256},
+            workspace_id=run.audit_workspace_id,
+            pipeline_id=run.pipeline_id,
+            actor=request.user,
+        )
+        response = HttpResponse(report.pdf, content_type="application/pdf")
+        response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-step-{position}-report.pdf"'
+        return response
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         response = super().change_view(request, object_id, form_url, extra_context)

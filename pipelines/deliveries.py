@@ -2,7 +2,9 @@
 stable delivery id, signed, and with a record of who received it.
 
 The receiver gets a POST whose body is the canonical JSON of
-``{"delivery_id", "run_id", "pipeline", "output"}`` and these headers:
+``{"delivery_id", "run_id", "pipeline", "output"}`` (or, for a step with
+``"format": "pdf"``, the PDF report itself as ``application/pdf``) and these
+headers:
 
 - ``X-Keel-Delivery``: the delivery id; the same on every attempt, by any
   worker, so a receiver drops repeats by remembering the ids it has seen;
@@ -20,6 +22,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -72,18 +75,25 @@ def delivery_send(config: dict, document: dict, *, run_id: int, position: int) -
         # Staging and evaluation runs never reach an external consumer.
         return {"status": "withheld", "environment": run.environment, "delivery_id": None}
     secret = _secret(config.get("secret_env", ""))
-    delivery, body = _delivery_for(run, position, config["url"], document)
+    make_body, content_type = _content(run, position, config, document)
+    delivery, body = _delivery_for(run, position, config["url"], make_body)
     if delivery.status == Delivery.Status.DELIVERED:
         return _record(delivery)
     if _paused(run):
         return _record(_hold(delivery, run))
+    return _send(delivery, run, body, secret=secret, content_type=content_type)
 
+
+def _send(delivery: Delivery, run: Run, body: bytes, *, secret: str, content_type: str, headers=None) -> dict:
+    """POST the signed body up to MAX_ATTEMPTS times while the failures are
+    transient; returns the delivery's record, or raises StepError."""
     url = delivery.url
     signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     headers = {
-        "Content-Type": "application/json",
+        "Content-Type": content_type,
         "X-Keel-Delivery": str(delivery.delivery_id),
         "X-Keel-Signature": f"sha256={signature}",
+        **(headers or {}),
     }
     # Redirects are not followed: the signed body goes only to the configured URL.
     client = shared_client()
@@ -121,12 +131,24 @@ def _body(run: Run, delivery_id: uuid.UUID, document: dict) -> bytes:
         raise StepError(f"The output cannot be delivered as JSON: {error}", transient=False) from None
 
 
-def _delivery_for(run: Run, position: int, url: str, document: dict) -> tuple[Delivery, bytes]:
+def _content(run: Run, position: int, config: dict, document: dict) -> tuple[Callable[[uuid.UUID], bytes], str]:
+    """How the step's body is made from its delivery id, and its content type."""
+    if config.get("format") == "pdf":
+        from pipelines.reports import report_build
+
+        # The report names the run, not the delivery: its bytes are the step's
+        # recorded pdf_sha256 whatever id carries them.
+        pdf = report_build(run_id=run.pk, position=position, document=document, config=config).pdf
+        return (lambda delivery_id: pdf), "application/pdf"
+    return (lambda delivery_id: _body(run, delivery_id, document)), "application/json"
+
+
+def _delivery_for(run: Run, position: int, url: str, make_body) -> tuple[Delivery, bytes]:
     """The step's delivery row and the exact body its id is bound to."""
     delivery = Delivery.objects.filter(run=run, position=position).first()
     if delivery is None:
         delivery_id = uuid.uuid4()
-        body = _body(run, delivery_id, document)
+        body = make_body(delivery_id)
         try:
             # Committed before the first request, so a worker that dies mid-send
             # leaves the id behind for the next one to reuse.
@@ -143,7 +165,7 @@ def _delivery_for(run: Run, position: int, url: str, document: dict) -> tuple[De
             return delivery, body
         except IntegrityError:
             delivery = Delivery.objects.get(run=run, position=position)  # another worker created it first
-    body = _body(run, delivery.delivery_id, document)
+    body = make_body(delivery.delivery_id)
     if hashlib.sha256(body).hexdigest() != delivery.payload_sha256:
         # The engine feeds a step the same document every time; if it ever did
         # not, resending would put one delivery id on two different outputs.
@@ -272,7 +294,12 @@ def delivery_resend(delivery_pk: int) -> dict | None:
 def delivery_send_again(delivery: Delivery) -> dict:
     """Send a delivery once more, exactly as its step would: the step's config
     from the release snapshot and the document the step recorded as its input,
-    so the body and the delivery id are the ones already sent or held."""
+    so the body and the delivery id are the ones already sent or held. A
+    notice is sent as it was recorded (pipelines/notices.py)."""
+    if delivery.event:
+        from pipelines.notices import notice_send
+
+        return notice_send(delivery)
     step = delivery.run.release.snapshot_data["steps"][delivery.position - 1]
     document = StepRun.objects.get(run_id=delivery.run_id, position=delivery.position).input
     return delivery_send(step["config"], document, run_id=delivery.run_id, position=delivery.position)

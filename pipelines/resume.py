@@ -15,6 +15,7 @@ from audit.services import audit_record_many
 from governance.permissions import user_can
 from pipelines.engine import _sha256
 from pipelines.models import Run, StepRun
+from pipelines.notices import rejection_notice_prepare
 
 
 def _run_event(run: Run, action: str, payload: dict, actor) -> dict:
@@ -86,16 +87,21 @@ def run_reject(
     *, run: Run, reason: str, actor, decision: dict | None = None, record_first: list[dict] | None = None
 ) -> Run:
     """End a held run as rejected: nothing after its gate runs, nothing is
-    delivered. ``record_first`` as for ``run_resume``."""
+    delivered; a signed ``run.rejected`` notice goes to the release's webhook,
+    if it has one (pipelines/notices.py). ``record_first`` as for ``run_resume``."""
     if not (reason or "").strip():
         raise ValidationError({"reason": "Say why the output is rejected."})
     run, gate = _held(run, actor)
+    now = timezone.now()
     Run.objects.filter(pk=run.pk).update(
         status=Run.Status.REJECTED, failure_reason=f"Rejected: {reason}", lease_owner="", lease_expires_at=None,
-        finished_at=timezone.now(),
+        finished_at=now,
     )  # fmt: skip
+    # The consumer that would have had the output is told, where the release has a webhook for it.
+    notice = rejection_notice_prepare(run=run, position=gate.position, reason=reason, reviewer=actor, at=now)
     audit_record_many([
         *(record_first or []),
         _run_event(run, "run.rejected", {"position": gate.position, "reason": reason, **(decision or {})}, actor),
+        *notice,
     ])  # fmt: skip
     return Run.objects.get(pk=run.pk)

@@ -77,3 +77,24 @@ def canaries_watch_task() -> list[int]:
     from pipelines.change import canaries_watch
 
     return canaries_watch()
+
+
+@shared_task(name="pipelines.send_notice", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=5)
+def notice_send_task(self, delivery_pk: int) -> str | None:
+    """Send a notice (a rejected run's ``run.rejected``); when its retries are
+    spent, it becomes a dead letter to resend from the admin."""
+    from pipelines.notices import notice_give_up, notice_send_by_pk
+
+    close_old_connections()
+    try:
+        record = notice_send_by_pk(delivery_pk)
+    except StepError as error:
+        if not error.transient:
+            return "failed"  # refused, or no secret to sign with: already a dead letter
+        if self.request.retries >= self.max_retries:
+            notice_give_up(delivery_pk=delivery_pk, error=str(error))
+            return "failed"
+        raise self.retry(exc=error, countdown=2 ** (self.request.retries + 1)) from error
+    finally:
+        close_old_connections()
+    return record["status"] if record else None

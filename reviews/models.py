@@ -132,6 +132,8 @@ class ReviewDecision(models.Model):
 
     APPROVING = (Decision.APPROVE, Decision.EDIT)
 
+    permission_parent_field = "task"  # it answers to its task, which answers to its pipeline
+
     task = models.ForeignKey(ReviewTask, on_delete=models.PROTECT, related_name="decisions")
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     decision = models.CharField(max_length=20, choices=Decision.choices)

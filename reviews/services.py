@@ -7,7 +7,7 @@ import json
 import logging
 import random
 import secrets
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -295,6 +295,15 @@ def review_decide(
             "review_task": task.pk,
             "approvers": [a.reviewer.get_username() for a in approvals],
             "decisions": [a.pk for a in approvals],
+            # Who, how and when, as the run records it: a PDF report states them, and replay rebuilds it from here.
+            "approvals": [
+                {
+                    "reviewer": a.reviewer.get_username(),
+                    "decision": a.decision,
+                    "at": a.created_at.astimezone(UTC).isoformat(),
+                }
+                for a in approvals
+            ],
         },
         actor=actor,
         record_first=[decided],

@@ -33,10 +33,15 @@ class Delivery(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)
-    # SHA-256 of the canonical JSON body as sent (delivery id, run, pipeline, output).
+    # SHA-256 of the body as sent: the canonical JSON (delivery id, run, pipeline, output), or the PDF report.
     payload_sha256 = models.CharField(max_length=64)
     # Who answered: the URL's host and what the server said it was (X-Receiver, Server).
     receiver = models.CharField(max_length=500, blank=True)
+    # "" for a deliver step's output; an event name (run.rejected) for a notice
+    # that tells the consumer what became of a run it gets no output for
+    # (pipelines/notices.py), with the notice's fields, sent again as recorded.
+    event = models.CharField(max_length=40, blank=True, default="")
+    notice = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
 
@@ -55,8 +60,11 @@ class DeadLetterManager(models.Manager):
 
 
 # Exhausted: refused outright, or still pending although its run has finished
-# (the engine gave up retrying the step and failed the run).
-DEAD = models.Q(status=Delivery.Status.FAILED) | models.Q(status=Delivery.Status.PENDING, run__status__in=Run.FINISHED)
+# (the engine gave up retrying the step and failed the run). A notice is sent
+# after its run finished, so it is dead only once its task gives up (failed).
+DEAD = models.Q(status=Delivery.Status.FAILED) | models.Q(
+    status=Delivery.Status.PENDING, run__status__in=Run.FINISHED, event=""
+)
 
 
 class DeadLetter(Delivery):

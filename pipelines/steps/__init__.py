@@ -97,6 +97,9 @@ KINDS: dict[str, StepKind] = {
                         "channel": {"enum": ["webhook", "stored"]},
                         "url": {"type": "string", "pattern": "^https?://"},
                         "secret_env": {"type": "string", "pattern": ENV_NAME},
+                        # "pdf": a PDF report of the output with its provenance (pipelines/reports.py).
+                        "format": {"enum": ["json", "pdf"]},
+                        "title": {"type": "string", "minLength": 1, "maxLength": 200},
                     },
                     required=("channel",),
                 ),
@@ -125,6 +128,8 @@ def validate_step_config(kind: str, config: object) -> None:
         raise ValidationError({"config": [f"{_error_path(e)}: {e.message}" for e in errors]})
     if kind == "validate" and "schema" in config:
         validate_json_schema(config["schema"], field="config")
+    if kind == "deliver" and "title" in config and config.get("format") != "pdf":
+        raise ValidationError({"config": 'config.title: a title is for PDF reports ("format": "pdf").'})
     if kind == "redact":
         for item in config.get("patterns", []):
             try:

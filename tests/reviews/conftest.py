@@ -35,8 +35,9 @@ def third_reviewer(acme, superuser):
     return _persona("reviewer3", REVIEWERS, acme, superuser, is_staff=False)
 
 
-def gated_pipeline(workspace, *, superuser, author, slug="acme-replies", redact=False, **policy):
-    """A pipeline gate → stored delivery, under a policy (``always`` unless told), released by ``author``."""
+def gated_pipeline(workspace, *, superuser, author, slug="acme-replies", redact=False, deliver=None, **policy):
+    """A pipeline gate → stored delivery (or the ``deliver`` config given), under a policy
+    (``always`` unless told), released by ``author``."""
     with acting_as(superuser):
         policy = factories.ApprovalPolicyFactory(
             workspace=workspace,
@@ -51,7 +52,7 @@ def gated_pipeline(workspace, *, superuser, author, slug="acme-replies", redact=
             input_schema=REPLY_SCHEMA,
             escalation_contact=f"{slug}-leads@example.com",
         )
-        kinds = [("review gate", "gate", {}), ("store", "deliver", {"channel": "stored"})]
+        kinds = [("review gate", "gate", {}), ("store", "deliver", deliver or {"channel": "stored"})]
         if redact:
             kinds.insert(0, ("redact PII", "redact", {"fields": ["draft"], "builtin": ["email", "phone"]}))
         for position, (name, kind, config) in enumerate(kinds, start=1):

@@ -258,7 +258,14 @@ class Command(BaseCommand):
             ),
             ("draft reply", "model", {"output_field": "draft"}, draft, drafter),
             ("human gate", "gate", {}, None, None),
-            ("store result", "deliver", {"channel": "stored"}, None, None),
+            # The stored result, and a PDF report of it with its provenance to download from the run.
+            (
+                "store result",
+                "deliver",
+                {"channel": "stored", "format": "pdf", "title": "Support reply report"},
+                None,
+                None,
+            ),
         ]
         for position, (name, kind, config, prompt, model) in enumerate(steps, start=1):
             step = Step(
