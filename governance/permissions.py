@@ -13,9 +13,13 @@ foreign key an object without rights of its own answers to, and everything
 else has a ``workspace`` foreign key.
 """
 
+import functools
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.db import connection
 from django.db.models import Model, Q, QuerySet
 from guardian.ctypes import get_content_type
 from guardian.shortcuts import get_objects_for_user
@@ -107,25 +111,52 @@ def _granted(user, grants: list[tuple[type[Model], object, str]]) -> bool:
     ``user.has_perm(permission, obj)`` answers for each (guardian is the only
     backend with object permissions), asked in one query instead of two per
     object. An unsaved object has no rights yet."""
-    queries = []
+    parts, params = [], []
     for model, pk, permission in grants:
         if pk is None:
             continue
         codename = permission.split(".", 1)[1]
-        content_type = get_content_type(model)
-        for perms_model, holder in (
-            (get_user_obj_perms_model(model), {"user": user}),
-            (get_group_obj_perms_model(model), {"group__user": user}),
-        ):
-            where = {"permission__content_type": content_type, "permission__codename": codename, **holder}
-            if perms_model.objects.is_generic():
-                where.update(content_type=content_type, object_pk=str(pk))
-            else:
-                where["content_object_id"] = pk
-            queries.append(perms_model.objects.filter(**where).values_list("permission_id"))
-    if not queries:
+        content_type_id = get_content_type(model).pk
+        for sql, generic in _grant_sql(model):
+            parts.append(sql)
+            params += [content_type_id, codename, user.pk, *([content_type_id, str(pk)] if generic else [pk])]
+    if not parts:
         return False
-    return queries[0].union(*queries[1:], all=True).exists()
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(parts) + " LIMIT 1", params)
+        return cursor.fetchone() is not None
+
+
+@functools.cache
+def _grant_sql(model: type[Model]) -> tuple[tuple[str, bool], ...]:
+    """The SELECTs behind guardian's user and group permission checks on
+    ``model`` (its direct permission tables, or the generic ones), each with
+    whether it is generic. Written once per model as SQL: building the same
+    four-part ORM query on every check cost more than running it.
+    Parameters: content type, codename, user, then the object's key (a
+    generic table: content type and the key as text)."""
+    q = connection.ops.quote_name
+    memberships = get_user_model().groups.through._meta
+    groups_of = (
+        f"SELECT {q(memberships.get_field('group').column)} FROM {q(memberships.db_table)}"
+        f" WHERE {q(memberships.get_field('user').column)} = %s"
+    )
+    selects = []
+    for perms_model, holder in ((get_user_obj_perms_model(model), "user"), (get_group_obj_perms_model(model), "group")):
+        meta = perms_model._meta
+        col = {f.name: "o." + q(f.column) for f in meta.concrete_fields}
+        generic = perms_model.objects.is_generic()
+        who = f"{col['user']} = %s" if holder == "user" else f"{col['group']} IN ({groups_of})"
+        key = f"{col['content_type']} = %s AND {col['object_pk']} = %s" if generic else f"{col['content_object']} = %s"
+        selects.append(
+            (
+                f"SELECT 1 FROM {q(meta.db_table)} o JOIN {q(Permission._meta.db_table)} p"
+                f" ON p.id = {col['permission']} WHERE p.content_type_id = %s AND p.codename = %s"
+                f" AND {who} AND {key}",
+                generic,
+            )
+        )
+    return tuple(selects)
 
 
 def workspaces_for_user(user, action: str, *, inside: bool = True) -> QuerySet[Workspace]:
