@@ -28,7 +28,9 @@ def _held(run: Run, actor) -> tuple[Run, StepRun]:
     """The run, locked, and its held gate step; refuses anything else."""
     if getattr(actor, "is_authenticated", False) and not user_can(actor, "review_output", run.pipeline):
         raise PermissionDenied("Deciding a held run needs the review_output right on its pipeline.")
-    run = Run.objects.select_for_update().select_related("pipeline").get(pk=run.pk)
+    # The run's row only: the pipeline is read, not changed, and a lock on it
+    # would hold up every other decision and new run of the pipeline.
+    run = Run.objects.select_for_update(of=("self",)).select_related("pipeline").get(pk=run.pk)
     if run.status != Run.Status.WAITING_REVIEW:
         raise ValidationError(f"Run {run.pk} is not waiting for review ({run.status}).")
     gate = StepRun.objects.get(run=run, position=run.next_position)
@@ -37,35 +39,41 @@ def _held(run: Run, actor) -> tuple[Run, StepRun]:
     return run, gate
 
 
-@transaction.atomic
+# No savepoint of its own inside a caller's transaction (two round trips a
+# decision): it refuses before it writes anything, and its caller
+# (reviews.services.review_decide) lets a refusal end its own transaction.
+@transaction.atomic(savepoint=False)
 def run_resume(
-    *, run: Run, output: dict, decision: dict, actor, enqueue: bool = True, record_first: list[dict] | None = None
-) -> Run:
+    *, run: Run, output: dict | None, decision: dict, actor, enqueue: bool = True,
+    record_first: list[dict] | None = None,
+) -> Run:  # fmt: skip
     """Resume a held run with the approved output as its gate's output.
 
     1. Refuse unless the run waits at a gate (a second resumption finds it queued).
-    2. Record the approved output (the edit, where edited) and its hash on the
-       gate's StepRun, with ``decision`` under ``review`` beside the gate's verdict.
+    2. Record the approved output (the edit, where edited; ``None``: the gate's
+       output as it was held) and its hash on the gate's StepRun, with
+       ``decision`` under ``review`` beside the gate's verdict.
     3. Record the gate's completion (its new output hash) and ``run.resumed``.
        ``record_first`` (``audit_record`` keyword arguments: the caller's own
        event, e.g. the review decision) goes ahead of them in the same append,
        so the whole decision takes the chain head once.
     4. Put the run back on the queue at the next step; a worker delivers it.
     """
-    if not isinstance(output, dict):
+    if output is not None and not isinstance(output, dict):
         raise ValidationError({"output": "The approved output must be a JSON object."})
     if not isinstance(decision, dict):
         raise ValidationError({"decision": "The review decision must be a JSON object."})
     run, gate = _held(run, actor)
+    output = gate.output if output is None else output
     output_sha256 = _sha256(output)
     review = {**decision, "original_sha256": gate.output_sha256, "output_sha256": output_sha256}
     recorded = {**(gate.decision or {}), "review": review}
     StepRun.objects.filter(pk=gate.pk).update(
         status=StepRun.Status.COMPLETED, output=output, output_sha256=output_sha256, decision=recorded
     )
-    Run.objects.filter(pk=run.pk).update(
-        status=Run.Status.QUEUED, next_position=gate.position + 1, lease_owner="", lease_expires_at=None
-    )
+    resumed = {"status": Run.Status.QUEUED, "next_position": gate.position + 1, "lease_owner": "",
+               "lease_expires_at": None}  # fmt: skip
+    Run.objects.filter(pk=run.pk).update(**resumed)
     audit_record_many([
         *(record_first or []),
         _run_event(run, "step.completed",
@@ -79,7 +87,10 @@ def run_resume(
         from pipelines.tasks import run_execute_task
 
         run_execute_task.delay_on_commit(run.pk)
-    return Run.objects.get(pk=run.pk)
+    # The locked row with what the UPDATE wrote: no other writer gets it before the commit.
+    for field, value in resumed.items():
+        setattr(run, field, value)
+    return run
 
 
 @transaction.atomic

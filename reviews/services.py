@@ -148,8 +148,14 @@ def review_task_create(
 
 def _lock(task: ReviewTask) -> ReviewTask:
     # run__pipeline: the same row as pipeline, so resuming the run needs no fetch of it.
+    # Only the task's own row is locked (the run's, when it moves on, next, in
+    # run_resume or run_reject): a lock on the joined pipeline and release rows
+    # would queue every decision and every new run of the pipeline (an insert
+    # takes a KEY SHARE lock on the rows it refers to) behind this one. NO KEY
+    # is the weakest lock that still keeps a second decider out; the task's key
+    # never changes.
     return (
-        ReviewTask.objects.select_for_update()
+        ReviewTask.objects.select_for_update(of=("self",), no_key=True)
         .select_related("pipeline", "run", "run__release", "run__pipeline")
         .get(pk=task.pk)
     )
@@ -238,7 +244,9 @@ def review_decide(
     if holder is not None:
         raise ValidationError(f"{holder.get_username()} holds this review; your decision was not recorded.")
     # The task row is locked: these are all its decisions until this one commits.
-    earlier = list(task.decisions.select_related("reviewer"))
+    # A task that needs one approval has none while it is open (the first
+    # approval or rejection closes it), so only a task needing more reads them.
+    earlier = list(task.decisions.select_related("reviewer")) if task.required_approvals > 1 else []
     if any(d.reviewer_id == actor.pk for d in earlier):
         raise ValidationError("You have already decided this review; it needs another reviewer.")
     if decision == ReviewDecision.Decision.REJECT and not reason:
@@ -248,20 +256,23 @@ def review_decide(
             raise PermissionDenied("You started this run, so you may not approve its output.")
         if task.run.release.created_by_id is not None and task.run.release.created_by_id == actor.pk:
             raise PermissionDenied("You authored the release that produced this output, so you may not approve it.")
-    original = _gate_output(task)
-    edited = None
+    # Only an edit needs the held output here (to check and diff it); an
+    # approval as is leaves run_resume to take it from the gate it reads anyway.
+    original = edited = None
     if decision == ReviewDecision.Decision.EDIT:
+        original = _gate_output(task)
         _check_structure(original, edited_output)
         if edited_output == original:
             raise ValidationError({"output": "The edit changes nothing; approve instead."})
         edited = edited_output
     try:
-        with transaction.atomic():
-            record = ReviewDecision.objects.create(
-                task=task, reviewer=actor, decision=decision, reason=reason, created_at=now,
-                original_output=original if edited is not None else None, edited_output=edited,
-                diff=output_diff(original, edited) if edited is not None else "",
-            )  # fmt: skip
+        # No savepoint: the locked task and the check above leave this
+        # unreachable but for a bug, and then the error ends the transaction.
+        record = ReviewDecision.objects.create(
+            task=task, reviewer=actor, decision=decision, reason=reason, created_at=now,
+            original_output=original if edited is not None else None, edited_output=edited,
+            diff=output_diff(original, edited) if edited is not None else "",
+        )  # fmt: skip
     except IntegrityError:
         raise ValidationError("You have already decided this review; it needs another reviewer.") from None
     payload = {"decision": decision, "reason": reason, "decision_id": record.pk}
@@ -286,10 +297,9 @@ def review_decide(
         return record
     _close(task, ReviewTask.Status.APPROVED, now)
     edits = [a for a in approvals if a.decision == ReviewDecision.Decision.EDIT]
-    output = edits[-1].edited_output if edits else original
     run_resume(
         run=task.run,
-        output=output,
+        output=edits[-1].edited_output if edits else None,  # None: the gate's output as held
         decision={
             "outcome": "edited" if edits else "approved",
             "review_task": task.pk,

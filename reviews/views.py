@@ -44,12 +44,15 @@ def reviewer_login(view):
     return login_required(login_url="reviews-login")(scoped)
 
 
-def _task_for(user, pk: int) -> ReviewTask:
+# What the task page shows beside the task; a POST needs only the pipeline
+# (its right), since its service reads and locks the rest again.
+PAGE_RELATED = ("pipeline", "run", "run__release", "claimed_by")
+
+
+def _task_for(user, pk: int, related=("pipeline",)) -> ReviewTask:
     # By key, then the right on its pipeline: the same answer as filtering
     # review_tasks_for_user, without the permission subquery on every page.
-    task = get_object_or_404(
-        ReviewTask.objects.select_related("pipeline__workspace", "run", "run__release", "claimed_by"), pk=pk
-    )
+    task = get_object_or_404(ReviewTask.objects.select_related(*related), pk=pk)
     if not user_can(user, "review_output", task.pipeline):
         raise Http404("No such review.")
     return task
@@ -114,7 +117,7 @@ def _detail_context(task: ReviewTask, request) -> dict:
 
 @reviewer_login
 def detail(request, pk: int):
-    task = _task_for(request.user, pk)
+    task = _task_for(request.user, pk, PAGE_RELATED)
     if task.status == ReviewTask.Status.OPEN:
         try:
             task = review_claim(task=task, actor=request.user)  # opening a task claims it

@@ -97,3 +97,26 @@ def test_without_a_working_cache_the_queue_counts_every_time(gated, reviewer):
         assert client.get(reverse("reviews-queue")).context["counts"]["total"] == 1
         hold(gated)
         assert client.get(reverse("reviews-queue")).context["counts"]["total"] == 2
+
+
+def test_a_decision_asks_each_thing_once_and_locks_only_the_task_and_the_run(gated, reviewer):
+    """One permission question, one read of the gate and of the run, no
+    savepoint inside the decision's own, and no lock on the pipeline or
+    release rows (which every other decision and new run of the pipeline needs)."""
+    task = task_of(hold(gated))
+    client = _client(reviewer)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post(reverse("reviews-decide", args=[task.pk]), {"decision": "approve"})
+    assert response.status_code == 302
+    statements = [q["sql"] for q in queries.captured_queries]
+
+    def count(*needles):
+        return sum(all(n in sql for n in needles) for sql in statements)
+
+    assert count("objectpermission") == 1
+    assert count('FROM "pipelines_steprun"') == 1
+    assert count('FROM "pipelines_run"') == 1
+    assert count("SAVEPOINT", "RELEASE") == 1 and count("SAVEPOINT") - count("RELEASE") == 1
+    locks = [sql for sql in statements if "FOR " in sql and "UPDATE" in sql.split("FOR ")[-1]]
+    if connection.features.has_select_for_update_of:
+        assert len(locks) == 2 and all(" OF " in sql.split("FOR ")[-1] for sql in locks)

@@ -146,6 +146,20 @@ def test_it_needs_distinct_reviewers_for_the_required_approvals(acme, superuser,
     assert StepRun.objects.get(run=run, position=1).decision["review"]["approvers"] == ["reviewer", "reviewer2"]
 
 
+def test_with_two_approvals_the_first_reviewers_edit_is_what_the_second_approval_delivers(
+    acme, superuser, author, reviewer, second_reviewer
+):
+    pipeline = gated_pipeline(acme, superuser=superuser, author=author, required_approvals=2)
+    run = hold(pipeline)
+    task = task_of(run)
+    edited = {**run.input, "draft": "We will check your refund request."}
+    _decide(task, reviewer, "edit", edited_output=edited)
+    _decide(task, second_reviewer, "approve")
+    review = StepRun.objects.get(run=run, position=1).decision["review"]
+    assert review["outcome"] == "edited" and review["approvers"] == ["reviewer", "reviewer2"]
+    assert run_execute(run.pk).output == edited
+
+
 def test_it_refuses_an_edit_that_breaks_the_outputs_structure(gated, reviewer):
     task = task_of(hold(gated))
     original = task.run.input

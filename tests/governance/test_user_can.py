@@ -1,0 +1,72 @@
+"""user_can asks guardian's tables in one query of its own; its answers must
+be the ones guardian's has_perm gives, question by question."""
+
+import pytest
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from guardian.shortcuts import assign_perm
+
+from governance.models import Workspace
+from governance.permissions import ACTIONS, PIPELINE_ONLY, _own_codename, _target, _workspace_codename, user_can
+from tests import factories
+
+
+def _guardian_says(user, action: str, obj) -> bool:
+    """The rule as guardian's has_perm answers it, two queries per object."""
+    target = _target(obj)
+    if isinstance(target, Workspace):
+        return user.has_perm(_workspace_codename(action, inside=target is not obj), target)
+    own = _own_codename(type(target), action)
+    if own and user.has_perm(own, target):
+        return True
+    if action in PIPELINE_ONLY and own is None:
+        return False
+    return user.has_perm(_workspace_codename(action, inside=True), target.workspace)
+
+
+@pytest.fixture
+def direct_holders(acme_config, globex_config):
+    """Rights on one object rather than on a workspace: a user's own, and a group's."""
+    solo = factories.UserFactory(username="solo", is_staff=False)
+    assign_perm("pipelines.review_output", solo, globex_config["pipeline"])
+    assign_perm("pipelines.view_prompttemplate", solo, acme_config["prompt"])
+    member = factories.UserFactory(username="member", is_staff=False)
+    group = Group.objects.create(name="globex-approvers")
+    group.user_set.add(member)
+    assign_perm("pipelines.approve_release", group, globex_config["pipeline"])
+    assign_perm("pipelines.change_pipeline", group, globex_config["pipeline"])
+    return [solo, member]
+
+
+def test_it_answers_as_guardian_for_every_persona_action_and_object(
+    personas, direct_holders, acme, globex, acme_config, globex_config
+):
+    objects = [acme, globex, *acme_config.values(), *globex_config.values(), acme_config["pipeline"].steps.first()]
+    users = [*personas.values(), *direct_holders]
+    asked = 0
+    for user in users:
+        for obj in objects:
+            for action in ACTIONS:
+                assert user_can(user, action, obj) == _guardian_says(user, action, obj), (user, action, obj)
+                asked += 1
+    assert asked == len(users) * len(objects) * len(ACTIONS)
+
+
+def test_a_right_held_directly_or_through_a_group_is_seen_and_another_object_stays_closed(
+    direct_holders, acme_config, globex_config
+):
+    solo, member = direct_holders
+    assert user_can(solo, "review_output", globex_config["pipeline"])
+    assert not user_can(solo, "review_output", acme_config["pipeline"])
+    assert user_can(member, "approve_release", globex_config["pipeline"])
+    assert not user_can(member, "approve_release", acme_config["pipeline"])
+    assert not user_can(member, "review_output", globex_config["pipeline"])
+
+
+def test_one_question_is_one_query(reviewer, acme_config):
+    pipeline = acme_config["pipeline"]
+    user_can(reviewer, "view", pipeline)  # content types cached
+    with CaptureQueriesContext(connection) as queries:
+        assert user_can(reviewer, "review_output", pipeline)
+    assert len(queries) == 1
