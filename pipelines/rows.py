@@ -29,6 +29,7 @@ class Columns:
         # A deferred field is left out of the SELECT and loaded on first access, as .defer() does.
         self.fields = [f for f in model._meta.concrete_fields if f.attname not in defer]
         self.attnames = [f.attname for f in self.fields]
+        self._pk_index = self.attnames.index(model._meta.pk.attname)
         self._converters: dict[str, list] = {}
 
     @property
@@ -47,7 +48,7 @@ class Columns:
         """The instance in ``row[start:start + len(self)]``; None when its primary
         key is NULL (the other side of a LEFT JOIN that found nothing)."""
         values = list(row[start : start + len(self.fields)])
-        if values[self.attnames.index(self.model._meta.pk.attname)] is None:
+        if values[self._pk_index] is None:
             return None
         for index, convert in self._converters_for(connection.vendor):
             values[index] = convert(values[index])
