@@ -18,7 +18,7 @@ import jsonschema
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, connections, transaction
-from django.db.models import Exists, Q, Subquery
+from django.db.models import Q
 from django.utils import timezone
 
 from audit.bulk import insert_dicts
@@ -27,8 +27,9 @@ from audit.services import audit_record, audit_record_many
 from governance.permissions import user_can
 from pipelines.change import deployment_release_for
 from pipelines.deliveries import delivery_send
-from pipelines.models import Deployment, Pipeline, Release, Run, StepRun
+from pipelines.models import Budget, Deployment, Pipeline, Release, Run, StepRun
 from pipelines.providers import call_model
+from pipelines.rows import Columns, fetch_row, insert_one
 from pipelines.signals import run_held, run_sampled
 from pipelines.steps import execute_step, step_does_io
 from pipelines.steps.base import StepContext, StepError, StepResult
@@ -99,29 +100,14 @@ def run_start(
     """
     if actor is not None and getattr(actor, "is_authenticated", False) and not user_can(actor, "change", pipeline):
         raise PermissionDenied("Starting a run needs the change right on the pipeline.")
-    from pipelines.budgets import budget_assess, budget_hold, budgets_over
+    from pipelines.budgets import budget_assess, budget_hold
 
-    # Whether any budget covers the pipeline rides along with the deployment
-    # read, so the common case (none) costs no query of its own below.
-    deployments = (
-        Deployment.objects.filter(pipeline=pipeline, environment=environment)
-        .select_related("release", "canary_release")
-        .defer("release__snapshot", "canary_release__snapshot")
-        .annotate(budgeted=Exists(budgets_over(pipeline)))
-        # (pipeline, environment) is unique: Meta.ordering would only join the
-        # pipeline and its workspace to sort the one row.
-        .order_by()
-    )
+    deployment, budgeted, earlier_id = _deployment_read(pipeline, environment, idempotency_key)
     if idempotency_key:
-        # One round trip for both reads: the run an earlier start with this key
-        # created rides along with the deployment as a subquery column.
-        earlier = Run.objects.filter(pipeline=pipeline, idempotency_key=idempotency_key)
-        earlier = earlier.order_by().values_list("pk", flat=True)[:1]
-        deployments = deployments.annotate(earlier_run_id=Subquery(earlier))
-    deployment = deployments.first()
-    if idempotency_key:
-        # Without a deployment row the subquery had nowhere to ride: ask on its own.
-        earlier_id = deployment.earlier_run_id if deployment is not None else next(iter(earlier), None)
+        if deployment is None:
+            # Without a deployment row the earlier run had nowhere to ride: ask on its own.
+            earlier = Run.objects.filter(pipeline=pipeline, idempotency_key=idempotency_key).order_by()
+            earlier_id = next(iter(earlier.values_list("pk", flat=True)[:1]), None)
         if earlier_id is not None:
             return Run.objects.get(pk=earlier_id), False
     if deployment is None or deployment.release is None:
@@ -147,18 +133,20 @@ def run_start(
             # The budgets are read before run.started takes the audit-chain lock
             # (held until commit, by every audited write): only the writes they
             # call for, if any, follow the event.
-            budgets = budget_assess(pipeline=pipeline) if deployment.budgeted else None
-            run = Run.objects.create(
-                pipeline=pipeline,
-                release=release,
-                environment=environment,
-                input=input,
-                input_sha256=input_sha256,
-                source=source,
-                trigger=trigger,
-                actor=actor if getattr(actor, "is_authenticated", False) else None,
-                idempotency_key=idempotency_key or None,
-                seed=derive_seed(release.fingerprint, input_sha256),
+            budgets = budget_assess(pipeline=pipeline) if budgeted else None
+            run = insert_one(
+                Run(
+                    pipeline=pipeline,
+                    release=release,
+                    environment=environment,
+                    input=input,
+                    input_sha256=input_sha256,
+                    source=source,
+                    trigger=trigger,
+                    actor=actor if getattr(actor, "is_authenticated", False) else None,
+                    idempotency_key=idempotency_key or None,
+                    seed=derive_seed(release.fingerprint, input_sha256),
+                )
             )
             _events(
                 run,
@@ -185,11 +173,56 @@ def run_start(
     return run, True
 
 
-def _claimable_sql(alias: str) -> str:
+def _deployment_read(
+    pipeline: Pipeline, environment: str, key: str | None
+) -> tuple[Deployment | None, bool, int | None]:
+    """(the deployment with its release and canary release, whether any budget
+    covers the pipeline, the run an earlier start with ``key`` created) in one
+    round trip, or (None, False, None) without a deployment row.
+
+    Every run start makes this read, and the ORM's compilation of it (two
+    releases joined, two subqueries) cost more CPU than anything else in a
+    start: it is written as SQL once (pipelines/rows.py).
+    """
+    sql, deployment_columns, release_columns, canary_columns = _deployment_read_sql(connection.vendor)
+    row = fetch_row(sql, [pipeline.pk, pipeline.workspace_id, pipeline.pk, key or None, pipeline.pk, environment])
+    if row is None:
+        return None, False, None
+    deployment = deployment_columns.instance(row, 0)
+    start = len(deployment_columns)
+    deployment._state.fields_cache["pipeline"] = pipeline
+    deployment._state.fields_cache["release"] = release_columns.instance(row, start)
+    deployment._state.fields_cache["canary_release"] = canary_columns.instance(row, start + len(release_columns))
+    budgeted, earlier_id = row[-2:]
+    return deployment, bool(budgeted), earlier_id
+
+
+@functools.cache
+def _deployment_read_sql(vendor: str) -> tuple[str, Columns, Columns, Columns]:
+    deployment = Columns(Deployment, "d")
+    # The snapshot (the whole configuration) is not needed to start a run; it loads on first use.
+    release, canary = (Columns(Release, alias, defer=("snapshot", "notes")) for alias in ("r", "c"))
+    budgets, runs = (connection.ops.quote_name(m._meta.db_table) for m in (Budget, Run))
+    sql = (
+        f"SELECT {deployment.sql}, {release.sql}, {canary.sql},"
+        # pipelines.budgets.budgets_over: the pipeline's own budgets and its workspace's.
+        f" EXISTS (SELECT 1 FROM {budgets} b WHERE b.pipeline_id = %s OR b.workspace_id = %s),"
+        # (pipeline, idempotency_key) is unique; a NULL key matches nothing.
+        f" (SELECT e.id FROM {runs} e WHERE e.pipeline_id = %s AND e.idempotency_key = %s)"
+        f" FROM {deployment.table} d"
+        f" LEFT OUTER JOIN {release.table} r ON {release.pk} = d.release_id"
+        f" LEFT OUTER JOIN {canary.table} c ON {canary.pk} = d.canary_release_id"
+        # (pipeline, environment) is unique: one row at most.
+        " WHERE d.pipeline_id = %s AND d.environment = %s"
+    )
+    return sql, deployment, release, canary
+
+
+def _claimable_sql(table: str) -> str:
     """Free to take: queued, or running under a lease that has expired (its
-    worker died). Its parameters are ``_claimable_params``."""
-    quote = connections[alias].ops.quote_name
-    status, lease = (f"{quote(Run._meta.db_table)}.{quote(Run._meta.get_field(name).column)}"
+    worker died), for ``table`` (the run table's name or alias in the
+    statement). Its parameters are ``_claimable_params``."""
+    status, lease = (f"{table}.{connection.ops.quote_name(Run._meta.get_field(name).column)}"
                      for name in ("status", "lease_expires_at"))  # fmt: skip
     return f"({status} = %s OR ({status} = %s AND {lease} < %s))"
 
@@ -201,42 +234,30 @@ def _claimable_params(now) -> list:
 def _load(run_id: int) -> Run | None:
     """The run, with its pipeline and release (less the snapshot), if it is
     free to take; it is claimed with the first commit."""
-    sql, converters, compiler, parts = _load_statement(connection.alias)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [run_id, *_claimable_params(timezone.now())])
-        rows = cursor.fetchall()
-    if not rows:
+    sql, run_columns, pipeline_columns, release_columns = _load_sql(connection.vendor)
+    row = fetch_row(sql, [run_id, *_claimable_params(timezone.now())])
+    if row is None:
         return None
-    (row,) = compiler.apply_converters(rows, converters) if converters else rows
-    (model, attnames, indexes), *related = parts
-    run = model.from_db(connection.alias, attnames, [row[i] for i in indexes])
-    for model, attnames, indexes, field in related:
-        field.set_cached_value(run, model.from_db(connection.alias, attnames, [row[i] for i in indexes]))
+    run = run_columns.instance(row, 0)
+    start = len(run_columns)
+    run._state.fields_cache["pipeline"] = pipeline_columns.instance(row, start)
+    run._state.fields_cache["release"] = release_columns.instance(row, start + len(pipeline_columns))
     return run
 
 
 @functools.cache
-def _load_statement(alias: str):
-    """``_load``'s query, compiled by the ORM once per process: building and
-    compiling it cost three times what the database takes to answer it, and
-    every task of a worker asks it. Rows become instances as ``select_related``
-    makes them (``from_db`` on each model's columns, the fields' converters)."""
-    runs = Run.objects.using(alias).select_related("pipeline", "release").defer("release__snapshot")
-    # No ORDER BY: by the run's default ordering, PostgreSQL may walk the
-    # created_at index of every run instead of looking up one key.
-    compiler = runs.filter(pk=0).order_by().query.get_compiler(alias)
-    sql, _ = compiler.as_sql()
-    sql += f" AND {_claimable_sql(alias)}"
-    columns = [column for column, _, _ in compiler.select]
-    converters = compiler.get_converters(columns)
-
-    def part(info):
-        indexes = list(info["select_fields"])
-        return info["model"], [columns[i].target.attname for i in indexes], indexes
-
-    info = compiler.klass_info
-    related = [(*part(sub), sub["field"]) for sub in info["related_klass_infos"]]
-    return sql, converters, compiler, [part(info), *related]
+def _load_sql(vendor: str) -> tuple[str, Columns, Columns, Columns]:
+    # Every task of a worker makes this read; compiling it with the ORM cost
+    # three times what the database takes to answer it (pipelines/rows.py).
+    run, pipeline = Columns(Run, "r"), Columns(Pipeline, "p")
+    release = Columns(Release, "l", defer=("snapshot",))  # parsed once per process: Release.snapshot_data
+    sql = (
+        f"SELECT {run.sql}, {pipeline.sql}, {release.sql} FROM {run.table} r"
+        f" JOIN {pipeline.table} p ON {pipeline.pk} = r.pipeline_id"
+        f" JOIN {release.table} l ON {release.pk} = r.release_id"
+        f" WHERE {run.pk} = %s AND {_claimable_sql('r')}"
+    )
+    return sql, run, pipeline, release
 
 
 def _document_before(run: Run, position: int) -> dict:
@@ -412,7 +433,7 @@ def _run_update_sql(alias: str, names: tuple[str, ...], claim: bool) -> str:
     assignments = [f"{column[name]} = %s" for name in names]
     if claim:
         assignments.append(f"{column['attempts']} = {column['attempts']} + 1")
-        condition = _claimable_sql(alias)
+        condition = _claimable_sql(quote(Run._meta.db_table))
     else:
         condition = f"{column['lease_owner']} = %s AND {column['status']} = %s"
     return f"UPDATE {quote(Run._meta.db_table)} SET {', '.join(assignments)} WHERE {column['id']} = %s AND {condition}"

@@ -26,12 +26,16 @@ class TokenRateThrottle(BaseThrottle):
         now = clock()
         window = int(now // WINDOW_SECONDS)
         key = f"keel:throttle:token:{token.pk}:{window}"
-        cache.add(key, 0, timeout=WINDOW_SECONDS + 5)
+        # The window's counter exists for every request but its first: count
+        # first and create it only when missing, rather than adding it on
+        # every request (with Redis, a round trip each time).
         try:
             count = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout=WINDOW_SECONDS + 5)
-            count = 1
+        except ValueError:  # the window's first request
+            if cache.add(key, 1, timeout=WINDOW_SECONDS + 5):
+                count = 1
+            else:  # another process created it meanwhile
+                count = cache.incr(key)
         self._wait = (window + 1) * WINDOW_SECONDS - now
         return count <= settings.KEEL_API_RATE_PER_MINUTE
 

@@ -49,3 +49,16 @@ def test_the_next_window_lets_the_token_in_again(redis_cache, api_for, make_toke
     assert api.get("/api/v1/runs").status_code == 429
     monkeypatch.setattr(throttling, "clock", lambda: 1_800_000_000.0 + 61)
     assert api.get("/api/v1/runs").status_code == 200
+
+
+def test_the_windows_counter_counts_every_request_and_expires(redis_cache, api_for, make_token, author, acme_pipeline):
+    from django.core.cache import cache
+
+    token, plain = make_token(author, pipeline=acme_pipeline)
+    api = api_for(plain)
+    for _ in range(2):
+        api.get("/api/v1/runs")
+    key = f"keel:throttle:token:{token.pk}:{int((1_800_000_000.0 + 20) // 60)}"
+    assert cache.get(key) == 2
+    client = cache._cache.get_client(key)
+    assert 0 < client.ttl(cache.make_and_validate_key(key)) <= throttling.WINDOW_SECONDS + 5
