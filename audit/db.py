@@ -116,3 +116,12 @@ def immutable_statements(vendor: str, table: str) -> tuple[list[str], list[str]]
         """,
     ]
     return install, [f"DROP TRIGGER IF EXISTS {table}_immutable ON {table}"]
+
+
+def immutable_install(connection, tables: tuple[str, ...]) -> None:
+    """Make each of ``tables`` refuse every UPDATE and DELETE (``immutable_statements``)."""
+    _run(connection, [sql for table in tables for sql in immutable_statements(connection.vendor, table)[0]])
+
+
+def immutable_remove(connection, tables: tuple[str, ...]) -> None:
+    _run(connection, [sql for table in tables for sql in immutable_statements(connection.vendor, table)[1]])
