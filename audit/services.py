@@ -89,6 +89,16 @@ def audit_record_many(events: list[dict]) -> list[AuditEvent]:
     INSERT: what ``audit_record`` does for each, for a caller (the engine
     recording a batch of steps) that has many to write in one transaction.
     Each dict holds ``audit_record``'s keyword arguments."""
+    events = [AuditEvent(**fields) for fields in audit_append(events)]
+    for event in events:  # saved, as a create() leaves them
+        event._state.adding, event._state.db = False, connection.alias
+    return events
+
+
+def audit_append(events: list[dict]) -> list[dict]:
+    """``audit_record_many`` less the model instances, for a caller that does
+    not read the stored events back (the engine, on every run): returns their
+    fields as stored."""
     prepared = []
     default_actor = None
     for event in events:
@@ -125,10 +135,7 @@ def audit_record_many(events: list[dict]) -> list[AuditEvent]:
             fields.update(seq=seq, ts=ts, payload=payload_text, prev_hash=prev_hash, hash=digest)
             prev_hash = digest
         insert_dicts(AuditEvent, prepared)
-    events = [AuditEvent(**fields) for fields in prepared]
-    for event in events:  # saved, as a create() leaves them
-        event._state.adding, event._state.db = False, connection.alias
-    return events
+    return prepared
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from audit.bulk import insert_dicts
 from audit.canonical import canonical_bytes
-from audit.services import audit_record, audit_record_many
+from audit.services import audit_append, audit_record
 from governance.permissions import user_can
 from pipelines.change import deployment_release_for
 from pipelines.deliveries import delivery_send
@@ -390,7 +390,7 @@ class _Batch:
                     # A handler appends its own audit events after the run's:
                     # one take of the chain head records them all.
                     signal.send(sender=Run, run=self.run, events=self.events, fresh=self.fresh, **kwargs)
-            audit_record_many(self.events)
+            audit_append(self.events)
         self.stored.update(self.rows)
         self.rows, self.events, self.signals = {}, [], []
         self._apply(fields)

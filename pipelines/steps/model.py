@@ -47,8 +47,11 @@ def build_request(model: dict, text: str, *, seed: int) -> ModelRequest:
 
 def request_record(request: ModelRequest) -> dict:
     """A request as recorded on its StepRun (and compared with on replay)."""
-    sent = dataclasses.asdict(request)  # holds the key's variable name, never the key
+    # Field by field: dataclasses.asdict deep-copies through copy.deepcopy. It holds
+    # the key's variable name, never the key.
+    sent = {field.name: getattr(request, field.name) for field in dataclasses.fields(request)}
     sent["messages"] = [dict(message) for message in request.messages]  # JSON has lists, not tuples
+    sent["extra_params"] = json_copy(request.extra_params)
     return sent
 
 
