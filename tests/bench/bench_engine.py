@@ -170,10 +170,18 @@ def _start_runs(pipeline, inputs: list[dict], *, enqueue: bool, source: str) -> 
 
 
 def _settled(ids: list[int]):
+    """Whether no run from the first of ``ids`` to the last is still queued or
+    running. By key range, not by the list: with hundreds of ids, the list
+    query cost PostgreSQL about 5 ms a time (it reads the status index, full of
+    entries for rows since updated), 20 times a second, on the cores the worker
+    needs. Any other run inside the range only makes the wait longer."""
     from pipelines.models import Run
 
+    first, last = min(ids), max(ids)
+
     def check() -> bool:
-        return not Run.objects.filter(pk__in=ids, status__in=[Run.Status.QUEUED, Run.Status.RUNNING]).exists()
+        active = Run.objects.filter(pk__gte=first, pk__lte=last, status__in=[Run.Status.QUEUED, Run.Status.RUNNING])
+        return not active.exists()
 
     return check
 
