@@ -48,15 +48,21 @@ def insert_rows(objs: list[Model]) -> None:
 
 
 def insert_dicts(model: type[Model], rows: list[dict]) -> None:
-    """Insert rows given as dicts of field attnames (``run_id``, not ``run``),
-    every row with the same keys; values are what the model's fields hold
-    (datetimes, decimals, JSON documents). Nothing runs per field: no
-    ``pre_save``, no defaults, so a row names every column it needs."""
+    """Insert rows given as dicts of field attnames (``run_id``, not ``run``);
+    values are what the model's fields hold (datetimes, decimals, JSON
+    documents). A field a row leaves out takes its default, as a new instance
+    would; nothing else runs per field (no ``pre_save``)."""
     if not rows:
         return
     if connection.vendor != "postgresql":
         insert_rows([model(**row) for row in rows])
         return
+    defaults = {
+        field.attname: field.get_default()
+        for field in model._meta.concrete_fields
+        if not isinstance(field, AutoField) and not getattr(field, "generated", False)
+    }
+    rows = [{**defaults, **row} for row in rows]
     with connection.cursor() as cursor:
         cursor.execute(_json_insert_sql(model, tuple(rows[0])), [json.dumps(rows, default=_json_default)])
 

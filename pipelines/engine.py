@@ -17,7 +17,7 @@ from datetime import timedelta
 import jsonschema
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, connection, connections, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -29,7 +29,7 @@ from pipelines.change import deployment_release_for
 from pipelines.deliveries import delivery_send
 from pipelines.models import Budget, Deployment, Pipeline, Release, Run, StepRun
 from pipelines.providers import call_model
-from pipelines.rows import Columns, fetch_row, insert_one
+from pipelines.rows import Columns, fetch_row, insert_one, update_where
 from pipelines.signals import run_held, run_sampled
 from pipelines.steps import execute_step, step_does_io
 from pipelines.steps.base import StepContext, StepError, StepResult
@@ -222,8 +222,7 @@ def _claimable_sql(table: str) -> str:
     """Free to take: queued, or running under a lease that has expired (its
     worker died), for ``table`` (the run table's name or alias in the
     statement). Its parameters are ``_claimable_params``."""
-    status, lease = (f"{table}.{connection.ops.quote_name(Run._meta.get_field(name).column)}"
-                     for name in ("status", "lease_expires_at"))  # fmt: skip
+    status, lease = (f"{table}.{_quote(Run._meta.get_field(name).column)}" for name in ("status", "lease_expires_at"))
     return f"({status} = %s OR ({status} = %s AND {lease} < %s))"
 
 
@@ -265,11 +264,6 @@ def _document_before(run: Run, position: int) -> dict:
         return dict(run.input)
     previous = StepRun.objects.get(run=run, position=position - 1, status=StepRun.Status.COMPLETED)
     return previous.output
-
-
-# A new StepRun row's columns that a step may leave unset (insert_dicts applies no defaults).
-_STEP_ROW = {"output": None, "output_sha256": "", "decision": None, "recordings": [], "input_tokens": 0,
-             "output_tokens": 0, "cost": 0, "error": "", "started_at": None, "finished_at": None}  # fmt: skip
 
 
 class _LeaseLost(Exception):
@@ -382,7 +376,7 @@ class _Batch:
             for position, step_fields in self.rows.items():
                 if position in self.stored:
                     _step_update(self.run.pk, position, step_fields)
-            insert_dicts(StepRun, [{**_STEP_ROW, "run_id": self.run.pk, "position": p, **f}
+            insert_dicts(StepRun, [{"run_id": self.run.pk, "position": p, **f}
                                    for p, f in self.rows.items() if p not in self.stored])  # fmt: skip
             if self.signals:
                 self._apply(fields)  # handlers see the run as it is being committed
@@ -411,49 +405,35 @@ class _Batch:
 
 def _run_update(run_id: int, fields: dict, *, claim: bool, owner: str, now) -> int:
     """Set ``fields`` on the run if it is this worker's (``claim``: if it is
-    free to take, counting an attempt); returns the rows
-    changed, 0 or 1. A statement per set of fields, written once per process:
-    the ORM's update costs more CPU to build than the database takes to run it."""
-    params = [Run._meta.get_field(name).get_db_prep_save(value, connection) for name, value in fields.items()]
-    params.append(run_id)
+    free to take, counting an attempt); returns the rows changed, 0 or 1."""
+    claim_where, owner_where, _, attempts = _filters(connection.vendor)
     if claim:
-        params += _claimable_params(now)
-    else:
-        params += [owner, Run.Status.RUNNING]
-    with connection.cursor() as cursor:
-        cursor.execute(_run_update_sql(connection.alias, tuple(fields), claim), params)
-        return cursor.rowcount
-
-
-@functools.lru_cache(maxsize=32)
-def _run_update_sql(alias: str, names: tuple[str, ...], claim: bool) -> str:
-    quote = connections[alias].ops.quote_name
-    column = {name: quote(Run._meta.get_field(name).column) for name in (*names, "id", "status", "lease_owner",
-                                                                           "attempts")}  # fmt: skip
-    assignments = [f"{column[name]} = %s" for name in names]
-    if claim:
-        assignments.append(f"{column['attempts']} = {column['attempts']} + 1")
-        condition = _claimable_sql(quote(Run._meta.db_table))
-    else:
-        condition = f"{column['lease_owner']} = %s AND {column['status']} = %s"
-    return f"UPDATE {quote(Run._meta.db_table)} SET {', '.join(assignments)} WHERE {column['id']} = %s AND {condition}"
+        return update_where(Run, fields, claim_where, [run_id, *_claimable_params(now)], also=attempts)
+    return update_where(Run, fields, owner_where, [run_id, owner, Run.Status.RUNNING])
 
 
 def _step_update(run_id: int, position: int, fields: dict) -> None:
-    """Set ``fields`` on a stored StepRun row, by a statement written once per
-    set of fields, as _run_update does for the run."""
-    params = [StepRun._meta.get_field(name).get_db_prep_save(value, connection) for name, value in fields.items()]
-    with connection.cursor() as cursor:
-        cursor.execute(_step_update_sql(connection.alias, tuple(fields)), [*params, run_id, position])
+    """Set ``fields`` on a stored StepRun row."""
+    update_where(StepRun, fields, _filters(connection.vendor)[2], [run_id, position])
 
 
-@functools.lru_cache(maxsize=32)
-def _step_update_sql(alias: str, names: tuple[str, ...]) -> str:
-    quote = connections[alias].ops.quote_name
-    column = {name: quote(StepRun._meta.get_field(name).column) for name in (*names, "run", "position")}
-    assignments = ", ".join(f"{column[name]} = %s" for name in names)
-    where = f"{column['run']} = %s AND {column['position']} = %s"
-    return f"UPDATE {quote(StepRun._meta.db_table)} SET {assignments} WHERE {where}"
+@functools.cache
+def _filters(vendor: str) -> tuple[str, str, str, str]:
+    """The worker's UPDATE filters, written once: a run free to take, a run
+    this worker holds, a step row; and the claim's count of an attempt."""
+    run_id, owner, status, attempts = (_quote(Run._meta.get_field(name).column)
+                                       for name in ("id", "lease_owner", "status", "attempts"))  # fmt: skip
+    step_run, step_position = (_quote(StepRun._meta.get_field(name).column) for name in ("run", "position"))
+    return (
+        f"{run_id} = %s AND {_claimable_sql(_quote(Run._meta.db_table))}",
+        f"{run_id} = %s AND {owner} = %s AND {status} = %s",
+        f"{step_run} = %s AND {step_position} = %s",
+        f"{attempts} = {attempts} + 1",
+    )
+
+
+def _quote(name: str) -> str:
+    return connection.ops.quote_name(name)
 
 
 def _hand_back_connection() -> None:

@@ -119,3 +119,22 @@ def insert_one(obj: Model) -> Model:
         setattr(obj, pk.attname, cursor.fetchone()[0])
     obj._state.adding, obj._state.db = False, connection.alias
     return obj
+
+
+def update_where(model: type[Model], fields: dict, where: str, params: list, *, also: str = "") -> int:
+    """``model.objects.filter(...).update(**fields)`` with the filter written
+    as SQL (``where`` and its ``params``), and ``also``: further assignments
+    in SQL (``"attempts" = "attempts" + 1``). Values are adapted as ``update``
+    adapts them (``get_db_prep_save``); the statement is written once per
+    model, set of fields and filter. Returns the rows changed."""
+    values = [model._meta.get_field(name).get_db_prep_save(value, connection) for name, value in fields.items()]
+    with connection.cursor() as cursor:
+        cursor.execute(_update_sql(model, tuple(fields), where, also, connection.vendor), [*values, *params])
+        return cursor.rowcount
+
+
+@functools.lru_cache(maxsize=64)
+def _update_sql(model: type[Model], names: tuple[str, ...], where: str, also: str, vendor: str) -> str:
+    quote = connection.ops.quote_name
+    assignments = [f"{quote(model._meta.get_field(name).column)} = %s" for name in names] + ([also] if also else [])
+    return f"UPDATE {quote(model._meta.db_table)} SET {', '.join(assignments)} WHERE {where}"
