@@ -6,7 +6,6 @@ class), so a worker never sees a row its transaction has not yet committed.
 
 import logging
 import os
-import sys
 
 from celery import Celery
 from celery.signals import worker_init
@@ -31,15 +30,5 @@ def log_eager_notice() -> None:
 
 
 @worker_init.connect
-def _on_worker_init(sender=None, **kwargs) -> None:
-    from django.conf import settings
-
+def _on_worker_init(**kwargs) -> None:
     logger.info("Keel worker starting on broker %s", app.conf.broker_url.split("@")[-1])
-    pool = getattr(sender, "pool_cls", None)
-    pool_name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
-    if "thread" in pool_name:
-        # A thread back from the database or a model call waits for the GIL
-        # until the running thread yields it, by default every 5 ms: with many
-        # calls in flight and a dozen round trips per run, that wait is much of
-        # a run's latency. A shorter interval hands it over sooner.
-        sys.setswitchinterval(settings.KEEL_WORKER_SWITCH_INTERVAL_US / 1_000_000)

@@ -267,8 +267,6 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # server process also plans its first queries against cold catalog caches.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000, minimum=0)
 CELERY_TASK_TIME_LIMIT = KEEL_TASK_TIME_LIMIT
-# A threads-pool worker's GIL switch interval in microseconds (config/celery.py); Python's default is 5,000.
-KEEL_WORKER_SWITCH_INTERVAL_US = env_int("KEEL_WORKER_SWITCH_INTERVAL_US", 1000, minimum=100)
 CELERY_TASK_SOFT_TIME_LIMIT = KEEL_TASK_TIME_LIMIT - 5
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
