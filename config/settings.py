@@ -123,6 +123,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Prepared statements: a statement run a few times on a connection is
+    # parsed and planned once (psycopg prepares it, which needs server-side
+    # binding). Planning was most of the database's CPU on the hot paths: the
+    # API's token and deployment reads spent 0.35 and 0.45 ms each planning,
+    # against 0.05 executing. Off (false) behind a PgBouncer older than 1.21
+    # in transaction pooling mode, which cannot keep prepared statements.
+    if env_bool("DATABASE_PREPARED_STATEMENTS", True):
+        DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
     # DATABASE_POOL_MAX_SIZE > 0: a connection pool per process (psycopg_pool)
     # instead of a connection kept per thread. A worker running model calls
     # on many threads then holds a connection only while it commits: the
