@@ -104,12 +104,17 @@ def insert_one(obj: Model) -> Model:
     """``obj.save(force_insert=True)`` for a new row, without the ORM compiling
     the INSERT each time: the values are adapted exactly as ``save`` adapts
     them (``pre_save``, then ``get_db_prep_save``). A model that a
-    ``pre_save`` or ``post_save`` receiver listens to (or whose primary key
-    is not the database's to assign) is saved the ORM's way, so that no
-    receiver is ever skipped."""
+    ``pre_save`` or ``post_save`` receiver listens to, that has a ``save`` of
+    its own (or whose primary key is not the database's to assign) is saved
+    the ORM's way, so that nothing it does on saving is ever skipped."""
     model = type(obj)
     pk = model._meta.pk
-    if pre_save.has_listeners(model) or post_save.has_listeners(model) or not isinstance(pk, AutoFieldMixin):
+    if (
+        pre_save.has_listeners(model)
+        or post_save.has_listeners(model)
+        or model.save is not Model.save
+        or not isinstance(pk, AutoFieldMixin)
+    ):
         obj.save(force_insert=True)
         return obj
     sql, fields = _insert_sql(model, connection.vendor)

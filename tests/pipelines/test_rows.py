@@ -133,6 +133,16 @@ def test_insert_one_goes_through_save_when_a_receiver_listens(pipeline, superuse
     assert heard == [(run.pk, True)]
 
 
+def test_insert_one_goes_through_save_when_the_model_has_its_own(pipeline, superuser):
+    from reviews.models import ReviewTask
+
+    run = insert_one(_new_run(pipeline, superuser, key="k-4"))
+    task = insert_one(ReviewTask(run=run, pipeline=pipeline, position=5, kind=ReviewTask.Kind.EXCEPTION,
+                                 reasons=["rule", "low_confidence"]))  # fmt: skip
+    # ReviewTask.save derives the codes the queue filters on from the reasons.
+    assert ReviewTask.objects.get(pk=task.pk).reason_codes == ",rule,low_confidence,"
+
+
 def _new_run(pipeline, actor, *, key: str) -> Run:
     deployment = Deployment.objects.select_related("release").get(pipeline=pipeline, environment="production")
     return Run(
