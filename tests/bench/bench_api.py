@@ -8,7 +8,9 @@
 
 Both against one gunicorn (``GUNICORN_WORKERS`` sync workers, DEBUG off, as
 production runs it) on 127.0.0.1, in the same run, each for ``SECONDS`` from
-``CLIENTS`` client threads after a short warm-up. Runs are enqueued on the
+``CLIENTS`` client threads after a short warm-up; measured in turn
+``REPEATS`` times, the order alternating. The figures are medians, the ratio
+the median pair's (``_min`` and ``_max`` show the spread). Runs are enqueued on the
 Redis database ``KEEL_BENCH_API_BROKER_URL`` (flushed before and after); no
 worker takes them, so the figure is the web side alone.
 """
@@ -16,6 +18,7 @@ worker takes them, so the figure is the web side alone.
 import logging
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -33,6 +36,7 @@ BROKER_URL = os.environ.get("KEEL_BENCH_API_BROKER_URL", "redis://127.0.0.1:6379
 # so more of them than cores keep the CPU busy; the same server answers both figures.
 GUNICORN_WORKERS = 2 * (os.cpu_count() or 1) + 1
 CLIENTS = 8
+REPEATS = 3  # pairs of the two measurements; the figure is the median pair's ratio
 SECONDS = 8.0
 WARM_UP_SECONDS = 2.0
 TICKET = {
@@ -49,24 +53,42 @@ def run() -> dict[str, float]:
     _flush()
     port = _free_port()
     server = _gunicorn(port)
+    lives, creates = [], []
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_until_up(base, server)
-        live = _rate(lambda client: client.get(f"{base}/health/live"), expect=200)
         headers = {"Authorization": f"Bearer {token}"}
-        create = _rate(
-            lambda client: client.post(
-                f"{base}/api/v1/pipelines/support-triage/runs",
-                json={"input": TICKET, "idempotency_key": uuid.uuid4().hex, "source": "bench"},
-                headers=headers,
-            ),
-            expect=201,
-        )
+
+        def live():
+            lives.append(_rate(lambda client: client.get(f"{base}/health/live"), expect=200))
+
+        def create():
+            creates.append(_rate(
+                lambda client: client.post(
+                    f"{base}/api/v1/pipelines/support-triage/runs",
+                    json={"input": TICKET, "idempotency_key": uuid.uuid4().hex, "source": "bench"},
+                    headers=headers,
+                ),
+                expect=201,
+            ))  # fmt: skip
+
+        # Both sides in turn, the order alternating, so that drift on a shared
+        # machine falls on both alike; the ratio is each pair's.
+        for repeat in range(REPEATS):
+            for side in (live, create) if repeat % 2 == 0 else (create, live):
+                side()
     finally:
         server.terminate()
         server.wait(timeout=30)
         _flush()
-    return {"health_live_rps": live, "api_create_rps": create, "api_create_ratio": create / live}
+    ratios = [c / l for c, l in zip(creates, lives, strict=True)]
+    return {
+        "health_live_rps": statistics.median(lives),
+        "api_create_rps": statistics.median(creates),
+        "api_create_ratio": round(statistics.median(ratios), 4),
+        "api_create_ratio_min": round(min(ratios), 4),
+        "api_create_ratio_max": round(max(ratios), 4),
+    }
 
 
 def _token() -> str:
