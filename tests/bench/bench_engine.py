@@ -178,17 +178,19 @@ def _start_runs(pipeline, inputs: list[dict], *, enqueue: bool, source: str) -> 
 
 def _settled(ids: list[int]):
     """Whether no run from the first of ``ids`` to the last is still queued or
-    running. By key range, not by the list: with hundreds of ids, the list
-    query cost PostgreSQL about 5 ms a time (it reads the status index, full of
-    entries for rows since updated), 20 times a second, on the cores the worker
-    needs. Any other run inside the range only makes the wait longer."""
+    running: their statuses read by key range, and checked here. Asked with
+    the status in the query, PostgreSQL reads the status index, full of entries
+    for rows since updated (about 84,000 for 600 runs, 5.8 ms of its CPU a
+    time, 20 times a second, on the cores the worker needs), even with the key
+    range beside it. Any other run inside the range only makes the wait longer."""
     from pipelines.models import Run
 
     first, last = min(ids), max(ids)
+    active = {Run.Status.QUEUED, Run.Status.RUNNING}
 
     def check() -> bool:
-        active = Run.objects.filter(pk__gte=first, pk__lte=last, status__in=[Run.Status.QUEUED, Run.Status.RUNNING])
-        return not active.exists()
+        statuses = Run.objects.filter(pk__gte=first, pk__lte=last).values_list("status", flat=True)
+        return active.isdisjoint(statuses)
 
     return check
 
