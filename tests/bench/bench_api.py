@@ -81,7 +81,7 @@ def run() -> dict[str, float]:
         server.terminate()
         server.wait(timeout=30)
         _flush()
-    ratios = [c / l for c, l in zip(creates, lives, strict=True)]
+    ratios = [made / answered for made, answered in zip(creates, lives, strict=True)]
     return {
         "health_live_rps": statistics.median(lives),
         "api_create_rps": statistics.median(creates),

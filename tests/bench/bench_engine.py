@@ -45,6 +45,8 @@ from celery import shared_task
 from django.core.management import call_command
 from django.db import transaction
 
+from tests.bench import database_maintained
+
 ROOT = Path(__file__).resolve().parents[2]
 BROKER_URL = os.environ.get("KEEL_BENCH_BROKER_URL", "redis://127.0.0.1:6379/11")
 THROUGHPUT_WORKER = ("--pool=prefork", "--concurrency=2")
@@ -477,5 +479,6 @@ def _replay_runs() -> list:
         for number in range(REPLAY_RUNS - seeded.count()):
             (run_id,) = _start_runs(pipeline, [tickets[number % len(tickets)]], enqueue=False, source=REPLAY_SOURCE)
             run_execute(run_id)
+        database_maintained()
         print(f"seeded in {time.perf_counter() - started:.1f} s", flush=True)
     return list(seeded.select_related("pipeline", "release").order_by("pk")[:REPLAY_RUNS])

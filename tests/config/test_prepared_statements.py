@@ -32,7 +32,7 @@ def test_the_run_start_statements_are_prepared_after_a_few_runs():
                   enqueue=False)  # fmt: skip
     prepared = _prepared_statements()
     assert any(s.startswith('INSERT INTO "pipelines_run"') for s in prepared), prepared
-    assert any("FROM \"pipelines_deployment\" d" in s for s in prepared), prepared
+    assert any('FROM "pipelines_deployment" d' in s for s in prepared), prepared
 
 
 def test_prepared_statements_can_be_turned_off(tmp_path):
