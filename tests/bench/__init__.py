@@ -14,3 +14,18 @@ def database_maintained() -> None:
         return
     with connection.cursor() as cursor:
         cursor.execute("VACUUM (ANALYZE)")
+
+
+def in_turn(first, second, repeats: int) -> tuple[list, list]:
+    """Call ``first`` and ``second`` ``repeats`` times each, in turn, the order
+    alternating, so that drift on a shared machine falls on both alike; returns
+    their results in two lists, pair by pair."""
+    firsts, seconds = [], []
+    for repeat in range(repeats):
+        if repeat % 2 == 0:
+            firsts.append(first())
+            seconds.append(second())
+        else:
+            seconds.append(second())
+            firsts.append(first())
+    return firsts, seconds

@@ -30,6 +30,8 @@ from pathlib import Path
 import httpx
 from django.core.management import call_command
 
+from tests.bench import in_turn
+
 ROOT = Path(__file__).resolve().parents[2]
 BROKER_URL = os.environ.get("KEEL_BENCH_API_BROKER_URL", "redis://127.0.0.1:6379/12")
 # gunicorn's own rule of thumb (2 × cores + 1): sync workers wait on the database,
@@ -53,30 +55,25 @@ def run() -> dict[str, float]:
     _flush()
     port = _free_port()
     server = _gunicorn(port)
-    lives, creates = [], []
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_until_up(base, server)
         headers = {"Authorization": f"Bearer {token}"}
 
-        def live():
-            lives.append(_rate(lambda client: client.get(f"{base}/health/live"), expect=200))
+        def live() -> float:
+            return _rate(lambda client: client.get(f"{base}/health/live"), expect=200)
 
-        def create():
-            creates.append(_rate(
+        def create() -> float:
+            return _rate(
                 lambda client: client.post(
                     f"{base}/api/v1/pipelines/support-triage/runs",
                     json={"input": TICKET, "idempotency_key": uuid.uuid4().hex, "source": "bench"},
                     headers=headers,
                 ),
                 expect=201,
-            ))  # fmt: skip
+            )
 
-        # Both sides in turn, the order alternating, so that drift on a shared
-        # machine falls on both alike; the ratio is each pair's.
-        for repeat in range(REPEATS):
-            for side in (live, create) if repeat % 2 == 0 else (create, live):
-                side()
+        lives, creates = in_turn(live, create, REPEATS)  # the ratio is each pair's
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -45,7 +45,7 @@ from celery import shared_task
 from django.core.management import call_command
 from django.db import transaction
 
-from tests.bench import database_maintained
+from tests.bench import database_maintained, in_turn
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER_URL = os.environ.get("KEEL_BENCH_BROKER_URL", "redis://127.0.0.1:6379/11")
@@ -213,22 +213,13 @@ def _throughput_figures() -> dict[str, float]:
     pipeline = _ensure_demo()
     tickets = _tickets()
     inputs = [tickets[i % len(tickets)] for i in range(THROUGHPUT_RUNS)]
-    noop_rates, run_rates, start_rates = [], [], []
     with _worker(*THROUGHPUT_WORKER) as client:
         # Warm the worker's processes (imports, connections) on a few runs first.
         warm = _start_runs(pipeline, inputs[:10], enqueue=True, source="bench-warm")
         _wait(_settled(warm), timeout=120, interval=0.05)
-        for repeat in range(THROUGHPUT_REPEATS):
-            # Both sides in turn, the order alternating, so that drift on a
-            # shared machine falls on both alike; the ratio is each pair's.
-            sides = (_noop_rate, _run_rate) if repeat % 2 == 0 else (_run_rate, _noop_rate)
-            for side in sides:
-                if side is _noop_rate:
-                    noop_rates.append(_noop_rate(client))
-                else:
-                    run_rate, start_rate = _run_rate(pipeline, inputs)
-                    run_rates.append(run_rate)
-                    start_rates.append(start_rate)
+        # The ratio is each pair's.
+        noop_rates, runs = in_turn(lambda: _noop_rate(client), lambda: _run_rate(pipeline, inputs), THROUGHPUT_REPEATS)
+    run_rates, start_rates = [run for run, _ in runs], [start for _, start in runs]
     ratios = [run / noop for run, noop in zip(run_rates, noop_rates, strict=True)]
     return {
         "run_throughput_ratio": round(statistics.median(ratios), 4),
