@@ -31,6 +31,10 @@ def manage(*args: str, env: dict[str, str], tmp_path: Path) -> subprocess.Comple
             {"DATABASE_CONN_MAX_AGE": "soon", "DATABASE_URL": "postgres://u@h/db"},
             "DATABASE_CONN_MAX_AGE must be a whole",
         ),
+        (
+            {"DATABASE_PREPARED_STATEMENTS": "sometimes", "DATABASE_URL": "postgres://u@h/db"},
+            "DATABASE_PREPARED_STATEMENTS must be true or false",
+        ),
         ({"KEEL_TASK_TIME_LIMIT": "-1"}, "KEEL_TASK_TIME_LIMIT must be at least 10"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR"),
     ],
