@@ -29,7 +29,12 @@ class AuditEvent(models.Model):
     payload = models.TextField()
     payload_sha256 = models.CharField(max_length=64)
     prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64, unique=True)
+    # No index: nothing looks an event up by its hash (seq is the key), and
+    # SHA-256 values land on random pages of a B-tree, so two indexes on it
+    # (unique, and PostgreSQL's pattern index beside it) made each append
+    # write two index pages at random, most of them whole into the WAL, while
+    # holding the chain head.
+    hash = models.CharField(max_length=64)
     redacted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -77,7 +77,8 @@ class StepRun(models.Model):
         WAITING_REVIEW = "waiting_review"
         FAILED = "failed"
 
-    run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="steps")
+    # Indexed by steprun_unique_position, which leads with the run.
+    run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="steps", db_index=False)
     position = models.PositiveSmallIntegerField()
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=20)
