@@ -3,8 +3,7 @@ when it need not (settings.py sets this ENGINE for a ``postgres://`` URL).
 
 With ``CONN_HEALTH_CHECKS`` Django checks a kept connection before the first
 query of every request and every worker task with ``SELECT 1``: on the API's
-run creation, one round trip in eight, and the commonest statement the server
-ran. A server that ends a session — a restart, ``pg_terminate_backend``, an
+run creation, one round trip in eight. A server that ends a session — a restart, ``pg_terminate_backend``, an
 idle timeout — tells the client (an error message, then the end of the
 stream), so an idle connection whose socket has nothing to read is one the
 server still holds. Only when something is waiting there, or the connection
