@@ -7,9 +7,9 @@
   same Redis broker and the same worker processes (``THROUGHPUT_WORKER``).
   ``run_start_per_s`` is how fast this one process created the runs
   beforehand. The no-op is ``keel.bench_noop`` below; the worker imports this
-  module with ``--include``, so nothing outside the benchmark registers it. The two are measured in
-  turn ``THROUGHPUT_REPEATS`` times, the order alternating; the figure is the
-  median of the pairs' ratios (``_min`` and ``_max`` show the spread: on a
+  module with ``--include``, so nothing outside the benchmark registers it.
+  The two are measured in turn ``THROUGHPUT_REPEATS`` times, the order
+  alternating; the figure is the median of the pairs' ratios (``_min`` and ``_max`` show the spread: on a
   shared two-core machine a single pair ranged from 0.18 to 0.28). Note that
   the no-op side is bound by this process enqueueing the tasks (about 1 ms of
   CPU each, on the same cores) as much as by the worker. Target: at least 0.25.
