@@ -24,6 +24,7 @@ from django.utils import timezone
 from audit.bulk import insert_dicts
 from audit.canonical import canonical_bytes
 from audit.services import audit_append, audit_record
+from config.broker import enqueue_on_commit
 from governance.permissions import user_can
 from pipelines.change import deployment_release_for
 from pipelines.deliveries import delivery_send
@@ -166,7 +167,7 @@ def run_start(
             if enqueue and run.status == Run.Status.QUEUED:  # False: the caller executes it (keel_demo --inline)
                 from pipelines.tasks import run_execute_task
 
-                run_execute_task.delay_on_commit(run.pk)
+                enqueue_on_commit(run_execute_task, run.pk)
     except IntegrityError:
         # A concurrent start with the same key won the race: return its run.
         return Run.objects.get(pipeline=pipeline, idempotency_key=idempotency_key), False
