@@ -4,7 +4,8 @@ so that every web process counts against one limit)."""
 import time
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, caches
+from django.core.cache.backends.redis import RedisCache
 from rest_framework.throttling import BaseThrottle
 
 from pipelines.models import ServiceToken
@@ -25,19 +26,32 @@ class TokenRateThrottle(BaseThrottle):
             return True  # only reached by views that need no credentials
         now = clock()
         window = int(now // WINDOW_SECONDS)
-        key = f"keel:throttle:token:{token.pk}:{window}"
-        # The window's counter exists for every request but its first: count
-        # first and create it only when missing, rather than adding it on
-        # every request (with Redis, a round trip each time).
-        try:
-            count = cache.incr(key)
-        except ValueError:  # the window's first request
-            if cache.add(key, 1, timeout=WINDOW_SECONDS + 5):
-                count = 1
-            else:  # another process created it meanwhile
-                count = cache.incr(key)
+        count = _count(f"keel:throttle:token:{token.pk}:{window}")
         self._wait = (window + 1) * WINDOW_SECONDS - now
         return count <= settings.KEEL_API_RATE_PER_MINUTE
 
     def wait(self) -> float:
         return max(self._wait, 1.0)
+
+
+def _count(key: str) -> int:
+    """Count one more request in the window's counter, created when missing.
+
+    On Redis one round trip: ``SET NX`` with the expiry, then ``INCR``, in one
+    pipeline (Django's ``incr`` asks whether the key exists first, a round
+    trip of its own). Elsewhere (the per-process memory cache) count first and
+    create the counter only when it is missing.
+    """
+    backend = caches[DEFAULT_CACHE_ALIAS]
+    if isinstance(backend, RedisCache):
+        key = backend.make_and_validate_key(key)
+        # The cache's own client (Django keeps integers unpickled, so cache.get reads the count).
+        client = backend._cache.get_client(key, write=True)
+        _, count = client.pipeline(transaction=False).set(key, 0, ex=WINDOW_SECONDS + 5, nx=True).incr(key).execute()
+        return count
+    try:
+        return backend.incr(key)
+    except ValueError:  # the window's first request
+        if backend.add(key, 1, timeout=WINDOW_SECONDS + 5):
+            return 1
+        return backend.incr(key)  # another thread created it meanwhile

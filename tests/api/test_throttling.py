@@ -62,3 +62,18 @@ def test_the_windows_counter_counts_every_request_and_expires(redis_cache, api_f
     assert cache.get(key) == 2
     client = cache._cache.get_client(key)
     assert 0 < client.ttl(cache.make_and_validate_key(key)) <= throttling.WINDOW_SECONDS + 5
+
+
+@pytest.mark.parametrize("backend", ["redis", "memory"])
+def test_concurrent_requests_are_each_counted_once(backend, request):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.core.cache import cache
+
+    if backend == "redis":
+        request.getfixturevalue("redis_cache")
+    key = f"keel:throttle:token:concurrent:{uuid.uuid4().hex}"
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        counts = list(pool.map(lambda _: throttling._count(key), range(40)))
+    assert sorted(counts) == list(range(1, 41))
+    assert cache.get(key) == 40

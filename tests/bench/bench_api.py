@@ -12,7 +12,8 @@ production runs it) on 127.0.0.1, in the same run, each for ``SECONDS`` from
 ``REPEATS`` times, the order alternating. The figures are medians, the ratio
 the median pair's (``_min`` and ``_max`` show the spread). Runs are enqueued on the
 Redis database ``KEEL_BENCH_API_BROKER_URL`` (flushed before and after); no
-worker takes them, so the figure is the web side alone.
+worker takes them, so the figure is the web side alone. Rate limits are
+counted in Redis (``KEEL_BENCH_API_CACHE_URL``), as in production.
 """
 
 import logging
@@ -34,6 +35,8 @@ from tests.bench import in_turn
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER_URL = os.environ.get("KEEL_BENCH_API_BROKER_URL", "redis://127.0.0.1:6379/12")
+# Rate limits counted in Redis, as the production guide has them (KEEL_CACHE_URL).
+CACHE_URL = os.environ.get("KEEL_BENCH_API_CACHE_URL", "redis://127.0.0.1:6379/11")
 # gunicorn's own rule of thumb (2 × cores + 1): sync workers wait on the database,
 # so more of them than cores keep the CPU busy; the same server answers both figures.
 GUNICORN_WORKERS = 2 * (os.cpu_count() or 1) + 1
@@ -105,7 +108,8 @@ def _token() -> str:
 def _flush() -> None:
     import redis
 
-    redis.Redis.from_url(BROKER_URL).flushdb()
+    for url in (BROKER_URL, CACHE_URL):
+        redis.Redis.from_url(url).flushdb()
 
 
 def _free_port() -> int:
@@ -122,6 +126,7 @@ def _gunicorn(port: int) -> subprocess.Popen:
         "ALLOWED_HOSTS": "127.0.0.1",
         "SECURE_SSL_REDIRECT": "false",
         "CELERY_BROKER_URL": BROKER_URL,
+        "KEEL_CACHE_URL": CACHE_URL,
         "KEEL_API_RATE_PER_MINUTE": "100000000",
         "LOG_LEVEL": "WARNING",
     }
