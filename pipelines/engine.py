@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from audit.bulk import insert_dicts
 from audit.canonical import canonical_bytes
-from audit.services import audit_append, audit_record
+from audit.services import audit_append
 from config.broker import enqueue_on_commit
 from governance.permissions import user_can
 from pipelines.change import deployment_release_for
@@ -62,14 +62,19 @@ def derive_seed(fingerprint: str, input_sha256: str) -> int:
 
 
 def _events(run: Run, action: str, payload: dict, actor=None) -> None:
-    audit_record(
-        action=action,
-        object_type="run",
-        object_id=run.pk,
-        payload=payload,
-        workspace_id=run.pipeline.workspace_id,
-        pipeline_id=run.pipeline_id,
-        actor=actor,
+    # audit_append: nothing here reads the stored event back as a model instance.
+    audit_append(
+        [
+            {
+                "action": action,
+                "object_type": "run",
+                "object_id": run.pk,
+                "payload": payload,
+                "workspace_id": run.pipeline.workspace_id,
+                "pipeline_id": run.pipeline_id,
+                "actor": actor,
+            }
+        ]
     )
 
 

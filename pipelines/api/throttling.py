@@ -45,9 +45,8 @@ def _count(key: str) -> int:
     backend = caches[DEFAULT_CACHE_ALIAS]
     if isinstance(backend, RedisCache):
         key = backend.make_and_validate_key(key)
-        # The cache's own client (Django keeps integers unpickled, so cache.get reads the count).
-        client = backend._cache.get_client(key, write=True)
-        _, count = client.pipeline(transaction=False).set(key, 0, ex=WINDOW_SECONDS + 5, nx=True).incr(key).execute()
+        pipeline = _client(backend).pipeline(transaction=False)
+        _, count = pipeline.set(key, 0, ex=WINDOW_SECONDS + 5, nx=True).incr(key).execute()
         return count
     try:
         return backend.incr(key)
@@ -55,3 +54,18 @@ def _count(key: str) -> int:
         if backend.add(key, 1, timeout=WINDOW_SECONDS + 5):
             return 1
         return backend.incr(key)  # another thread created it meanwhile
+
+
+_clients: dict[int, tuple] = {}
+
+
+def _client(backend: RedisCache):
+    """A client over the cache's own connection pool (so ``cache.get`` reads
+    the count: Django stores integers unpickled), one per pool. Django's
+    ``get_client`` builds a new ``redis.Redis`` for every call, which costs
+    more than the round trip."""
+    pool = backend._cache._get_connection_pool(write=True)
+    kept = _clients.get(id(pool))
+    if kept is None or kept[0] is not pool:
+        kept = _clients[id(pool)] = (pool, backend._cache._client(connection_pool=pool))
+    return kept[1]
