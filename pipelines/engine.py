@@ -30,7 +30,7 @@ from pipelines.change import deployment_release_for
 from pipelines.deliveries import delivery_send
 from pipelines.models import Budget, Deployment, Pipeline, Release, Run, StepRun
 from pipelines.providers import call_model
-from pipelines.rows import Columns, fetch_row, insert_one, update_where
+from pipelines.rows import Columns, fetch_row, insert_one, insert_statement, update_where
 from pipelines.signals import run_held, run_sampled
 from pipelines.steps import execute_step, step_does_io
 from pipelines.steps.base import StepContext, StepError, StepResult
@@ -61,7 +61,7 @@ def derive_seed(fingerprint: str, input_sha256: str) -> int:
     return int(hashlib.sha256(f"{fingerprint}:{input_sha256}".encode()).hexdigest()[:15], 16)
 
 
-def _events(run: Run, action: str, payload: dict, actor=None) -> None:
+def _events(run: Run, action: str, payload: dict, actor=None, along: tuple[str, list] | None = None) -> None:
     # audit_append: nothing here reads the stored event back as a model instance.
     audit_append(
         [
@@ -74,7 +74,8 @@ def _events(run: Run, action: str, payload: dict, actor=None) -> None:
                 "pipeline_id": run.pipeline_id,
                 "actor": actor,
             }
-        ]
+        ],
+        along=along,
     )
 
 
@@ -108,7 +109,7 @@ def run_start(
         raise PermissionDenied("Starting a run needs the change right on the pipeline.")
     from pipelines.budgets import budget_assess, budget_hold
 
-    deployment, budgeted, earlier_id = _deployment_read(pipeline, environment, idempotency_key)
+    deployment, budgeted, earlier_id, run_id = _deployment_read(pipeline, environment, idempotency_key)
     if idempotency_key:
         if deployment is None:
             # Without a deployment row the earlier run had nowhere to ride: ask on its own.
@@ -140,20 +141,24 @@ def run_start(
             # (held until commit, by every audited write): only the writes they
             # call for, if any, follow the event.
             budgets = budget_assess(pipeline=pipeline) if budgeted else None
-            run = insert_one(
-                Run(
-                    pipeline=pipeline,
-                    release=release,
-                    environment=environment,
-                    input=input,
-                    input_sha256=input_sha256,
-                    source=source,
-                    trigger=trigger,
-                    actor=actor if getattr(actor, "is_authenticated", False) else None,
-                    idempotency_key=idempotency_key or None,
-                    seed=derive_seed(release.fingerprint, input_sha256),
-                )
+            run = Run(
+                pk=run_id,
+                pipeline=pipeline,
+                release=release,
+                environment=environment,
+                input=input,
+                input_sha256=input_sha256,
+                source=source,
+                trigger=trigger,
+                actor=actor if getattr(actor, "is_authenticated", False) else None,
+                idempotency_key=idempotency_key or None,
+                seed=derive_seed(release.fingerprint, input_sha256),
             )
+            # With its id taken from the sequence (PostgreSQL), the run goes in
+            # with its run.started event, one statement; otherwise first, for its id.
+            along = insert_statement(run) if run_id is not None else None
+            if along is None:
+                insert_one(run)
             _events(
                 run,
                 "run.started",
@@ -166,6 +171,7 @@ def run_start(
                     "environment": environment,
                 },
                 actor=actor,
+                along=along,
             )
             # A run over a hard budget limit is held as failed, and not enqueued.
             run = budget_hold(run=run, assessment=budgets)
@@ -181,10 +187,11 @@ def run_start(
 
 def _deployment_read(
     pipeline: Pipeline, environment: str, key: str | None
-) -> tuple[Deployment | None, bool, int | None]:
+) -> tuple[Deployment | None, bool, int | None, int | None]:
     """(the deployment with its release and canary release, whether any budget
-    covers the pipeline, the run an earlier start with ``key`` created) in one
-    round trip, or (None, False, None) without a deployment row.
+    covers the pipeline, the run an earlier start with ``key`` created, and on
+    PostgreSQL an id for a new run from the run table's sequence) in one round
+    trip, or (None, False, None, None) without a deployment row.
 
     Every run start makes this read, and the ORM's compilation of it (two
     releases joined, two subqueries) cost more CPU than anything else in a
@@ -193,14 +200,14 @@ def _deployment_read(
     sql, deployment_columns, release_columns, canary_columns = _deployment_read_sql(connection.vendor)
     row = fetch_row(sql, [pipeline.pk, pipeline.workspace_id, pipeline.pk, key or None, pipeline.pk, environment])
     if row is None:
-        return None, False, None
+        return None, False, None, None
     deployment = deployment_columns.instance(row, 0)
     start = len(deployment_columns)
     deployment._state.fields_cache["pipeline"] = pipeline
     deployment._state.fields_cache["release"] = release_columns.instance(row, start)
     deployment._state.fields_cache["canary_release"] = canary_columns.instance(row, start + len(release_columns))
-    budgeted, earlier_id = row[-2:]
-    return deployment, bool(budgeted), earlier_id
+    budgeted, earlier_id, run_id = row[-3:]
+    return deployment, bool(budgeted), earlier_id, run_id
 
 
 @functools.cache
@@ -209,12 +216,21 @@ def _deployment_read_sql(vendor: str) -> tuple[str, Columns, Columns, Columns]:
     # The snapshot (the whole configuration) is not needed to start a run; it loads on first use.
     release, canary = (Columns(Release, alias, defer=("snapshot", "notes")) for alias in ("r", "c"))
     budgets, runs = (connection.ops.quote_name(m._meta.db_table) for m in (Budget, Run))
+    next_run_id = (
+        f"nextval(pg_get_serial_sequence('{Run._meta.db_table}', '{Run._meta.pk.column}'))"
+        if vendor == "postgresql"
+        else "NULL"
+    )
     sql = (
         f"SELECT {deployment.sql}, {release.sql}, {canary.sql},"
         # pipelines.budgets.budgets_over: the pipeline's own budgets and its workspace's.
         f" EXISTS (SELECT 1 FROM {budgets} b WHERE b.pipeline_id = %s OR b.workspace_id = %s),"
         # (pipeline, idempotency_key) is unique; a NULL key matches nothing.
-        f" (SELECT e.id FROM {runs} e WHERE e.pipeline_id = %s AND e.idempotency_key = %s)"
+        f" (SELECT e.id FROM {runs} e WHERE e.pipeline_id = %s AND e.idempotency_key = %s),"
+        # An id for the run about to start: it then goes in with its first audit
+        # event in one statement. (A start that ends otherwise leaves a gap, as
+        # any rolled-back insert does.) SQLite has no sequence: the insert assigns it.
+        f" {next_run_id}"
         f" FROM {deployment.table} d"
         f" LEFT OUTER JOIN {release.table} r ON {release.pk} = d.release_id"
         f" LEFT OUTER JOIN {canary.table} c ON {canary.pk} = d.canary_release_id"

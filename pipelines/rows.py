@@ -87,15 +87,16 @@ def fetch_row(sql: str, params: list) -> tuple | None:
 
 
 @functools.cache
-def _insert_sql(model: type[Model], vendor: str) -> tuple[str, list]:
+def _insert_sql(model: type[Model], vendor: str, *, with_pk: bool = False) -> tuple[str, list]:
     quote = connection.ops.quote_name
     pk = model._meta.pk
-    # The primary key comes from the database (an auto field), as with save().
-    fields = [f for f in model._meta.concrete_fields if f is not pk and not getattr(f, "generated", False)]
-    # RETURNING: PostgreSQL, and SQLite since 3.35 (the ORM's own inserts rely on it there too).
+    # Without with_pk the primary key comes from the database (an auto field),
+    # as with save(), and insert_one reads it back with RETURNING (PostgreSQL,
+    # and SQLite since 3.35: the ORM's own inserts rely on it there too).
+    fields = [f for f in model._meta.concrete_fields if (with_pk or f is not pk) and not getattr(f, "generated", False)]
     sql = (
         f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
-        f" VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {quote(pk.column)}"
+        f" VALUES ({', '.join(['%s'] * len(fields))})"
     )
     return sql, fields
 
@@ -109,21 +110,35 @@ def insert_one(obj: Model) -> Model:
     the ORM's way, so that nothing it does on saving is ever skipped."""
     model = type(obj)
     pk = model._meta.pk
-    if (
-        pre_save.has_listeners(model)
-        or post_save.has_listeners(model)
-        or model.save is not Model.save
-        or not isinstance(pk, AutoFieldMixin)
-    ):
+    if _saved_its_own_way(model) or not isinstance(pk, AutoFieldMixin):
         obj.save(force_insert=True)
         return obj
     sql, fields = _insert_sql(model, connection.vendor)
     params = [field.get_db_prep_save(field.pre_save(obj, add=True), connection) for field in fields]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(f"{sql} RETURNING {connection.ops.quote_name(pk.column)}", params)
         setattr(obj, pk.attname, cursor.fetchone()[0])
     obj._state.adding, obj._state.db = False, connection.alias
     return obj
+
+
+def _saved_its_own_way(model: type[Model]) -> bool:
+    """A receiver listens to its saves, or it has a ``save`` of its own."""
+    return pre_save.has_listeners(model) or post_save.has_listeners(model) or model.save is not Model.save
+
+
+def insert_statement(obj: Model) -> tuple[str, list]:
+    """The INSERT of a new row whose primary key is already set (taken from
+    its sequence), as ``(sql, params)``, for a caller that sends it with
+    another statement; values are adapted as ``insert_one`` adapts them, and
+    the instance counts as saved. Only for models ``insert_one`` inserts itself."""
+    model = type(obj)
+    if obj.pk is None or _saved_its_own_way(model):
+        raise ValueError(f"insert_statement needs a {model.__name__} with its key and no save hooks")
+    sql, fields = _insert_sql(model, connection.vendor, with_pk=True)
+    params = [field.get_db_prep_save(field.pre_save(obj, add=True), connection) for field in fields]
+    obj._state.adding, obj._state.db = False, connection.alias
+    return sql, params
 
 
 def update_where(model: type[Model], fields: dict, where: str, params: list, *, also: str = "") -> int:

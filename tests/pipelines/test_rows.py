@@ -53,7 +53,7 @@ def test_the_deployment_read_gives_the_orms_values(pipeline, superuser):
         paused=True,
         pause_reason="maintenance",
     )
-    deployment, budgeted, earlier = _deployment_read(pipeline, "production", None)
+    deployment, budgeted, earlier, _ = _deployment_read(pipeline, "production", None)
     expected = Deployment.objects.select_related("release", "canary_release").get(
         pipeline=pipeline, environment="production"
     )
@@ -75,10 +75,75 @@ def test_the_deployment_read_gives_the_orms_values(pipeline, superuser):
 def test_the_deployment_read_sees_a_workspace_budget_and_an_earlier_run(pipeline, superuser):
     run, _ = _start(pipeline, superuser, key="k-1")
     Budget.objects.create(workspace=pipeline.workspace, unit="money", soft_limit=1, hard_limit=2)
-    _, budgeted, earlier = _deployment_read(pipeline, "production", "k-1")
+    _, budgeted, earlier, _ = _deployment_read(pipeline, "production", "k-1")
     assert (budgeted, earlier) == (True, run.pk)
     assert _deployment_read(pipeline, "production", "another key")[2] is None
-    assert _deployment_read(pipeline, "staging", "k-1") == (None, False, None)
+    assert _deployment_read(pipeline, "staging", "k-1") == (None, False, None, None)
+
+
+def test_on_postgresql_the_deployment_read_takes_the_next_run_id_from_the_sequence(pipeline, superuser):
+    from django.db import connection
+
+    first = _deployment_read(pipeline, "production", None)[3]
+    second = _deployment_read(pipeline, "production", None)[3]
+    run, _ = _start(pipeline, superuser, key="k-5")
+    if connection.vendor != "postgresql":
+        assert first is second is None  # SQLite has no sequence: the insert assigns the id
+        return
+    assert second > first and run.pk > second  # each read takes its own; a started run the next one
+    assert Run.objects.get(pk=run.pk).pk == run.pk
+
+
+def test_a_run_start_sends_its_run_and_its_first_event_in_one_statement(pipeline, superuser):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from audit.models import AuditEvent
+
+    with CaptureQueriesContext(connection) as queries:
+        run, created = _start(pipeline, superuser, key="k-6")
+    inserts = [q["sql"] for q in queries.captured_queries if q["sql"].lstrip().upper().startswith(("INSERT", "WITH"))]
+    event = AuditEvent.objects.get(action="run.started", object_id=str(run.pk))
+    assert created and Run.objects.get(pk=run.pk).idempotency_key == "k-6"
+    assert event.pipeline_id == pipeline.pk and event.payload_data["input_sha256"] == run.input_sha256
+    if connection.vendor == "postgresql":
+        assert len(inserts) == 1 and "pipelines_run" in inserts[0] and "audit_auditevent" in inserts[0]
+    else:
+        assert len(inserts) == 2  # the run first, for the id SQLite assigns
+
+
+def test_a_failing_run_insert_takes_its_event_with_it(pipeline, superuser):
+    # The same key twice at once: the second insert breaks the unique key, and the
+    # statement that carries the run carries its event, so neither is stored.
+    from django.db import IntegrityError, connection, transaction
+
+    from audit.models import AuditEvent
+    from audit.services import audit_append
+    from pipelines.rows import insert_statement
+
+    first, _ = _start(pipeline, superuser, key="k-7")
+    before = AuditEvent.objects.count()
+    duplicate = _new_run(pipeline, superuser, key="k-7")
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT nextval(pg_get_serial_sequence('pipelines_run', 'id'))")
+            duplicate.pk = cursor.fetchone()[0]
+    else:
+        duplicate.pk = first.pk + 1000
+    with pytest.raises(IntegrityError), transaction.atomic():
+        audit_append(
+            [{"action": "run.started", "object_type": "run", "object_id": duplicate.pk, "payload": {}}],
+            along=insert_statement(duplicate),
+        )
+    assert AuditEvent.objects.count() == before
+    assert not Run.objects.filter(pk=duplicate.pk).exists()
+
+
+def test_insert_statement_refuses_a_row_without_its_key(pipeline, superuser):
+    from pipelines.rows import insert_statement
+
+    with pytest.raises(ValueError, match="with its key"):
+        insert_statement(_new_run(pipeline, superuser, key="k-8"))
 
 
 def test_the_token_read_gives_the_orms_token_user_and_pipeline(make_token, author, pipeline):
