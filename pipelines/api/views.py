@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from audit.canonical import canonical_bytes
 from audit.context import acting_as
+from governance.permissions import permission_cache
 from pipelines.api.errors import Conflict
 from pipelines.api.parsers import BoundedJSONParser, RequestTooLarge, body_limit
 from pipelines.api.selectors import pipeline_for_token, run_detail_for_token, runs_for_token
@@ -36,6 +37,11 @@ ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404
 
 
 class KeelAPIView(APIView):
+    def dispatch(self, request, *args, **kwargs):
+        # A request asks each object-permission question once (no right changes during one).
+        with permission_cache():
+            return super().dispatch(request, *args, **kwargs)
+
     def initial(self, request, *args, **kwargs):
         # Refuse an oversized body from its declared length, before reading any of it.
         length = request.META.get("CONTENT_LENGTH") or ""
@@ -55,7 +61,8 @@ class RunCreateView(KeelAPIView):
     )
     def post(self, request, slug: str):
         token = request.auth
-        pipeline = pipeline_for_token(token=token, slug=slug)
+        # The change right is run_start's question: asked now, with the view right.
+        pipeline = pipeline_for_token(token=token, slug=slug, also=("change",))
         if pipeline is None:
             raise NotFound(f"No pipeline {slug!r} is reachable with this token.")
         serializer = RunCreateSerializer(

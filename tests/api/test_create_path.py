@@ -48,3 +48,27 @@ def test_a_pipeline_token_does_not_reach_another_pipeline_its_user_sees(
     _, plain = make_token(superuser, pipeline=acme_pipeline)
     response = api_for(plain).post_run(globex_pipeline.slug)
     assert response.status_code == 404 and not Run.objects.exists()
+
+
+def test_a_run_created_with_a_pipeline_token_asks_the_object_rights_once(api_for, make_token, author, acme_pipeline):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _, plain = make_token(author, pipeline=acme_pipeline)
+    api = api_for(plain)
+    assert api.post_run(acme_pipeline.slug, {"input": TICKET, "idempotency_key": "k-5"}).status_code == 201
+    with CaptureQueriesContext(connection) as queries:
+        assert api.post_run(acme_pipeline.slug, {"input": TICKET, "idempotency_key": "k-6"}).status_code == 201
+    rights = [q["sql"] for q in queries.captured_queries if "auth_permission" in q["sql"]]
+    assert len(rights) == 1  # the view right and run_start's change right, together
+
+
+def test_a_token_whose_user_may_see_but_not_change_the_pipeline_cannot_start_runs(
+    api_for, make_token, acme_pipeline, auditor
+):
+    _, plain = make_token(auditor, pipeline=acme_pipeline)
+    api = api_for(plain)
+    assert api.get("/api/v1/runs").status_code == 200  # the token reaches the pipeline
+    response = api.post_run(acme_pipeline.slug)
+    assert response.status_code == 403 and "change right" in response.json()["errors"][0]["reason"]
+    assert not Run.objects.exists()

@@ -70,3 +70,35 @@ def test_one_question_is_one_query(reviewer, acme_config):
     with CaptureQueriesContext(connection) as queries:
         assert user_can(reviewer, "review_output", pipeline)
     assert len(queries) == 1
+
+
+def test_prefetched_answers_are_user_cans_for_every_persona_action_and_object(
+    personas, direct_holders, acme, globex, acme_config, globex_config
+):
+    from governance.permissions import permission_cache, user_can_prefetch
+
+    objects = [acme, globex, *acme_config.values(), *globex_config.values()]
+    for user in [*personas.values(), *direct_holders]:
+        for obj in objects:
+            expected = {action: user_can(user, action, obj) for action in ACTIONS}
+            with permission_cache():
+                user_can_prefetch(user, ACTIONS, obj)
+                with CaptureQueriesContext(connection) as queries:
+                    answers = {action: user_can(user, action, obj) for action in ACTIONS}
+            assert answers == expected, (user, obj)
+            assert len(queries) == 0  # every answer came from the one prefetch
+
+
+def test_a_prefetch_asks_several_rights_in_one_query_and_nothing_outside_a_block(author, acme_config):
+    from governance.permissions import permission_cache, user_can_prefetch
+
+    pipeline = acme_config["pipeline"]
+    user_can(author, "view", pipeline)  # content types cached
+    with CaptureQueriesContext(connection) as outside:
+        user_can_prefetch(author, ("view", "change"), pipeline)
+    assert len(outside) == 0
+    with permission_cache(), CaptureQueriesContext(connection) as inside:
+        user_can_prefetch(author, ("view", "change", "approve_release"), pipeline)
+        assert user_can(author, "view", pipeline) and user_can(author, "change", pipeline)
+        assert not user_can(author, "approve_release", pipeline)
+    assert len(inside) == 1
