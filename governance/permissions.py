@@ -111,6 +111,48 @@ def user_can_prefetch(user, actions: tuple[str, ...], obj: Model) -> None:
         answers[keys[action]] = action in held
 
 
+def rights_sql(
+    model: type[Model], actions: tuple[str, ...], *, user: str, key: str, workspace: str
+) -> tuple[str, list]:
+    """Columns for a SELECT, one per action, each true when the user whose key
+    is the column ``user`` may take the action on the ``model`` row whose key
+    is the column ``key`` (and its workspace's, ``workspace``), as ``user_can``
+    decides it for a user who is active and not a superuser; with their
+    parameters, in order. For a statement that reads a user and an object
+    anyway (the API's token read, with the token's pipeline): the answers
+    ride along, and ``user_can_record`` files them for the request."""
+    if model is Workspace or getattr(model, "permission_parent_field", None):
+        raise ValueError(f"rights_sql answers for models under a workspace, not {model.__name__}")
+    columns, params = [], []
+    for action in actions:
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}")
+        own = _own_codename(model, action)
+        grants = [(model, key, own)] if own else []  # as _grants has them
+        if own or action not in PIPELINE_ONLY:
+            grants.append((Workspace, workspace, _workspace_codename(action, inside=True)))
+        parts = []
+        for grant_model, key_column, permission in grants:
+            codename = permission.split(".", 1)[1]
+            content_type_id = get_content_type(grant_model).pk
+            for sql, generic in _grant_sql(grant_model, user, key_column):
+                parts.append(sql)
+                params += [content_type_id, codename, *([content_type_id] if generic else [])]
+        columns.append(f"EXISTS ({' UNION ALL '.join(parts)})" if parts else "1 = 0")
+    return ", ".join(columns), params
+
+
+def user_can_record(user, obj: Model, answers: dict[str, bool]) -> None:
+    """File answers read elsewhere (``rights_sql``) in the current
+    ``permission_cache`` block, as ``user_can`` would have filed them; nothing
+    outside a block."""
+    cache = _answers.get()
+    if cache is None or obj.pk is None or user is None or user.pk is None:
+        return
+    for action, granted in answers.items():
+        cache.setdefault((user.pk, action, obj._meta.label, obj.pk), bool(granted))
+
+
 def _user_can(user, action: str, obj: Model) -> bool:
     return action in _granted_each(user, {action: _grants(action, obj)})
 
@@ -161,18 +203,20 @@ def _granted_each(user, grants_by_action: dict[str, list[tuple[type[Model], obje
 
 
 @functools.cache
-def _grant_sql(model: type[Model]) -> tuple[tuple[str, bool], ...]:
+def _grant_sql(model: type[Model], user: str = "%s", key: str = "%s") -> tuple[tuple[str, bool], ...]:
     """The SELECTs behind guardian's user and group permission checks on
     ``model`` (its direct permission tables, or the generic ones), each with
     whether it is generic. Written once per model as SQL: building the same
     four-part ORM query on every check cost more than running it.
     Parameters: content type, codename, user, then the object's key (a
-    generic table: content type and the key as text)."""
+    generic table: content type and the key as text). ``user`` and ``key``
+    may name columns of an enclosing statement instead (``rights_sql``):
+    those two are then not parameters."""
     q = connection.ops.quote_name
     memberships = get_user_model().groups.through._meta
     groups_of = (
         f"SELECT {q(memberships.get_field('group').column)} FROM {q(memberships.db_table)}"
-        f" WHERE {q(memberships.get_field('user').column)} = %s"
+        f" WHERE {q(memberships.get_field('user').column)} = {user}"
     )
     permissions = Permission._meta
     permission_key = (
@@ -185,14 +229,16 @@ def _grant_sql(model: type[Model]) -> tuple[tuple[str, bool], ...]:
         meta = perms_model._meta
         col = {f.name: "o." + q(f.column) for f in meta.concrete_fields}
         generic = perms_model.objects.is_generic()
-        who = f"{col['user']} = %s" if holder == "user" else f"{col['group']} IN ({groups_of})"
-        key = f"{col['content_type']} = %s AND {col['object_pk']} = %s" if generic else f"{col['content_object']} = %s"
+        who = f"{col['user']} = {user}" if holder == "user" else f"{col['group']} IN ({groups_of})"
+        text_key = key if key == "%s" else f"CAST({key} AS TEXT)"
+        key_sql = f"{col['content_type']} = %s AND {col['object_pk']} = {text_key}" if generic else None
+        key_sql = key_sql or f"{col['content_object']} = {key}"
         # The permission's key as a scalar subquery rather than a join: the
         # planner settles four parts of this shape in about half the time.
         selects.append(
             (
                 f"SELECT 1 FROM {q(meta.db_table)} o WHERE {col['permission']} = ({permission_key})"
-                f" AND {who} AND {key}",
+                f" AND {who} AND {key_sql}",
                 generic,
             )
         )

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from governance.models import Workspace
-from governance.permissions import user_can
+from governance.permissions import rights_sql, user_can, user_can_record
 from pipelines.models import Pipeline, ServiceToken
 from pipelines.rows import Columns, fetch_row
 
@@ -121,20 +121,25 @@ def token_authenticate(plain: str) -> ServiceToken | None:
 
     The token arrives with its user and (for a pipeline token) its pipeline,
     read in one statement: every API request makes this read, and the ORM's
-    compilation of it cost more than the rest of authenticating.
+    compilation of it cost more than the rest of authenticating. With them
+    come the user's view and change rights on that pipeline (what a run's
+    creation asks), filed for the request's ``permission_cache`` block.
     """
     if not plain.startswith(TOKEN_PREFIX) or len(plain) > 200:
         return None
-    sql, token_columns, user_columns, pipeline_columns = _token_read()
-    row = fetch_row(sql, [_digest(plain)])
+    sql, params, token_columns, user_columns, pipeline_columns = _token_read()
+    row = fetch_row(sql, [*params, _digest(plain)])
     if row is None:
         return None
     token = token_columns.instance(row, 0)
     user = user_columns.instance(row, len(token_columns))
     token._state.fields_cache["user"] = user
-    token._state.fields_cache["pipeline"] = pipeline_columns.instance(row, len(token_columns) + len(user_columns))
+    pipeline = pipeline_columns.instance(row, len(token_columns) + len(user_columns))
+    token._state.fields_cache["pipeline"] = pipeline
     if token.is_revoked or not user.is_active:
         return None
+    if pipeline is not None:
+        user_can_record(user, pipeline, dict(zip(PIPELINE_RIGHTS, row[-len(PIPELINE_RIGHTS) :], strict=True)))
     now = timezone.now()
     if token.last_used_at is None or token.last_used_at < now - LAST_USED_GRANULARITY:
         # A conditional UPDATE, so concurrent requests write it once.
@@ -143,21 +148,27 @@ def token_authenticate(plain: str) -> ServiceToken | None:
     return token
 
 
+# The rights the token read answers on a pipeline token's pipeline: finding it, and starting a run.
+PIPELINE_RIGHTS = ("view", "change")
+
+
 @functools.cache
-def _token_read_for(vendor: str) -> tuple[str, Columns, Columns, Columns]:
+def _token_read_for(vendor: str) -> tuple[str, list, Columns, Columns, Columns]:
     token = Columns(ServiceToken, "t")
     # What a request needs of the user and the pipeline; the rest loads if anything asks for it.
     user = Columns(get_user_model(), "u", defer=("password",))
     pipeline = Columns(Pipeline, "p", defer=("description", "runbook", "input_schema"))
+    workspace = f"p.{connection.ops.quote_name(Pipeline._meta.get_field('workspace').column)}"
+    rights, params = rights_sql(Pipeline, PIPELINE_RIGHTS, user=user.pk, key=pipeline.pk, workspace=workspace)
     # key_sha256 is unique: one row at most, no ORDER BY needed.
     sql = (
-        f"SELECT {token.sql}, {user.sql}, {pipeline.sql} FROM {token.table} t"
+        f"SELECT {token.sql}, {user.sql}, {pipeline.sql}, {rights} FROM {token.table} t"
         f" INNER JOIN {user.table} u ON {user.pk} = t.user_id"
         f" LEFT OUTER JOIN {pipeline.table} p ON {pipeline.pk} = t.pipeline_id"
         " WHERE t.key_sha256 = %s"
     )
-    return sql, token, user, pipeline
+    return sql, params, token, user, pipeline
 
 
-def _token_read() -> tuple[str, Columns, Columns, Columns]:
+def _token_read() -> tuple[str, list, Columns, Columns, Columns]:
     return _token_read_for(connection.vendor)

@@ -50,7 +50,9 @@ def test_a_pipeline_token_does_not_reach_another_pipeline_its_user_sees(
     assert response.status_code == 404 and not Run.objects.exists()
 
 
-def test_a_run_created_with_a_pipeline_token_asks_the_object_rights_once(api_for, make_token, author, acme_pipeline):
+def test_a_run_created_with_a_pipeline_token_reads_the_object_rights_with_the_token(
+    api_for, make_token, author, acme_pipeline
+):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -60,7 +62,8 @@ def test_a_run_created_with_a_pipeline_token_asks_the_object_rights_once(api_for
     with CaptureQueriesContext(connection) as queries:
         assert api.post_run(acme_pipeline.slug, {"input": TICKET, "idempotency_key": "k-6"}).status_code == 201
     rights = [q["sql"] for q in queries.captured_queries if "auth_permission" in q["sql"]]
-    assert len(rights) == 1  # the view right and run_start's change right, together
+    # The view right (finding the pipeline) and run_start's change right ride with the token read.
+    assert len(rights) == 1 and "key_sha256" in rights[0]
 
 
 def test_a_token_whose_user_may_see_but_not_change_the_pipeline_cannot_start_runs(

@@ -102,3 +102,41 @@ def test_a_prefetch_asks_several_rights_in_one_query_and_nothing_outside_a_block
         assert user_can(author, "view", pipeline) and user_can(author, "change", pipeline)
         assert not user_can(author, "approve_release", pipeline)
     assert len(inside) == 1
+
+
+def test_rights_read_in_sql_are_user_cans_for_every_persona_action_and_pipeline(
+    personas, direct_holders, acme_config, globex_config
+):
+    from django.contrib.auth import get_user_model
+
+    from governance.permissions import rights_sql
+    from pipelines.models import Pipeline
+
+    q = connection.ops.quote_name
+    columns, params = rights_sql(Pipeline, ACTIONS, user="u.id", key="p.id", workspace="p.workspace_id")
+    sql = (
+        f"SELECT {columns} FROM {q(get_user_model()._meta.db_table)} u, {q(Pipeline._meta.db_table)} p"
+        " WHERE u.id = %s AND p.id = %s"
+    )
+    checked = 0
+    for user in [*personas.values(), *direct_holders]:
+        for pipeline in (acme_config["pipeline"], globex_config["pipeline"]):
+            with connection.cursor() as cursor:
+                cursor.execute(sql, [*params, user.pk, pipeline.pk])
+                row = cursor.fetchone()
+            assert {a: bool(v) for a, v in zip(ACTIONS, row, strict=True)} == {
+                a: user_can(user, a, pipeline) for a in ACTIONS
+            }, (user, pipeline)
+            checked += 1
+    assert checked == 2 * (len(personas) + len(direct_holders))
+
+
+def test_rights_sql_refuses_what_it_cannot_answer():
+    from governance.permissions import rights_sql
+
+    with pytest.raises(ValueError, match="under a workspace"):
+        rights_sql(Workspace, ("view",), user="u.id", key="w.id", workspace="w.id")
+    from pipelines.models import Pipeline
+
+    with pytest.raises(ValueError, match="unknown action"):
+        rights_sql(Pipeline, ("fly",), user="u.id", key="p.id", workspace="p.workspace_id")
