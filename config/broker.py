@@ -193,7 +193,7 @@ def _producer(app, route: _Route):
     if kept is None or kept[0] is not app:
         producer = app.amqp.Producer(app.connection_for_write(), auto_declare=False)
         kept = _kept.producer = (app, producer, set())
-    app_, producer, declared = kept
+    _, producer, declared = kept
     if route.queue.name not in declared:
         producer.maybe_declare(route.queue, retry=route.publish["retry"], **route.publish["retry_policy"])
         declared.add(route.queue.name)

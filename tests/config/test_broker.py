@@ -117,3 +117,19 @@ def test_a_redis_broker_uses_keels_transport():
         assert isinstance(app.connection_for_write().default_channel, broker.Channel)
     else:
         assert not hasattr(settings, "CELERY_BROKER_TRANSPORT")
+
+
+@pytest.mark.services
+def test_a_kept_producer_sends_again_after_the_broker_drops_its_connection(queue):
+    if not settings.CELERY_BROKER_URL.startswith("redis://"):
+        pytest.skip("the configured broker is not Redis")
+    import redis
+
+    broker.enqueue(run_execute_task, 1)
+    # The server closes the connection the kept producer's channel put that message through.
+    channel = broker._kept.producer[1].channel
+    with channel.conn_or_acquire() as client:
+        connection_id = client.client_id()
+    assert redis.Redis.from_url(settings.CELERY_BROKER_URL).client_kill_filter(_id=connection_id) == 1
+    broker.enqueue(run_execute_task, 2)
+    assert [message["body"][0] for message in _received(queue, 2)] == [[1], [2]]
