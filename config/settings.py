@@ -263,9 +263,6 @@ def filesystem_broker_options(var_dir: Path) -> dict:
 
 if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS.update(filesystem_broker_options(VAR_DIR))
-elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-    # kombu's Redis transport, sharing one client per channel (config/broker.py).
-    CELERY_BROKER_TRANSPORT = "config.broker:Transport"
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND")
 CELERY_TASK_IGNORE_RESULT = CELERY_RESULT_BACKEND is None
 CELERY_RESULT_EXPIRES = timedelta(days=1)

@@ -111,12 +111,17 @@ def test_the_redis_channel_puts_every_message_through_one_client():
             assert given is first  # a caller's own client is used as it is
 
 
-def test_a_redis_broker_uses_keels_transport():
-    if settings.CELERY_BROKER_URL.startswith("redis://"):
-        assert settings.CELERY_BROKER_TRANSPORT == "config.broker:Transport"
-        assert isinstance(app.connection_for_write().default_channel, broker.Channel)
-    else:
-        assert not hasattr(settings, "CELERY_BROKER_TRANSPORT")
+def test_on_redis_the_kept_producer_shares_one_client_and_celery_keeps_its_own_transport(queue):
+    broker.enqueue(run_execute_task, 1)
+    producer = broker._kept.producer[1]
+    with app.connection_for_write() as connection:
+        celerys = connection.default_channel
+        if settings.CELERY_BROKER_URL.startswith("redis://"):
+            assert isinstance(producer.channel, broker.Channel)
+        else:
+            assert not isinstance(producer.channel, broker.Channel)
+        # Workers, beat and apply_async: kombu's transport as it ships.
+        assert not isinstance(celerys, broker.Channel)
 
 
 @pytest.mark.services
