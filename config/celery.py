@@ -2,7 +2,7 @@
 
 Tasks are enqueued with ``task.delay_on_commit(...)`` (Celery's Django task
 class), so a worker never sees a row its transaction has not yet committed;
-a run start, the hottest path, with ``config.broker.enqueue_on_commit``, the
+a run start, the hottest path, with ``pipelines.broker.enqueue_on_commit``, the
 same message sent on a producer its thread keeps.
 """
 

@@ -230,9 +230,11 @@ def _grant_sql(model: type[Model], user: str = "%s", key: str = "%s") -> tuple[t
         col = {f.name: "o." + q(f.column) for f in meta.concrete_fields}
         generic = perms_model.objects.is_generic()
         who = f"{col['user']} = {user}" if holder == "user" else f"{col['group']} IN ({groups_of})"
-        text_key = key if key == "%s" else f"CAST({key} AS TEXT)"
-        key_sql = f"{col['content_type']} = %s AND {col['object_pk']} = {text_key}" if generic else None
-        key_sql = key_sql or f"{col['content_object']} = {key}"
+        if generic:  # the object's key kept as text
+            text_key = key if key == "%s" else f"CAST({key} AS TEXT)"
+            key_sql = f"{col['content_type']} = %s AND {col['object_pk']} = {text_key}"
+        else:
+            key_sql = f"{col['content_object']} = {key}"
         # The permission's key as a scalar subquery rather than a join: the
         # planner settles four parts of this shape in about half the time.
         selects.append(

@@ -24,8 +24,8 @@ from django.utils import timezone
 from audit.bulk import insert_dicts
 from audit.canonical import canonical_bytes
 from audit.services import audit_append
-from config.broker import enqueue_on_commit
 from governance.permissions import user_can
+from pipelines.broker import enqueue_on_commit
 from pipelines.change import deployment_release_for
 from pipelines.deliveries import delivery_send
 from pipelines.models import Budget, Deployment, Pipeline, Release, Run, StepRun

@@ -1,4 +1,4 @@
-"""Task messages sent by config/broker.py: the message Celery itself would
+"""Task messages sent by pipelines/broker.py: the message Celery itself would
 send, on the configured broker (Redis in CI's first run, kombu's filesystem
 transport in its second), after the commit and never after a rollback."""
 
@@ -8,8 +8,8 @@ import pytest
 from django.conf import settings
 from django.db import transaction
 
-from config import broker
 from config.celery import app
+from pipelines import broker
 from pipelines.tasks import run_execute_task
 from tests.services import require_redis
 
@@ -95,7 +95,7 @@ def test_the_redis_channel_puts_every_message_through_one_client():
     from kombu import Connection
 
     url = require_redis()
-    with Connection(url, transport="config.broker:Transport") as connection:
+    with Connection(url, transport="pipelines.broker:Transport") as connection:
         channel = connection.default_channel
         assert isinstance(channel, broker.Channel)
         with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
