@@ -98,6 +98,8 @@ def _insert_sql(model: type[Model], vendor: str, *, with_pk: bool = False) -> tu
         f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
         f" VALUES ({', '.join(['%s'] * len(fields))})"
     )
+    if not with_pk:
+        sql += f" RETURNING {quote(pk.column)}"
     return sql, fields
 
 
@@ -116,7 +118,7 @@ def insert_one(obj: Model) -> Model:
     sql, fields = _insert_sql(model, connection.vendor)
     params = [field.get_db_prep_save(field.pre_save(obj, add=True), connection) for field in fields]
     with connection.cursor() as cursor:
-        cursor.execute(f"{sql} RETURNING {connection.ops.quote_name(pk.column)}", params)
+        cursor.execute(sql, params)
         setattr(obj, pk.attname, cursor.fetchone()[0])
     obj._state.adding, obj._state.db = False, connection.alias
     return obj

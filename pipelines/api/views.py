@@ -61,7 +61,8 @@ class RunCreateView(KeelAPIView):
     )
     def post(self, request, slug: str):
         token = request.auth
-        # The change right is run_start's question: asked now, with the view right.
+        # The change right is run_start's question: a pipeline token's read brought it
+        # with the view right; otherwise it is asked now, with the view right.
         pipeline = pipeline_for_token(token=token, slug=slug, also=("change",))
         if pipeline is None:
             raise NotFound(f"No pipeline {slug!r} is reachable with this token.")
