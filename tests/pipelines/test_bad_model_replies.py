@@ -91,7 +91,6 @@ def test_a_bad_reply_costs_one_call_and_fails_the_run_with_the_reason(
     assert audit_chain_verify().ok
 
 
-@pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_on_a_real_worker_every_bad_reply_costs_one_call_and_fails_its_run(remote_pipeline, server, tmp_path):
     """All the bad replies at once, each chosen by the subject its request carries."""

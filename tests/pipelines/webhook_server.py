@@ -7,6 +7,7 @@ over exactly the bytes that went over the wire.
 """
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -24,6 +25,8 @@ class WebhookServer:
 
     def __init__(self) -> None:
         self.script: list[Answer] = []
+        # Instead of the script: the answer for each request, chosen from it and the requests before it.
+        self.route: Callable[[dict, list[dict]], Answer] | None = None
         self.requests: list[dict] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()  # wakes a handler sleeping through a slow answer
@@ -53,7 +56,10 @@ class WebhookServer:
 
     def _next(self, request: dict) -> Answer:
         with self._lock:
+            earlier = list(self.requests)
             self.requests.append(request)
+            if self.route is not None:
+                return self.route(request, earlier)
             return self.script.pop(0) if self.script else Answer()
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
