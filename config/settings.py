@@ -240,6 +240,11 @@ KEEL_MAX_COUNTDOWN = 60 * 60
 # A worker renews its lease on a run after every step; a run whose lease has
 # expired (its worker died) is taken back by the recovery beat task.
 KEEL_RUN_LEASE_SECONDS = env_int("KEEL_RUN_LEASE_SECONDS", 300, minimum=1)
+# Claims of one run by a worker (a crash, a lapsed lease or an unexpected error
+# each cost one); a run claimed this often fails instead of being tried again.
+KEEL_RUN_MAX_ATTEMPTS = env_int("KEEL_RUN_MAX_ATTEMPTS", 5, minimum=1)
+# The largest model reply read; a longer one is an invalid_response.
+KEEL_MODEL_REPLY_MAX_BYTES = env_int("KEEL_MODEL_REPLY_MAX_BYTES", 1024 * 1024, minimum=1024)
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
     "visibility_timeout": KEEL_TASK_TIME_LIMIT + KEEL_MAX_COUNTDOWN + 30 * 60,
 }
@@ -346,6 +351,13 @@ KEEL_API_RATE_PER_MINUTE = env_int("KEEL_API_RATE_PER_MINUTE", 600, minimum=1)
 # The largest uploaded document, and the largest request body (a document plus its form fields).
 KEEL_DOCUMENT_MAX_BYTES = env_int("KEEL_DOCUMENT_MAX_BYTES", 10 * 1024 * 1024, minimum=1)
 KEEL_API_MAX_BODY_BYTES = KEEL_DOCUMENT_MAX_BYTES + 256 * 1024
+# A PDF's text is extracted on a worker, in a child process under these limits,
+# checked before the work: pages, the content streams' decoded bytes summed over
+# the pages (shared streams counted per page), and CPU seconds and memory.
+KEEL_PDF_MAX_PAGES = env_int("KEEL_PDF_MAX_PAGES", 1000, minimum=1)
+KEEL_PDF_MAX_CONTENT_BYTES = env_int("KEEL_PDF_MAX_CONTENT_BYTES", 50 * 1024 * 1024, minimum=1024)
+KEEL_PDF_EXTRACT_CPU_SECONDS = env_int("KEEL_PDF_EXTRACT_CPU_SECONDS", 30, minimum=1)
+KEEL_PDF_EXTRACT_MEMORY_MB = env_int("KEEL_PDF_EXTRACT_MEMORY_MB", 1024, minimum=64)
 # A worker or beat heartbeat older than this makes /health/ready answer 503.
 KEEL_HEARTBEAT_MAX_AGE_SECONDS = env_int("KEEL_HEARTBEAT_MAX_AGE_SECONDS", 180, minimum=10)
 # A load balancer probes over plain HTTP: the health pages are not redirected to HTTPS.

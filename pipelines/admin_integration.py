@@ -344,7 +344,7 @@ class DocumentAdmin(ReadOnlyMixin, GovernedModelAdmin):
     readonly_fields = fields
 
     def get_queryset(self, request):
-        return super().get_queryset(request).defer("content")  # the list never loads the bytes
+        return super().get_queryset(request).defer("content", "text")  # the list never loads the bytes or text
 
     # Documents are run input: whoever may see the pipeline's runs may see them.
     def has_view_permission(self, request, obj=None):

@@ -28,6 +28,7 @@ from governance.permissions import user_can
 from pipelines.broker import enqueue_on_commit
 from pipelines.change import deployment_release_for
 from pipelines.deliveries import delivery_send
+from pipelines.documents import DocumentRefused, run_first_document
 from pipelines.models import Budget, Deployment, Pipeline, Release, Run, StepRun
 from pipelines.providers import call_model
 from pipelines.rows import Columns, fetch_row, insert_one, insert_statement, update_where
@@ -45,6 +46,10 @@ def _lease() -> timedelta:
 
 
 MAX_TRANSIENT_ATTEMPTS = 3
+
+
+def _max_attempts() -> int:
+    return settings.KEEL_RUN_MAX_ATTEMPTS
 
 
 class RunRefused(Exception):
@@ -283,7 +288,7 @@ def _load_sql(vendor: str) -> tuple[str, Columns, Columns, Columns]:
 
 def _document_before(run: Run, position: int) -> dict:
     if position == 1:
-        return dict(run.input)
+        return run_first_document(run)
     previous = StepRun.objects.get(run=run, position=position - 1, status=StepRun.Status.COMPLETED)
     return previous.output
 
@@ -308,7 +313,9 @@ class _Batch:
     def __init__(self, run: Run, owner: str):
         self.run, self.owner = run, owner
         self.claimed = False
+        self.counts = True  # whether the claim counts an attempt (not the one that gives up)
         self.fresh = not run.attempts  # never claimed before: nothing of it is on the record yet
+        self.loaded_position = run.next_position
         self.began = timezone.now()
         # Attempts per position already on rows; a run never claimed before has none.
         self.attempts: dict[int, int] = (
@@ -391,9 +398,14 @@ class _Batch:
         else:  # the claim also counts an attempt
             fields = {"status": Run.Status.RUNNING, "lease_owner": self.owner, "lease_expires_at": now + _lease(),
                       "started_at": self.began}  # fmt: skip
+        count = self.counts and not self.claimed
+        if self.next_position > self.loaded_position and self.run.attempts + count != 1:
+            # The run has moved on: its attempts count the claims since then, this one.
+            # (KEEL_RUN_MAX_ATTEMPTS bounds a run that is stuck, not a long one.)
+            fields["attempts"], count = 1, False
         fields.update(run_fields, next_position=self.next_position)
         with transaction.atomic():
-            if not _run_update(self.run.pk, fields, claim=not self.claimed, owner=self.owner, now=now):
+            if not _run_update(self.run.pk, fields, claim=not self.claimed, count=count, owner=self.owner, now=now):
                 raise _LeaseLost
             for position, step_fields in self.rows.items():
                 if position in self.stored:
@@ -401,7 +413,7 @@ class _Batch:
             insert_dicts(StepRun, [{"run_id": self.run.pk, "position": p, **f}
                                    for p, f in self.rows.items() if p not in self.stored])  # fmt: skip
             if self.signals:
-                self._apply(fields)  # handlers see the run as it is being committed
+                self._apply(fields, count)  # handlers see the run as it is being committed
                 for signal, kwargs in self.signals:
                     # A handler appends its own audit events after the run's:
                     # one take of the chain head records them all.
@@ -409,13 +421,13 @@ class _Batch:
             audit_append(self.events)
         self.stored.update(self.rows)
         self.rows, self.events, self.signals = {}, [], []
-        self._apply(fields)
+        self._apply(fields, count)
 
-    def _apply(self, fields: dict) -> None:
+    def _apply(self, fields: dict, count: bool = False) -> None:
         """The run as committed, without reading it back."""
         if not self.claimed:
             self.claimed = True
-            self.run.attempts += 1
+            self.run.attempts += count
         for name, value in fields.items():
             setattr(self.run, name, value)
 
@@ -425,12 +437,13 @@ class _Batch:
                     finished_at=timezone.now() if status in Run.FINISHED else None)  # fmt: skip
 
 
-def _run_update(run_id: int, fields: dict, *, claim: bool, owner: str, now) -> int:
+def _run_update(run_id: int, fields: dict, *, claim: bool, count: bool, owner: str, now) -> int:
     """Set ``fields`` on the run if it is this worker's (``claim``: if it is
-    free to take, counting an attempt); returns the rows changed, 0 or 1."""
+    free to take, and ``count``: counting an attempt); returns the rows
+    changed, 0 or 1."""
     claim_where, owner_where, _, attempts = _filters(connection.vendor)
     if claim:
-        return update_where(Run, fields, claim_where, [run_id, *_claimable_params(now)], also=attempts)
+        return update_where(Run, fields, claim_where, [run_id, *_claimable_params(now)], also=attempts if count else "")
     return update_where(Run, fields, owner_where, [run_id, owner, Run.Status.RUNNING])
 
 
@@ -471,12 +484,18 @@ def run_execute(run_id: int, *, owner: str | None = None, call=call_model) -> Ru
     """Execute a run from its first step not yet completed. Returns the run,
     or None when another worker holds it (or it has finished).
 
-    1. Load the run if no live worker holds it; the first commit claims its lease.
-    2. Execute its steps in order, each on the previous one's output. Before a
-       step that reaches outside (step_does_io), commit what has run so far
-       and the step's start; everything else is committed together.
+    1. Load the run if no live worker holds it; the first commit claims its
+       lease. A run claimed before is claimed at once, so that every attempt
+       counts however it ends; one claimed KEEL_RUN_MAX_ATTEMPTS times
+       without moving on fails instead.
+    2. Execute its steps in order, each on the previous one's output (an
+       uploaded PDF's text is extracted first). Before a step that reaches
+       outside (step_does_io), commit what has run so far and the step's
+       start, and after it its result: a crash never repeats a call whose
+       answer is on the record. Everything else is committed together.
     3. A gate that holds, a failure, or the last step ends the run in the same
-       transaction as the steps before it.
+       transaction as the steps before it. An exception that is not a
+       StepError is recorded as the step's failure and hands the run back.
     """
     owner = owner or f"worker-{uuid.uuid4().hex[:12]}"
     run = _load(run_id)
@@ -486,10 +505,20 @@ def run_execute(run_id: int, *, owner: str | None = None, call=call_model) -> Ru
     steps = snapshot["steps"]
     batch = _Batch(run, owner)
     try:
-        document = _document_before(run, run.next_position)
+        if run.attempts >= _max_attempts():
+            return _give_up(batch, steps)
+        if not batch.fresh:
+            batch.commit()
+        try:
+            document = _document_before(run, run.next_position)
+        except DocumentRefused as refused:
+            batch.finish(Run.Status.FAILED, reason=str(refused), event="run.failed",
+                         payload={"position": run.next_position, "error": str(refused)})  # fmt: skip
+            return run
         for step in steps[run.next_position - 1 :]:
             position = step["position"]
-            if step_does_io(step):
+            io = step_does_io(step)
+            if io:
                 batch.start(step, document)
                 batch.commit()
                 _hand_back_connection()
@@ -508,10 +537,15 @@ def run_execute(run_id: int, *, owner: str | None = None, call=call_model) -> Ru
             began = timezone.now()
             try:
                 result = execute_step(step["kind"], document, ctx)
+                held = step["kind"] == "gate" and not (result.decision or {}).get("passed", True)
+                batch.complete(step, document, result, began=began, held=held)
             except StepError as error:
                 return _fail_step(batch, step, document, error, began=began)
-            held = step["kind"] == "gate" and result.decision is not None and not result.decision.get("passed", True)
-            batch.complete(step, document, result, began=began, held=held)
+            except _LeaseLost:
+                raise
+            except Exception as error:
+                _fail_unexpectedly(batch, step, document, error, began=began)
+                raise
             # reviews opens a review task (held) or a QA sample (passed but sampled) in the same commit.
             gate = {"position": position, "decision": result.decision}
             if held:
@@ -522,6 +556,8 @@ def run_execute(run_id: int, *, owner: str | None = None, call=call_model) -> Ru
                 batch.finish(Run.Status.WAITING_REVIEW, event="run.waiting_review",
                              payload={"position": position, "reasons": result.decision.get("reasons", [])})  # fmt: skip
                 return run
+            if io and position < len(steps) and not step_does_io(steps[position]):
+                batch.commit()  # the answer is on the record before anything else runs
             document = result.output
         batch.finish(Run.Status.COMPLETED, output=document, event="run.completed",
                      payload={"output_sha256": _sha256(document)})  # fmt: skip
@@ -543,6 +579,50 @@ def _fail_step(batch: _Batch, step: dict, document: dict, error: StepError, *, b
         raise error
     batch.finish(Run.Status.FAILED, reason=f"step {step['position']} ({step['name']}): {error}",
                  event="run.failed", payload={"position": step["position"], "error": str(error)})  # fmt: skip
+    return run
+
+
+def _fail_unexpectedly(batch: _Batch, step: dict, document: dict, error: Exception, *, began) -> None:
+    """A step raised what no step should (a bug, a database error): record
+    it as the step's failure and hand the run back to the queue, where a
+    later attempt may succeed; the caller re-raises. Its attempt counts, so a
+    run that keeps failing so ends failed (``_give_up``). If even the
+    recording fails, the lease lapses and recovery counts the next claim."""
+    logger.exception("Run %s, step %s: unexpected %s", batch.run.pk, step["position"], type(error).__name__)
+    reason = f"unexpected error: {type(error).__name__}: {error}"[:2000]
+    position = step["position"]
+    batch.rows.pop(position, None)  # a half-recorded completion, if the error came while recording it
+    if position not in batch.stored:  # a step inside the process: forget what of it is pending
+        batch.started.discard(position)
+        batch.events = [e for e in batch.events if e["payload"].get("position") != position]
+    batch.attempt(step)
+    try:
+        batch.fail(step, document, StepError(reason), began=began, transient=True)
+        batch.commit(status=Run.Status.QUEUED, lease_owner="", lease_expires_at=None)
+    except Exception:  # noqa: BLE001 - the original error is the one to raise
+        logger.exception("Run %s: the failure of step %s could not be recorded", batch.run.pk, step["position"])
+
+
+def _give_up(batch: _Batch, steps: list[dict]) -> Run:
+    """Fail a run claimed KEEL_RUN_MAX_ATTEMPTS times without moving on,
+    with the last error of the step it is stuck at; this claim is not counted."""
+    run = batch.run
+    position = run.next_position
+    last = StepRun.objects.filter(run=run, position=position).values_list("status", "error").first()
+    reason = f"gave up after {run.attempts} attempts at step {position}"
+    if position <= len(steps):
+        reason += f" ({steps[position - 1]['name']})"
+    if last and last[1]:
+        reason += f"; the last error: {last[1]}"
+    elif last:
+        reason += "; the worker stopped during the step (killed, or out of time or memory)"
+    reason = reason[:2000]
+    if last and last[0] != StepRun.Status.FAILED:
+        batch.rows[position] = {"status": StepRun.Status.FAILED, "error": reason, "finished_at": timezone.now()}
+        batch.event("step.failed", {"position": position, "error": reason, "transient": False})
+    batch.counts = False
+    batch.finish(Run.Status.FAILED, reason=reason, event="run.failed",
+                 payload={"position": position, "error": reason, "attempts": run.attempts})  # fmt: skip
     return run
 
 

@@ -20,6 +20,7 @@ from django.db import transaction
 
 from audit.canonical import canonical_bytes
 from audit.models import AuditEvent
+from pipelines.documents import DocumentRefused, run_first_document
 from pipelines.engine import derive_seed
 from pipelines.models import Run, StepRun
 from pipelines.providers import ModelRequest, ModelResponse, ProviderError, cost_of
@@ -162,7 +163,7 @@ def _events_by_position(rows: list[tuple[str, str]]) -> tuple[dict, dict, dict, 
     return started or {}, completed, failed, finished
 
 
-def _run_problems(run: Run, started: dict, first_step: StepRun | None) -> list[str]:
+def _run_problems(run: Run, started: dict, first_step: StepRun | None, first_document: dict | None) -> list[str]:
     problems = []
     input_sha256 = _sha256(run.input)
     if started.get("input_sha256") != input_sha256:
@@ -173,7 +174,9 @@ def _run_problems(run: Run, started: dict, first_step: StepRun | None) -> list[s
         problems.append("the run's release is not the one its run.started event names")
     if run.seed != derive_seed(run.release.fingerprint, run.input_sha256):
         problems.append("the run's seed is not the one derived from its release and input")
-    if first_step is not None and _sha256(first_step.input) != input_sha256:
+    if first_step is not None and first_document is None:
+        problems.append("the run's steps began, but its PDF has no text on record")
+    elif first_step is not None and _sha256(first_step.input) != _sha256(first_document):
         problems.append("the first step's input is not the run's input")
     return problems
 
@@ -296,7 +299,12 @@ def _replay(run: Run, step_runs: list[StepRun], event_rows: list[tuple[str, str]
     steps = {step["position"]: step for step in snapshot["steps"]}
     events = _events_by_position(event_rows)
     started, _, _, finished = events
-    report = ReplayReport(run_id=run.pk, live=live, problems=_run_problems(run, started, next(iter(step_runs), None)))
+    try:  # an uploaded PDF's text, as extracted when the run began (never again here)
+        document: dict | None = copy.deepcopy(run_first_document(run, extract=False))
+    except DocumentRefused:
+        document = None
+    first_step = next(iter(step_runs), None)
+    report = ReplayReport(run_id=run.pk, live=live, problems=_run_problems(run, started, first_step, document))
     ctx_fields = {
         "run_id": run.pk,
         "pipeline_slug": run.pipeline.slug,
@@ -305,8 +313,7 @@ def _replay(run: Run, step_runs: list[StepRun], event_rows: list[tuple[str, str]
         "input_schema": snapshot["input_schema"],
         "source": run.source,
     }
-    document: dict | None = copy.deepcopy(run.input)
-    for expected, step_run in enumerate(step_runs, start=1):
+    for expected, step_run in enumerate(step_runs if document is not None else [], start=1):
         if step_run.position != expected or step_run.position not in steps:
             report.problems.append(f"step {step_run.position} is out of place: the release has no such step here")
             break

@@ -25,6 +25,11 @@ def run_execute_task(self, run_id: int) -> str | None:
         run = run_execute(run_id, owner=f"{self.request.hostname}:{self.request.id}")
     except StepError as error:  # transient: the engine has put the run back on the queue
         raise self.retry(exc=error, countdown=2 ** (self.request.retries + 1)) from error
+    except Exception as error:
+        # Unexpected: the engine recorded it and counted the attempt, and fails
+        # the run once KEEL_RUN_MAX_ATTEMPTS are spent; past this task's own
+        # retries, recovery takes the run back when its lease lapses.
+        raise self.retry(exc=error, countdown=2 ** (self.request.retries + 1)) from error
     finally:
         close_old_connections()
     return run.status if run else None

@@ -1,3 +1,6 @@
+import json
+import math
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -5,24 +8,57 @@ from rest_framework import serializers
 from pipelines.models import Delivery, Run, StepRun
 
 MAX_INPUT_DEPTH = 32
+# I-JSON (RFC 7493): integers a double holds exactly, as everything Keel hashes and stores keeps them.
+MAX_SAFE_INTEGER = 2**53 - 1
 
 
 def _check_json(value, path: str, depth: int = 0) -> None:
-    """PostgreSQL's jsonb cannot hold a NUL character, and nothing sensible
-    nests 32 deep: refuse both with the path, before anything is stored."""
+    """Refuse, with the path, what cannot be stored, hashed and sent on as
+    JSON: a string or key with a NUL character (PostgreSQL's jsonb refuses
+    it) or a lone surrogate (``"\\ud83d"``: not Unicode, so not UTF-8), a
+    number that is not finite (``1e400`` parses as infinity) or an integer
+    beyond ±(2^53 − 1), and nesting deeper than 32 levels."""
     if depth > MAX_INPUT_DEPTH:
-        raise serializers.ValidationError(f"{path} is nested more than {MAX_INPUT_DEPTH} levels deep.")
+        raise serializers.ValidationError(f"{path}: nested more than {MAX_INPUT_DEPTH} levels deep.")
     if isinstance(value, str):
-        if "\x00" in value:
-            raise serializers.ValidationError(f"{path} contains a NUL character.")
+        _check_text(value, path)
+    elif isinstance(value, bool):
+        pass
+    elif isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER:
+            raise serializers.ValidationError(f"{path}: an integer beyond ±(2^53 − 1); send it as a string.")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise serializers.ValidationError(f"{path}: a number out of range (it overflows to infinity).")
     elif isinstance(value, dict):
         for key, item in value.items():
-            if "\x00" in key:
-                raise serializers.ValidationError(f"A key in {path} contains a NUL character.")
-            _check_json(item, f"{path}.{key}", depth + 1)
+            _check_text(key, path, "a key here")
+            _check_json(item, f"{path}.{_printable(key)}", depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):
             _check_json(item, f"{path}.{index}", depth + 1)
+
+
+def _check_text(text: str, path: str, what: str = "the text") -> None:
+    # Reasons read "path: why", which the API's errors split into the field and the reason.
+    if "\x00" in text:
+        raise serializers.ValidationError(f"{path}: {what} contains a NUL character.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise serializers.ValidationError(
+            f"{path}: {what} contains a lone surrogate (U+{ord(text[error.start]):04X}) at character "
+            f"{error.start}, so it is not Unicode text."
+        ) from None
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _printable(key: str) -> str:
+    # A key that is refused further down still names the path: without the characters that cannot be shown.
+    return key.encode("utf-8", errors="backslashreplace").decode("utf-8")
 
 
 @extend_schema_field({"type": "object", "additionalProperties": True})
@@ -31,12 +67,16 @@ class InputField(serializers.JSONField):
 
     def to_internal_value(self, data):
         if isinstance(data, str) and self.context.get("multipart"):
-            self.binary = True  # parse the form field's text as JSON
-        value = super().to_internal_value(data)
-        if not isinstance(value, dict):
+            try:  # the form field's text, parsed as strictly as a JSON body
+                data = json.loads(data, parse_constant=_refuse_constant)
+            except RecursionError:  # nested thousands deep: the parser runs out of stack
+                raise serializers.ValidationError(f"input: nested more than {MAX_INPUT_DEPTH} levels deep.") from None
+            except ValueError as exc:
+                raise serializers.ValidationError(f"The input is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
             raise serializers.ValidationError("The input must be a JSON object.")
-        _check_json(value, "input")
-        return value
+        _check_json(data, "input")
+        return data
 
 
 class RunCreateSerializer(serializers.Serializer):

@@ -8,9 +8,11 @@ from pipelines.models.runs import Run
 class Document(PipelinePart, models.Model):
     """A document uploaded as a run's input, kept as the original bytes.
 
-    The text extracted from it is part of the run's input (``input.document``),
-    so the input hash and replay cover it; the bytes stay here for whoever
-    must see what was actually sent.
+    A text document's text is part of the run's input (``input.document``),
+    so the input hash and replay cover it. A PDF's entry there holds its
+    SHA-256 and the text is extracted on the worker into ``text`` (the run's
+    first step reads it from here); the bytes stay here for whoever must see
+    what was actually sent.
     """
 
     class ContentType(models.TextChoices):
@@ -26,6 +28,8 @@ class Document(PipelinePart, models.Model):
     filename = models.CharField(max_length=255, blank=True)
     source = models.CharField(max_length=200, blank=True, help_text="The sender's identifier for the document.")
     pages = models.PositiveIntegerField(null=True, blank=True)
+    # A PDF's text, extracted on the worker before the run's first step (null until then).
+    text = models.TextField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"

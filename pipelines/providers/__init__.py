@@ -41,12 +41,17 @@ class ModelResponse:
 class ProviderError(Exception):
     """A call that failed. ``transient`` errors (timeouts, 429, 5xx after the
     provider's own retries) may succeed on a later try of the step; permanent
-    ones (4xx, a reply that is not chat-completions JSON, a missing key) not."""
+    ones (4xx, a reply that is not chat-completions JSON, a missing key) not.
+    A reply that arrived but cannot be used is ``invalid_response`` (its
+    message starts so) and keeps the bytes received in ``received``: the
+    model was reached, and asking again would pay again."""
 
-    def __init__(self, message: str, *, transient: bool, attempts: tuple[dict, ...] = ()):
+    def __init__(self, message: str, *, transient: bool, attempts: tuple[dict, ...] = (), received: dict | None = None):
         super().__init__(message)
         self.transient = transient
         self.attempts = attempts
+        # A reply that could not be used, as received: {"status", "content_type", "size", "body_base64"}.
+        self.received = received
 
 
 def cost_of(request: ModelRequest, input_tokens: int, output_tokens: int) -> float:

@@ -9,12 +9,16 @@ still fails is a transient ``ProviderError`` that the step's own retry may try
 again later.
 """
 
+import base64
 import json
 import logging
+import math
 import os
 import time
+from dataclasses import dataclass
 
 import httpx
+from django.conf import settings
 
 from pipelines.http import shared_client
 from pipelines.providers import ModelRequest, ModelResponse, ProviderError, cost_of
@@ -32,6 +36,9 @@ RETRY_AFTER_CAP_SECONDS = 20.0
 # Request fields the release fixes; extra_params may add to them, never replace them,
 # or the recorded model config would not be what was sent.
 FIXED_FIELDS = ("model", "messages", "temperature", "top_p", "max_tokens", "seed")
+# A reply nests a few levels; token counts must fit the StepRun's integer columns.
+MAX_REPLY_DEPTH = 64
+MAX_TOKENS = 2**31 - 1
 
 
 class _Failed(Exception):
@@ -49,7 +56,9 @@ def complete(request: ModelRequest) -> ModelResponse:
 
     1. Read the key (if the model config names a variable) and build the body.
     2. POST it, up to ``MAX_ATTEMPTS`` times while the failure is transient.
-    3. Parse the chat.completion reply; a reply of the wrong shape is permanent.
+    3. Parse the chat.completion reply: anything that cannot be used as it
+       came (too large, cut off, not JSON, the wrong shape) is a permanent
+       ``invalid_response`` that keeps the bytes received.
     """
     if not request.base_url:
         raise ProviderError("The model config has no base_url.", transient=False)
@@ -86,7 +95,7 @@ def complete(request: ModelRequest) -> ModelResponse:
             logger.warning("Model call to %s failed (%s); retrying in %.2fs", url, failure, delay)
             time.sleep(delay)
         else:
-            attempts.append(_attempt(reply.status_code, None, started))
+            attempts.append(_attempt(reply.status, None, started))
             return _parse(request, body, reply, attempts)
     raise AssertionError("unreachable: the last attempt returns or raises")
 
@@ -120,21 +129,61 @@ def _body(request: ModelRequest) -> dict:
     }
 
 
-def _post(client: httpx.Client, url: str, payload: bytes, headers: dict, key: str, timeout: float) -> httpx.Response:
-    """One attempt: the response if it is a success, else ``_Failed``."""
+def _post(client: httpx.Client, url: str, payload: bytes, headers: dict, key: str, timeout: float) -> "_Received":
+    """One attempt: the reply if it is a success, else ``_Failed``. Once a
+    success status has arrived the model has answered: what goes wrong while
+    reading the body is the reply's fault (``_Received.problem``), never a
+    reason to call again."""
     try:
-        reply = client.post(url, content=payload, headers=headers, timeout=timeout)
+        with client.stream("POST", url, content=payload, headers=headers, timeout=timeout) as reply:
+            status = reply.status_code
+            if status == 429 or status >= 500:
+                raise _Failed(f"HTTP {status}", status=status, transient=True, retry_after=_retry_after(reply))
+            received = _receive(reply, timeout)
     except httpx.TimeoutException as error:
         raise _Failed(f"timed out ({type(error).__name__})", status=None, transient=True) from None
     except httpx.TransportError as error:
         message = _scrub(f"connection failed: {type(error).__name__}: {error}", key)
         raise _Failed(message, status=None, transient=True) from None
-    status = reply.status_code
-    if status == 429 or status >= 500:
-        raise _Failed(f"HTTP {status}", status=status, transient=True, retry_after=_retry_after(reply))
     if not 200 <= status < 300:
-        raise _Failed(f"HTTP {status}: {_scrub(reply.text[:300], key)}", status=status, transient=False)
-    return reply
+        text = received.raw[:300].decode("utf-8", errors="replace")
+        raise _Failed(f"HTTP {status}: {_scrub(text, key)}", status=status, transient=False)
+    return received
+
+
+@dataclass(frozen=True)
+class _Received:
+    status: int
+    content_type: str
+    raw: bytes
+    problem: str | None  # why the body is incomplete, if it is
+
+    def record(self) -> dict:
+        """The reply as kept on a failed step: the exact bytes, whatever they are."""
+        return {"status": self.status, "content_type": self.content_type, "size": len(self.raw),
+                "body_base64": base64.b64encode(self.raw).decode("ascii")}  # fmt: skip
+
+
+def _receive(reply: httpx.Response, timeout: float) -> _Received:
+    """Read the body up to KEEL_MODEL_REPLY_MAX_BYTES and within ``timeout``
+    seconds in all (a server dripping bytes would hold the worker otherwise)."""
+    limit = settings.KEEL_MODEL_REPLY_MAX_BYTES
+    deadline = time.monotonic() + timeout
+    chunks, size, problem = [], 0, None
+    try:
+        for chunk in reply.iter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                problem = f"the reply is larger than {limit} bytes"
+                break
+            if time.monotonic() > deadline:
+                problem = f"the reply took longer than {timeout:g} s to arrive"
+                break
+    except httpx.HTTPError as error:  # cut off (RemoteProtocolError), stalled, or a broken encoding
+        problem = f"the reply broke off after {size} bytes ({type(error).__name__})"
+    content_type = reply.headers.get("Content-Type", "")
+    return _Received(reply.status_code, content_type, b"".join(chunks)[: limit + 1], problem)
 
 
 def _retry_after(reply: httpx.Response) -> float | None:
@@ -160,24 +209,35 @@ def _scrub(text: str, key: str) -> str:
     return text.replace(key, "[redacted]") if key else text
 
 
-def _parse(request: ModelRequest, body: dict, reply: httpx.Response, attempts: list[dict]) -> ModelResponse:
-    def malformed(reason: str) -> ProviderError:
-        attempts[-1]["error"] = f"malformed reply: {reason}"
-        return ProviderError(f"malformed reply: {reason}", transient=False, attempts=tuple(attempts))
+def _parse(request: ModelRequest, body: dict, reply: _Received, attempts: list[dict]) -> ModelResponse:
+    def invalid(reason: str) -> ProviderError:
+        message = f"invalid_response: {reason}"
+        attempts[-1]["error"] = message
+        return ProviderError(message, transient=False, attempts=tuple(attempts), received=reply.record())
 
+    if reply.problem:
+        raise invalid(reply.problem)
+    media_type = reply.content_type.split(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise invalid(f"the content type is {media_type or 'missing'}, not application/json")
     try:
-        received = reply.json()
-    except ValueError:
-        raise malformed(f"not JSON ({reply.headers.get('Content-Type', 'no content type')})") from None
+        received = json.loads(reply.raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite)
+        _storable(received, "reply")
+    except UnicodeDecodeError as error:
+        raise invalid(f"the reply is not UTF-8 (byte {error.start})") from None
+    except RecursionError:
+        raise invalid("the reply is nested too deeply") from None
+    except ValueError as error:  # JSONDecodeError, a refused constant or number, an unstorable string
+        raise invalid(f"the reply is not usable JSON: {error}") from None
     if not isinstance(received, dict):
-        raise malformed("not a JSON object")
+        raise invalid("not a JSON object")
     choices = received.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise malformed("no choices")
+        raise invalid("no choices")
     message = choices[0].get("message")
     text = message.get("content") if isinstance(message, dict) else None
     if not isinstance(text, str):
-        raise malformed("choices[0].message.content is not a string")
+        raise invalid("choices[0].message.content is not a string")
 
     usage = received.get("usage")
     if usage is None:
@@ -185,10 +245,10 @@ def _parse(request: ModelRequest, body: dict, reply: httpx.Response, attempts: l
         attempts[-1]["note"] = "no usage in the reply: tokens counted as 0"
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
     if not isinstance(usage, dict):
-        raise malformed("usage is not an object")
+        raise invalid("usage is not an object")
     tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    if not all(isinstance(count, int) and not isinstance(count, bool) and count >= 0 for count in tokens):
-        raise malformed("usage.prompt_tokens and usage.completion_tokens must be counts")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_TOKENS for n in tokens):
+        raise invalid(f"usage.prompt_tokens and usage.completion_tokens must be counts up to {MAX_TOKENS}")
     input_tokens, output_tokens = tokens
 
     return ModelResponse(
@@ -200,3 +260,39 @@ def _parse(request: ModelRequest, body: dict, reply: httpx.Response, attempts: l
         response_body=received,
         attempts=tuple(attempts),
     )
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text[:40]} is out of range")
+    return number
+
+
+def _storable(value, path: str, depth: int = 0) -> None:
+    """Every string (key or value) must be storable and hashable as UTF-8:
+    no lone surrogate (``"\\ud83d"``), no NUL (which PostgreSQL's jsonb refuses)."""
+    if depth > MAX_REPLY_DEPTH:
+        raise ValueError(f"{path} is nested more than {MAX_REPLY_DEPTH} levels deep")
+    if isinstance(value, str):
+        _check_text(value, path)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, f"a key in {path}")
+            _storable(item, f"{path}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _storable(item, f"{path}[{index}]", depth + 1)
+
+
+def _check_text(text: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(f"{path[:200]} holds a lone surrogate at character {error.start}") from None
+    if "\x00" in text:
+        raise ValueError(f"{path[:200]} holds a NUL character")

@@ -80,12 +80,14 @@ def execute(document: dict, ctx: StepContext) -> StepResult:
     except ProviderError as exc:
         failed = {"request": request_record(request), "error": str(exc), "transient": exc.transient,
                   "attempts": [dict(attempt) for attempt in exc.attempts]}  # fmt: skip
+        if exc.received is not None:  # an invalid_response: the bytes as they came
+            failed["received"] = exc.received
         raise StepError(f"model call failed: {exc}", transient=exc.transient, recordings=[failed]) from None
     output = json_copy(document)
     field = ctx.step["config"].get("output_field", "output")
     try:
         set_path(output, field, response.text)
-    except ValueError as exc:
+    except Exception as exc:  # noqa: BLE001 - the model was paid: whatever goes wrong now keeps its answer
         raise StepError(f"cannot write the model's output to {field!r}: {exc}",
                         recordings=[_recording(request, response)]) from None  # fmt: skip
     return StepResult(

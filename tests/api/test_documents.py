@@ -9,11 +9,13 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from audit.context import acting_as
 from audit.models import AuditEvent
+from audit.selectors import audit_chain_verify
 from pipelines.engine import run_execute
 from pipelines.models import Document, Run, StepRun
+from pipelines.replay import run_replay
 from tests import factories
 from tests.api.conftest import deploy
-from tests.api.pdfs import pdf_with_text
+from tests.api.pdfs import pdf_bomb, pdf_with_lone_surrogate, pdf_with_pages, pdf_with_text
 
 
 @pytest.fixture
@@ -59,13 +61,48 @@ def test_a_text_document_becomes_the_runs_input_and_is_kept(upload, contracts, a
     assert ingest.output["document"]["text"] == content.decode()
 
 
-def test_a_pdfs_text_is_extracted_with_pypdf(upload):
+def test_a_pdfs_text_is_extracted_on_the_worker_before_the_first_step(upload):
     pdf = pdf_with_text("Invoice 2026-11", "Total due 420 EUR")
     response = upload(pdf, "application/pdf", name="invoice.pdf")
     assert response.status_code == 201, response.content
-    document = Run.objects.get(pk=response.json()["id"]).input["document"]
+    run = Run.objects.get(pk=response.json()["id"])
+    # The request only kept the bytes: the run waits in the queue with its document.
+    assert run.status == Run.Status.QUEUED and "text" not in run.input["document"]
+    assert bytes(Document.objects.get().content) == pdf and Document.objects.get().text is None
+
+    run = run_execute(run.pk)
+    assert run.status == Run.Status.COMPLETED, run.failure_reason
+    document = StepRun.objects.get(run=run, position=1).input["document"]
     assert "Invoice 2026-11" in document["text"] and "Total due 420 EUR" in document["text"]
-    assert document["pages"] == 1 and bytes(Document.objects.get().content) == pdf
+    assert document["pages"] == 1 and Document.objects.get().text == document["text"]
+    read = AuditEvent.objects.get(action="run.document_read", object_id=str(run.pk)).payload_data
+    assert read["text_sha256"] == hashlib.sha256(document["text"].encode()).hexdigest() and read["pages"] == 1
+    assert audit_chain_verify().ok
+    report = run_replay(run)
+    assert report.ok, report.problems
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"%PDF-1.4\nthis is no pdf at all", "cannot be read"),
+        (pdf_with_text(), "No text could be extracted"),
+        (pdf_with_lone_surrogate(), "lone surrogate (U+D83D)"),
+        (pdf_bomb(), "bytes of content streams"),
+        (pdf_with_pages(1001), "1001 pages; the limit is 1000"),
+    ],
+    ids=["broken", "no-text", "lone-surrogate", "shared-stream-bomb", "too-many-pages"],
+)
+def test_a_pdf_the_worker_cannot_read_fails_its_run_with_the_reason(upload, content, reason):
+    response = upload(content, "application/pdf", name="upload.pdf")
+    assert response.status_code == 201, response.content
+    run = run_execute(response.json()["id"])
+    assert run.status == Run.Status.FAILED and run.failure_reason.startswith("document: ")
+    assert reason in run.failure_reason
+    assert not StepRun.objects.filter(run=run).exists() and Document.objects.get().text is None
+    failed = AuditEvent.objects.get(action="run.failed", object_id=str(run.pk)).payload_data
+    assert failed["error"] == run.failure_reason
+    assert audit_chain_verify().ok
 
 
 def test_the_same_document_under_the_same_key_is_the_same_run(upload):
@@ -82,8 +119,7 @@ def test_the_same_document_under_the_same_key_is_the_same_run(upload):
         (b"just words", "application/pdf", "labelled application/pdf but is not a PDF"),
         (pdf_with_text("hello"), "text/plain", "labelled text/plain but is a PDF"),
         (b"\xff\xfe\x00broken", "text/plain", "not UTF-8"),
-        (b"%PDF-1.4\nthis is no pdf at all", "application/pdf", "cannot be read"),
-        (pdf_with_text(), "application/pdf", "No text could be extracted"),
+        ("a lone \ud83d surrogate".encode("utf-8", "surrogatepass"), "text/plain", "not UTF-8"),
         (b"<html></html>", "text/html", "must be text/plain or application/pdf"),
         (b"   \n\t ", "text/plain", "holds no text"),
     ],

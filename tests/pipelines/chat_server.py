@@ -8,6 +8,7 @@ requests the client gave up on.
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -18,6 +19,8 @@ class Reply:
     body: dict | bytes = b""  # a dict is sent as JSON
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to wait before answering
+    content_type: str | None = None  # by default application/json for a dict, text/plain for bytes
+    declared_length: int | None = None  # a Content-Length other than the body's: the reply is cut off
 
 
 def completion(
@@ -45,6 +48,8 @@ class ChatServer:
 
     def __init__(self) -> None:
         self.script: list[Reply] = []
+        # Instead of the script: the reply for each request, chosen from it (for concurrent runs).
+        self.route: Callable[[dict], Reply] | None = None
         self.requests: list[dict] = []
         self._lock = threading.Lock()
         # Set on exit, so a handler still sleeping through a "slow" reply wakes up
@@ -73,6 +78,8 @@ class ChatServer:
     def _next(self, request: dict) -> Reply:
         with self._lock:
             self.requests.append(request)
+            if self.route is not None:
+                return self.route(request)
             if not self.script:
                 return Reply(status=599, body=b"the test's script has no reply left for this request")
             return self.script.pop(0)
@@ -95,8 +102,13 @@ class ChatServer:
                 try:
                     self.send_response(reply.status)
                     is_json = isinstance(reply.body, dict)
-                    self.send_header("Content-Type", "application/json" if is_json else "text/plain")
-                    self.send_header("Content-Length", str(len(payload)))
+                    content_type = reply.content_type
+                    if content_type is None:
+                        content_type = "application/json" if is_json else "text/plain"
+                    if content_type:  # "" sends none
+                        self.send_header("Content-Type", content_type)
+                    length = len(payload) if reply.declared_length is None else reply.declared_length
+                    self.send_header("Content-Length", str(length))
                     for name, value in reply.headers.items():
                         self.send_header(name, value)
                     self.end_headers()

@@ -1,9 +1,11 @@
+import base64
 import json
 
 import pytest
 
 from pipelines.providers import ModelRequest, ProviderError, call_model
 from pipelines.providers import openai as provider
+from tests.pipelines.bad_replies import BAD_REPLIES, REPLY_LIMIT
 from tests.pipelines.chat_server import ChatServer, Reply, completion
 
 KEY = "sk-test-0123456789abcdef"
@@ -163,24 +165,23 @@ def test_a_server_echoing_the_key_does_not_get_it_into_the_error(server):
     assert_key_nowhere(str(raised.value), raised.value.attempts)
 
 
-@pytest.mark.parametrize(
-    ("reply", "reason"),
-    [
-        (Reply(body=b"<html>Bad gateway</html>"), "not JSON"),
-        (Reply(body={"object": "chat.completion", "usage": {}}), "no choices"),
-        (Reply(body={"choices": [{"message": {"role": "assistant", "content": None}}]}), "content is not a string"),
-        (Reply(body={"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": "12"}}), "counts"),
-    ],
-)
-def test_a_malformed_reply_is_permanent(server, reply, reason):
+@pytest.mark.parametrize(("reply", "reason"), BAD_REPLIES.values(), ids=BAD_REPLIES.keys())
+def test_a_reply_that_cannot_be_used_is_a_permanent_invalid_response_keeping_its_bytes(server, settings, reply, reason):
+    settings.KEEL_MODEL_REPLY_MAX_BYTES = REPLY_LIMIT
     server.script = [reply, completion()]
 
-    with pytest.raises(ProviderError, match=f"malformed reply: .*{reason}") as raised:
+    with pytest.raises(ProviderError, match="^invalid_response: ") as raised:
         call_model(request_for(server))
 
+    assert reason in str(raised.value)
     assert raised.value.transient is False
-    assert [(a["status"], a["error"].startswith("malformed reply")) for a in raised.value.attempts] == [(200, True)]
-    assert len(server.requests) == 1
+    assert [(a["status"], a["error"]) for a in raised.value.attempts] == [(200, str(raised.value))]
+    assert len(server.requests) == 1  # the model answered: it is not asked again
+    received = raised.value.received
+    kept = base64.b64decode(received["body_base64"])
+    assert received["status"] == 200 and received["size"] == len(kept)
+    assert reply.body.startswith(kept) and (len(kept) == len(reply.body) or reason.startswith(("larger", "broke")))
+    json.dumps(received, ensure_ascii=False).encode()  # storable as it is: plain ASCII and numbers
 
 
 def test_a_reply_without_usage_counts_no_tokens_and_says_so(server):
