@@ -32,7 +32,7 @@ from pipelines.models import Budget, Deployment, Pipeline, Release, Run, StepRun
 from pipelines.providers import call_model
 from pipelines.rows import Columns, fetch_row, insert_one, insert_statement, update_where
 from pipelines.signals import run_held, run_sampled
-from pipelines.steps import execute_step, step_does_io
+from pipelines.steps import SchemaValidator, execute_step, step_does_io
 from pipelines.steps.base import StepContext, StepError, StepResult
 
 logger = logging.getLogger(__name__)
@@ -80,10 +80,10 @@ def _events(run: Run, action: str, payload: dict, actor=None, along: tuple[str, 
 
 
 @functools.lru_cache(maxsize=256)
-def _input_validator(release_id: int, fingerprint: str) -> jsonschema.Draft202012Validator:
+def _input_validator(release_id: int, fingerprint: str) -> SchemaValidator:
     # Building a validator costs more than validating; a release's schema never changes.
     schema = Release.objects.get(pk=release_id, fingerprint=fingerprint).snapshot_data["input_schema"]
-    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    return SchemaValidator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
 
 def run_start(
