@@ -346,6 +346,16 @@ KEEL_API_RATE_PER_MINUTE = env_int("KEEL_API_RATE_PER_MINUTE", 600, minimum=1)
 # The largest uploaded document, and the largest request body (a document plus its form fields).
 KEEL_DOCUMENT_MAX_BYTES = env_int("KEEL_DOCUMENT_MAX_BYTES", 10 * 1024 * 1024, minimum=1)
 KEEL_API_MAX_BODY_BYTES = KEEL_DOCUMENT_MAX_BYTES + 256 * 1024
+# The largest document a step takes (its input as UTF-8 JSON): room for the largest request's
+# text and one copy of it that a step derives (a redacted or transformed field). A run whose
+# input is larger is refused at its start; a step whose input grew past it fails naming it.
+KEEL_STEP_INPUT_MAX_BYTES = env_int("KEEL_STEP_INPUT_MAX_BYTES", 2 * KEEL_API_MAX_BODY_BYTES, minimum=1024)
+# What one render of a prompt or transform template may do (pipelines/prompts.py): loop
+# iterations, operations (calls, filters, operators), characters written and CPU time.
+KEEL_TEMPLATE_MAX_ITERATIONS = env_int("KEEL_TEMPLATE_MAX_ITERATIONS", 10_000, minimum=1)
+KEEL_TEMPLATE_MAX_OPERATIONS = env_int("KEEL_TEMPLATE_MAX_OPERATIONS", 100_000, minimum=1)
+KEEL_TEMPLATE_MAX_OUTPUT = env_int("KEEL_TEMPLATE_MAX_OUTPUT", KEEL_STEP_INPUT_MAX_BYTES, minimum=1024)
+KEEL_TEMPLATE_MAX_MILLISECONDS = env_int("KEEL_TEMPLATE_MAX_MILLISECONDS", 250, minimum=1)
 # A worker or beat heartbeat older than this makes /health/ready answer 503.
 KEEL_HEARTBEAT_MAX_AGE_SECONDS = env_int("KEEL_HEARTBEAT_MAX_AGE_SECONDS", 180, minimum=10)
 # A load balancer probes over plain HTTP: the health pages are not redirected to HTTPS.

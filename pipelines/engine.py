@@ -32,7 +32,7 @@ from pipelines.models import Budget, Deployment, Pipeline, Release, Run, StepRun
 from pipelines.providers import call_model
 from pipelines.rows import Columns, fetch_row, insert_one, insert_statement, update_where
 from pipelines.signals import run_held, run_sampled
-from pipelines.steps import SchemaValidator, execute_step, step_does_io
+from pipelines.steps import SchemaValidator, execute_step, run_input_check, step_does_io
 from pipelines.steps.base import StepContext, StepError, StepResult
 
 logger = logging.getLogger(__name__)
@@ -123,6 +123,7 @@ def run_start(
         raise RunRefused(f"{pipeline.slug} is paused in {environment}: {deployment.pause_reason or 'no reason given'}")
     if not isinstance(input, dict):
         raise ValidationError({"input": "The input must be a JSON object."})
+    run_input_check(input)  # a size no step could take (KEEL_STEP_INPUT_MAX_BYTES)
     # The canary bucket (pipelines/change.py): by the idempotency key, else the input hash.
     input_sha256 = _sha256(input)
     release = deployment_release_for(

@@ -6,12 +6,14 @@ is saved, so a step that cannot run is refused before it is ever released.
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError
 from jsonschema.exceptions import ValidationError as SchemaValidationError
 
 from governance.patterns import PatternError, linear_compile, pattern_problem
+from pipelines.prompts import parse_template
 
 ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
 FIELD_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$"
@@ -132,6 +134,14 @@ def validate_step_config(kind: str, config: object) -> None:
         validate_json_schema(config["schema"], field="config")
     if kind == "deliver" and "title" in config and config.get("format") != "pdf":
         raise ValidationError({"config": 'config.title: a title is for PDF reports ("format": "pdf").'})
+    if kind == "transform":
+        for field, body in config["mapping"].items():
+            try:
+                parse_template(body, field="config")
+            except ValidationError as exc:
+                raise ValidationError(
+                    {"config": [f"config.mapping.{field}: {m}" for m in exc.message_dict["config"]]}
+                ) from None
     if kind == "redact":
         problems = [
             f"config.patterns: {item['name']!r} ({item['regex']!r}) is not a valid regex for RE2: {problem}"
@@ -290,13 +300,51 @@ def step_does_io(step: dict) -> bool:
     return False
 
 
+def json_size(value: object, limit: int) -> int:
+    """About how many bytes ``value`` takes as UTF-8 JSON (escapes aside), counted
+    only until it passes ``limit``: a step's input is measured before every step,
+    so the walk is cheap, has no recursion and stops early."""
+    size, pending = 0, [value]
+    while pending and size <= limit:
+        item = pending.pop()
+        if isinstance(item, str):
+            size += (len(item) if item.isascii() else len(item.encode())) + 2
+        elif isinstance(item, dict):
+            size += 2 + 2 * len(item)  # braces; a colon and a comma per member
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            size += 2 + len(item)
+            pending.extend(item)
+        else:
+            size += 8  # a number, true, false or null: a few bytes
+    return size
+
+
+def _input_problem(document: object) -> str | None:
+    limit = settings.KEEL_STEP_INPUT_MAX_BYTES
+    if json_size(document, limit) > limit:
+        return f"is over the limit of {limit:,} bytes as JSON (KEEL_STEP_INPUT_MAX_BYTES)"
+    return None
+
+
+def run_input_check(input: object) -> None:
+    """Refuse a run's input that no step could take (a ValidationError naming ``input``)."""
+    if problem := _input_problem(input):
+        raise ValidationError({"input": f"The input {problem}."})
+
+
 def execute_step(kind: str, document: dict, ctx):
     """Run one step: ``pipelines.steps.<kind>.execute(document, ctx)``, imported
-    only when a run needs it (the model and deliver kinds pull in their providers)."""
+    only when a run needs it (the model and deliver kinds pull in their providers).
+    An input over KEEL_STEP_INPUT_MAX_BYTES fails the step before it starts: an
+    earlier step may have grown the run's input past it."""
     import importlib
 
     from pipelines.steps.base import StepError
 
     if kind not in KINDS:
         raise StepError(f"Unknown step kind {kind!r}.")
+    if problem := _input_problem(document):
+        raise StepError(f"the step's input {problem}")
     return importlib.import_module(f"pipelines.steps.{kind}").execute(document, ctx)
