@@ -18,25 +18,40 @@ BIG = {"s": "x" * 1_000_000, "n": 10**9, "lines": "a\n" * 100_000, "tabs": "\t" 
 
 # (template, words the refusal must hold): each would loop, allocate or recurse without end.
 ADVERSARIAL = {
-    "nested loops": ("{% for i in range(9000) %}{% for j in range(9000) %}x{% endfor %}{% endfor %}",
-                     "KEEL_TEMPLATE_MAX_ITERATIONS"),
+    "nested loops": (
+        "{% for i in range(9000) %}{% for j in range(9000) %}x{% endfor %}{% endfor %}",
+        "KEEL_TEMPLATE_MAX_ITERATIONS",
+    ),
     "huge range": ("{{ range(10**9) | list | length }}", "KEEL_TEMPLATE_MAX_ITERATIONS"),
     "range from the input": ("{% for i in range(n) %}{% endfor %}", "KEEL_TEMPLATE_MAX_ITERATIONS"),
     "string multiplication": ('{{ "x" * 10**8 }}', "KEEL_TEMPLATE_MAX_OUTPUT"),
     "multiplication by the input": ("{{ s * n }}", "KEEL_TEMPLATE_MAX_OUTPUT"),
     "list multiplication": ("{{ ([1] * n) | length }}", "over the limit"),
     "huge power": ("{{ 2 ** n }}", "bits"),
-    "doubling with ~": ("{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}"
-                        "{% endfor %}{{ ns.s | length }}", "KEEL_TEMPLATE_MAX_OUTPUT"),
-    "doubling with +": ("{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s + ns.s %}"
-                        "{% endfor %}{{ ns.s | length }}", "KEEL_TEMPLATE_MAX_OUTPUT"),
-    "output captured in a set block": ("{% set x %}{% for i in range(5000) %}{{ s }}{% endfor %}{% endset %}{{ x|length }}",
-                                       "KEEL_TEMPLATE_MAX_OUTPUT"),
+    "doubling with ~": (
+        "{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}"
+        "{% endfor %}{{ ns.s | length }}",
+        "KEEL_TEMPLATE_MAX_OUTPUT",
+    ),
+    "doubling with +": (
+        "{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s + ns.s %}"
+        "{% endfor %}{{ ns.s | length }}",
+        "KEEL_TEMPLATE_MAX_OUTPUT",
+    ),
+    "output captured in a set block": (
+        "{% set x %}{% for i in range(5000) %}{{ s }}{% endfor %}{% endset %}{{ x|length }}",
+        "KEEL_TEMPLATE_MAX_OUTPUT",
+    ),
     "join of a repeated value": ("{{ ([s] * 5000) | join }}", "KEEL_TEMPLATE_MAX_OUTPUT"),
     "str.join": ("{{ ''.join([s] * 5000) }}", "KEEL_TEMPLATE_MAX_OUTPUT"),
-    "recursion through a macro": ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", f"deeper than {MAX_CALL_DEPTH}"),
-    "exponential macro calls": ("{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(40) }}",
-                                "KEEL_TEMPLATE_MAX_"),
+    "recursion through a macro": (
+        "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+        f"deeper than {MAX_CALL_DEPTH}",
+    ),
+    "exponential macro calls": (
+        "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(40) }}",
+        "KEEL_TEMPLATE_MAX_",
+    ),
     "format width": ('{{ "{:>1000000000}".format(1) }}', "KEEL_TEMPLATE_MAX_OUTPUT"),
     "format width from the input": ('{{ "{:>{w}}".format(1, w=n) }}', "KEEL_TEMPLATE_MAX_OUTPUT"),
     "format precision": ('{{ "{:.999999999f}".format(1.5) }}', "KEEL_TEMPLATE_MAX_OUTPUT"),
