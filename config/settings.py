@@ -353,7 +353,7 @@ KEEL_STEP_INPUT_MAX_BYTES = env_int("KEEL_STEP_INPUT_MAX_BYTES", 2 * KEEL_API_MA
 # What one render of a prompt or transform template may do (pipelines/prompts.py): loop
 # iterations, operations (calls, filters, operators), characters written and CPU time.
 KEEL_TEMPLATE_MAX_ITERATIONS = env_int("KEEL_TEMPLATE_MAX_ITERATIONS", 10_000, minimum=1)
-KEEL_TEMPLATE_MAX_OPERATIONS = env_int("KEEL_TEMPLATE_MAX_OPERATIONS", 100_000, minimum=1)
+KEEL_TEMPLATE_MAX_OPERATIONS = env_int("KEEL_TEMPLATE_MAX_OPERATIONS", 50_000, minimum=1)
 KEEL_TEMPLATE_MAX_OUTPUT = env_int("KEEL_TEMPLATE_MAX_OUTPUT", KEEL_STEP_INPUT_MAX_BYTES, minimum=1024)
 KEEL_TEMPLATE_MAX_MILLISECONDS = env_int("KEEL_TEMPLATE_MAX_MILLISECONDS", 250, minimum=1)
 # A worker or beat heartbeat older than this makes /health/ready answer 503.
