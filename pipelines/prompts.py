@@ -7,8 +7,10 @@ worker: ``{% for i in range(100000) %}{% for j in range(100000) %}`` or
 with no thread or signal:
 
 - loop iterations (every ``for``, ``range`` sizes included);
-- operations: calls, filters, intercepted operators and concatenations, which
-  also bounds recursion through macros (and their depth, ``MAX_CALL_DEPTH``);
+- operations: calls, filters, tests, subscripts, attributes, comparisons,
+  intercepted operators and concatenations (every step whose cost can grow
+  with the input), which also bounds recursion through macros (and their
+  depth, ``MAX_CALL_DEPTH``);
 - output: every ``{{ }}`` and every piece of literal text counts, wherever it
   is written (a macro, a ``set`` block), so no buffer outgrows the limit;
 - CPU time of the rendering thread, checked at each of the above;
@@ -246,6 +248,14 @@ def _str_method_check(method, args: tuple, kwargs: dict) -> None:
         _check_size("str.replace", _replaced_size(text, args[0], args[1]))
     elif name == "join" and args:
         _check_join(args[0], text)
+    elif name in ("split", "rsplit", "splitlines"):
+        separator = args[0] if args and isinstance(args[0], str) else kwargs.get("sep")
+        if isinstance(separator, str) and separator:
+            pieces = text.count(separator) + 1
+        else:  # whitespace or line breaks: counted by the common ones
+            pieces = sum(text.count(char) for char in " \t\n\r") + 1
+        if pieces > MAX_ITEMS:
+            raise TemplateLimitError(f"str.{name} would make {pieces:,} items, over the limit of {MAX_ITEMS:,}")
     elif name in ("format", "format_map"):
         _check_format(text, args, kwargs, printf=False)
 
@@ -318,6 +328,16 @@ def _bounded_filter(name: str, function):
     return bounded
 
 
+def _counted_test(function):
+    # Tests ("is in", "is divisibleby") run on values as large as the input: each one counts.
+    @functools.wraps(function)
+    def counted(*args, **kwargs):
+        _tick()
+        return function(*args, **kwargs)
+
+    return counted
+
+
 def _bounded_range(*args: int) -> range:
     limit = _limits().iterations
     try:
@@ -367,6 +387,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
     def __init__(self, **options):
         super().__init__(**options, finalize=self._written)
         self.filters = {name: _bounded_filter(name, function) for name, function in self.filters.items()}
+        self.tests = {name: _counted_test(function) for name, function in self.tests.items()}
         self.globals["range"] = _bounded_range
         self.globals["lipsum"] = _bounded_lipsum
 
@@ -400,6 +421,20 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
             if budget is not None:
                 budget.depth -= 1
 
+    def getitem(self, obj, argument):
+        # x[i] and slices (a copy as long as the value): each counts, and its result is sized.
+        _tick()
+        return _check_value(super().getitem(obj, argument))
+
+    def getattr(self, obj, attribute):
+        _tick()
+        return super().getattr(obj, attribute)
+
+    def keel_op(self, value):
+        # After a comparison ("==", "in", "<"), linear in values as large as the input.
+        _tick()
+        return value
+
     def keel_loop(self, iterable) -> _Counted:
         return _Counted(iterable)
 
@@ -414,9 +449,9 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
 
 class _Bounded(NodeTransformer):
     """Routes what the environment could not otherwise see through it: each
-    loop's iterable (counted), each ``~`` (sized first) and each piece of literal
-    text (written through finalize). ``environment.*`` attributes cannot be
-    shadowed by a template's own names."""
+    loop's iterable (counted), each ``~`` (sized first), each comparison
+    (counted) and each piece of literal text (written through finalize).
+    ``environment.*`` attributes cannot be shadowed by a template's own names."""
 
     def _call(self, name: str, args: list, node: nodes.Node) -> nodes.Call:
         return nodes.Call(nodes.EnvironmentAttribute(name), args, [], None, None, lineno=node.lineno)
@@ -425,6 +460,10 @@ class _Bounded(NodeTransformer):
         node = self.generic_visit(node)
         node.iter = self._call("keel_loop", [node.iter], node)
         return node
+
+    def visit_Compare(self, node: nodes.Compare) -> nodes.Call:
+        node = self.generic_visit(node)
+        return self._call("keel_op", [node], node)
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Call:
         node = self.generic_visit(node)

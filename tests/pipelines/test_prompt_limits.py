@@ -157,3 +157,21 @@ def test_a_transform_step_that_goes_past_a_limit_fails_naming_the_field_and_the_
     with pytest.raises(StepError) as caught:
         transform_execute({"text": "ab", "times": 10**9}, ctx)
     assert "transform of field 'big' failed" in str(caught.value) and "KEEL_TEMPLATE_MAX_OUTPUT" in str(caught.value)
+
+
+def test_slices_and_comparisons_on_a_large_input_count_against_the_limits():
+    body = "{% for i in range(10000) %}{% if s[::-1] == s and 'q' in s %}{% endif %}{% endfor %}"
+    with pytest.raises(TemplateLimitError, match="KEEL_TEMPLATE_MAX_"):
+        render_prompt(body, {"s": "y" * 1_000_000})
+
+
+def test_a_long_template_without_loops_is_stopped_by_its_operations(settings):
+    settings.KEEL_TEMPLATE_MAX_MILLISECONDS = 10**6
+    body = "{% if s == t %}{% endif %}" * 60_000
+    with pytest.raises(TemplateLimitError, match="KEEL_TEMPLATE_MAX_OPERATIONS"):
+        render_prompt(body, {"s": "a", "t": "b"})
+
+
+def test_a_split_that_would_make_too_many_items_is_refused():
+    with pytest.raises(TemplateLimitError, match="str.split would make"):
+        render_prompt("{{ s.split() | length }}", {"s": "a " * 200_000})
