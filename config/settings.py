@@ -358,6 +358,16 @@ KEEL_PDF_MAX_PAGES = env_int("KEEL_PDF_MAX_PAGES", 1000, minimum=1)
 KEEL_PDF_MAX_CONTENT_BYTES = env_int("KEEL_PDF_MAX_CONTENT_BYTES", 50 * 1024 * 1024, minimum=1024)
 KEEL_PDF_EXTRACT_CPU_SECONDS = env_int("KEEL_PDF_EXTRACT_CPU_SECONDS", 30, minimum=1)
 KEEL_PDF_EXTRACT_MEMORY_MB = env_int("KEEL_PDF_EXTRACT_MEMORY_MB", 1024, minimum=64)
+# The largest document a step takes (its input as UTF-8 JSON): room for the largest request's
+# text and one copy of it that a step derives (a redacted or transformed field). A run whose
+# input is larger is refused at its start; a step whose input grew past it fails naming it.
+KEEL_STEP_INPUT_MAX_BYTES = env_int("KEEL_STEP_INPUT_MAX_BYTES", 2 * KEEL_API_MAX_BODY_BYTES, minimum=1024)
+# What one render of a prompt or transform template may do (pipelines/prompts.py): loop
+# iterations, operations (calls, filters, operators), characters written and CPU time.
+KEEL_TEMPLATE_MAX_ITERATIONS = env_int("KEEL_TEMPLATE_MAX_ITERATIONS", 10_000, minimum=1)
+KEEL_TEMPLATE_MAX_OPERATIONS = env_int("KEEL_TEMPLATE_MAX_OPERATIONS", 50_000, minimum=1)
+KEEL_TEMPLATE_MAX_OUTPUT = env_int("KEEL_TEMPLATE_MAX_OUTPUT", KEEL_STEP_INPUT_MAX_BYTES, minimum=1024)
+KEEL_TEMPLATE_MAX_MILLISECONDS = env_int("KEEL_TEMPLATE_MAX_MILLISECONDS", 250, minimum=1)
 # A worker or beat heartbeat older than this makes /health/ready answer 503.
 KEEL_HEARTBEAT_MAX_AGE_SECONDS = env_int("KEEL_HEARTBEAT_MAX_AGE_SECONDS", 180, minimum=10)
 # A load balancer probes over plain HTTP: the health pages are not redirected to HTTPS.

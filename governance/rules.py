@@ -4,11 +4,12 @@ A rule reads one field of a gate's input by a dotted path (``label``,
 ``confidence``, ``fields.order_total``, ``draft``) and compares it with a value.
 """
 
-import re
-
 from django.core.exceptions import ValidationError
 
-FIELD_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
+from governance.patterns import linear_compile
+
+# RE2, as every pattern over data someone sent (governance/patterns.py).
+FIELD_PATTERN = linear_compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
 
 # operator -> the kind of value it takes
 OPERATORS: dict[str, str] = {

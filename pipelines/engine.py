@@ -33,7 +33,7 @@ from pipelines.models import Budget, Deployment, Pipeline, Release, Run, StepRun
 from pipelines.providers import call_model
 from pipelines.rows import Columns, fetch_row, insert_one, insert_statement, update_where
 from pipelines.signals import run_held, run_sampled
-from pipelines.steps import execute_step, step_does_io
+from pipelines.steps import SchemaValidator, execute_step, run_input_check, step_does_io
 from pipelines.steps.base import StepContext, StepError, StepResult
 
 logger = logging.getLogger(__name__)
@@ -85,10 +85,10 @@ def _events(run: Run, action: str, payload: dict, actor=None, along: tuple[str, 
 
 
 @functools.lru_cache(maxsize=256)
-def _input_validator(release_id: int, fingerprint: str) -> jsonschema.Draft202012Validator:
+def _input_validator(release_id: int, fingerprint: str) -> SchemaValidator:
     # Building a validator costs more than validating; a release's schema never changes.
     schema = Release.objects.get(pk=release_id, fingerprint=fingerprint).snapshot_data["input_schema"]
-    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    return SchemaValidator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
 
 def run_start(
@@ -128,6 +128,7 @@ def run_start(
         raise RunRefused(f"{pipeline.slug} is paused in {environment}: {deployment.pause_reason or 'no reason given'}")
     if not isinstance(input, dict):
         raise ValidationError({"input": "The input must be a JSON object."})
+    run_input_check(input)  # a size no step could take (KEEL_STEP_INPUT_MAX_BYTES)
     # The canary bucket (pipelines/change.py): by the idempotency key, else the input hash.
     input_sha256 = _sha256(input)
     release = deployment_release_for(

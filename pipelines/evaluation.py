@@ -15,7 +15,6 @@ import io
 import json
 from dataclasses import dataclass
 
-import jsonschema
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
@@ -25,7 +24,7 @@ from governance.permissions import user_can
 from pipelines.engine import _input_validator, derive_seed
 from pipelines.models import Deployment, Evaluation, EvaluationCase, EvaluationResult, Pipeline, Release, Run
 from pipelines.providers import call_model
-from pipelines.steps import execute_step
+from pipelines.steps import SchemaValidator, execute_step
 from pipelines.steps.base import StepContext, StepError
 
 EVALUATION = "evaluation"
@@ -46,7 +45,7 @@ def case_check(case: EvaluationCase, output) -> list[str]:
     failures += [f"missing required phrase {p!r}" for p in case.required_phrases if p.casefold() not in lowered]
     failures += [f"contains forbidden phrase {p!r}" for p in case.forbidden_phrases if p.casefold() in lowered]
     if case.output_schema:
-        validator = jsonschema.Draft202012Validator(case.output_schema)
+        validator = SchemaValidator(case.output_schema)
         failures += [f"schema: {e.message}" for e in validator.iter_errors(output)]
     if case.max_length is not None and len(text) > case.max_length:
         failures.append(f"output is {len(text)} characters, over the maximum {case.max_length}")

@@ -9,7 +9,6 @@ it fired for, so a firing delivered twice starts one run.
 
 import json
 
-import jsonschema
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -21,6 +20,7 @@ from governance.permissions import user_can
 from pipelines.engine import RunRefused, run_start
 from pipelines.models import PipelineSchedule, Run
 from pipelines.models.schedules import parse_cron
+from pipelines.steps import SchemaValidator
 
 clock = timezone.now  # replaced by tests that freeze time
 
@@ -77,7 +77,7 @@ def schedule_input_check(schedule: PipelineSchedule) -> None:
     live = Deployment.objects.filter(pipeline=schedule.pipeline, environment=Deployment.Environment.PRODUCTION)
     release = live.select_related("release").first()
     schema = release.release.snapshot_data["input_schema"] if release and release.release else None
-    validator = jsonschema.Draft202012Validator(schema or schedule.pipeline.input_schema or {})
+    validator = SchemaValidator(schema or schedule.pipeline.input_schema or {})
     problems = sorted(
         f"{'.'.join(str(p) for p in e.absolute_path) or 'input'}: {e.message}"
         for e in validator.iter_errors(schedule.input)

@@ -6,16 +6,17 @@ fails the step: a guessed label must never pass a gate as if it were read.
 """
 
 import json
-import re
 
+from governance.patterns import SPACE, linear_compile
 from pipelines.steps.base import StepContext, StepError, StepResult, json_copy
 from pipelines.steps.documents import MISSING, get_path
 
-_LABEL_CONFIDENCE = re.compile(
-    r"\A\s*label\s*:\s*(?P<label>[^\n]*?)\s*\n\s*confidence\s*:\s*(?P<confidence>[0-9]*\.?[0-9]+)\s*\Z",
-    re.IGNORECASE,
+# RE2 (linear in the model's text, however long or odd it is); _S is Python's \s.
+_S = f"[{SPACE}]"
+_LABEL_CONFIDENCE = linear_compile(
+    rf"(?i)\A{_S}*label{_S}*:{_S}*(?P<label>[^\n]*?){_S}*\n{_S}*confidence{_S}*:{_S}*(?P<confidence>[0-9]*\.?[0-9]+){_S}*\z"
 )
-_FENCE = re.compile(r"\A\s*```(?:json)?\s*\n(?P<body>.*)\n\s*```\s*\Z", re.IGNORECASE | re.DOTALL)
+_FENCE = linear_compile(rf"(?is)\A{_S}*```(?:json)?{_S}*\n(?P<body>.*)\n{_S}*```{_S}*\z")
 
 
 def _fail(reason: str) -> StepError:

@@ -7,23 +7,46 @@ parentheses, with a trunk 0, or the North American 3-3-4), never a bare run of
 digits or a date.
 """
 
-import re
 from collections.abc import Callable
 
+from governance.patterns import DIGIT, WORD, PatternError, linear_compile
 from pipelines.steps.base import StepContext, StepError, StepResult, json_copy
 from pipelines.steps.documents import MISSING, get_path, set_path
 
 BUILTIN_ORDER = ("email", "card", "phone")  # e-mail first (it holds digits), cards before phones
 
-EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+# Every pattern runs on RE2 (governance/patterns.py), so a scan is linear in the text.
+_WORD, _DIGIT = WORD, DIGIT
+
+
+def _in_context(before: str, hit: str, after: str):
+    """A pattern for ``hit`` where the character before it is in ``before`` (or
+    the text starts) and what follows is in ``after`` (or the text ends). RE2 has
+    no look-around: the context is matched and the hit is group 1; the scan
+    resumes at the hit's end, so the context character after one hit may be the
+    one before the next, as a look-behind would see it."""
+    return linear_compile(rf"(?:\A|{before})({hit})(?:\z|{after})")
+
+
+EMAIL = linear_compile(rf"[{_WORD}.!#$%&'*+/=?^`{{|}}~-]+@[{_WORD}-]+(?:\.[{_WORD}-]+)+")
 # Candidates only: 13 to 19 digits in optional single-space or dash groups, checked by _is_card.
-CARD = re.compile(r"(?<![\w+.-])\d(?:[ -]?\d){12,18}(?![\w-]|[.,]\d)")
+CARD = _in_context(
+    before=rf"[^{_WORD}+.-]",
+    hit=rf"{_DIGIT}(?:[ -]?{_DIGIT}){{12,18}}",
+    after=rf"[^{_WORD}.,-]|[.,](?:\z|[^{_DIGIT}])",
+)
 # Candidates only: digits in groups split by one space, dot or dash, with an
 # optional +country code and (area code); checked by _is_phone.
-PHONE = re.compile(
-    r"(?<![\w+@/.,-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?\d{1,12}(?:[ .-]\d{1,12})*(?![\w@/]|[.,-]\d)"
+PHONE = _in_context(
+    before=rf"[^{_WORD}+@/.,-]",
+    hit=rf"(?:\+{_DIGIT}{{1,3}}[ .-]?)?(?:\({_DIGIT}{{1,5}}\)[ .-]?)?{_DIGIT}{{1,12}}(?:[ .-]{_DIGIT}{{1,12}})*",
+    after=rf"[^{_WORD}@/.,-]|[.,-](?:\z|[^{_DIGIT}])",
 )
+_SEPARATOR = linear_compile(r"[ .-]")
 _DATE_SHAPES = {(4, 2, 2), (2, 2, 4), (1, 2, 4), (2, 1, 4), (1, 1, 4), (4, 1, 1), (4, 2, 1), (4, 1, 2)}
+# Longer than any card (19 digits, 18 separators) or phone number (15 digits and
+# their separators, "+", "()"): a candidate this long is a run of numbers, not one.
+_LONGEST_CANDIDATE = 40
 
 
 def _luhn(digits: str) -> bool:
@@ -36,19 +59,25 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _digits(text: str) -> str:
+    return "".join(char for char in text if char.isdecimal())
+
+
 def _is_card(text: str) -> bool:
-    digits = re.sub(r"\D", "", text)
+    digits = _digits(text)
     # Issued card numbers start with 2 to 6; the rest are ids that happen to pass Luhn.
     return 13 <= len(digits) <= 19 and digits[0] in "23456" and _luhn(digits)
 
 
 def _is_phone(text: str) -> bool:
-    digits = re.sub(r"\D", "", text)
+    if len(text) > _LONGEST_CANDIDATE:
+        return False
+    digits = _digits(text)
     if not 7 <= len(digits) <= 15:
         return False
     if text.startswith("+") or "(" in text:
         return True
-    groups = re.split(r"[ .-]", text)
+    groups = _SEPARATOR.split(text)
     if len(groups) == 1:
         return False  # a bare run of digits is far more often an id than a phone number
     if tuple(len(g) for g in groups) in _DATE_SHAPES:
@@ -59,36 +88,55 @@ def _is_phone(text: str) -> bool:
     return shape == [3, 3, 4] or (shape == [1, 3, 3, 4] and groups[0] == "1")
 
 
-# name -> (candidate pattern, check of a candidate)
-BUILTINS: dict[str, tuple[re.Pattern, Callable[[str], bool]]] = {
-    "email": (EMAIL, lambda text: True),
-    "card": (CARD, _is_card),
-    "phone": (PHONE, _is_phone),
+# name -> (candidate pattern, check of a candidate, whether the hit is group 1 of a context pattern)
+BUILTINS: dict[str, tuple[object, Callable[[str], bool], bool]] = {
+    "email": (EMAIL, lambda text: True, False),
+    "card": (CARD, _is_card, True),
+    "phone": (PHONE, _is_phone, True),
 }
 
 
-def _patterns(config: dict) -> list[tuple[str, re.Pattern, Callable[[str], bool]]]:
+def _patterns(config: dict) -> list[tuple[str, object, Callable[[str], bool], bool]]:
     chosen = set(config.get("builtin", BUILTIN_ORDER))
     patterns = [(name, *BUILTINS[name]) for name in BUILTIN_ORDER if name in chosen]
     for item in config.get("patterns", []):
         try:
-            patterns.append((item["name"], re.compile(item["regex"]), lambda text: True))
-        except re.error as exc:
-            raise StepError(f"redact pattern {item['name']!r} is not a valid regex: {exc}") from None
+            patterns.append((item["name"], linear_compile(item["regex"]), lambda text: True, False))
+        except PatternError as exc:
+            # Saved configs are checked (validate_step_config); a release cut before that check was not.
+            raise StepError(f"redact pattern {item['name']!r} is not a valid regex for RE2: {exc}") from None
     return patterns
+
+
+def _hits(pattern, data: bytes, in_context: bool):
+    """(start, end) of each match in ``data``, left to right, without overlaps.
+    The scan runs on the UTF-8 bytes: RE2 matches them in one pass, where a str
+    would be encoded again (and its offsets decoded) for every match."""
+    if not in_context:
+        for match in pattern.finditer(data):
+            if match.end() > match.start():  # an empty match masks nothing
+                yield match.span()
+        return
+    position = 0
+    while (match := pattern.search(data, position)) is not None:
+        yield match.span(1)
+        position = match.end(1)
 
 
 def redact_text(text: str, patterns, counts: dict[str, int]) -> str:
     """Mask every match in ``text``, adding to ``counts`` per pattern name."""
-    for name, pattern, check in patterns:
-
-        def replace(match: re.Match, name=name, check=check) -> str:
-            if not check(match.group(0)):
-                return match.group(0)
+    for name, pattern, check, in_context in patterns:
+        data = text.encode()
+        pieces: list[bytes] = []
+        end = 0
+        for start, stop in _hits(pattern, data, in_context):
+            if not check(data[start:stop].decode()):
+                continue
             counts[name] = counts.get(name, 0) + 1
-            return f"[REDACTED:{name}]"
-
-        text = pattern.sub(replace, text)
+            pieces += [data[end:start], f"[REDACTED:{name}]".encode()]
+            end = stop
+        if pieces:
+            text = b"".join([*pieces, data[end:]]).decode()
     return text
 
 

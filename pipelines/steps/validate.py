@@ -2,16 +2,17 @@
 
 import functools
 import json
-import re
 
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import FormatChecker
 from jsonschema.exceptions import SchemaError
 
+from governance.patterns import SPACE, linear_compile
+from pipelines.steps import SchemaValidator
 from pipelines.steps.base import StepContext, StepError, StepResult, json_copy
 
 # jsonschema's own "email" check only looks for an "@"; an address that a reply
 # would be sent to needs at least something on both sides and a dotted domain.
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+_EMAIL = linear_compile(rf"^[^@{SPACE}]+@[^@{SPACE}]+\.[^@{SPACE}.]+$")
 _formats = FormatChecker(formats=())
 
 
@@ -21,15 +22,15 @@ def _is_email(instance: object) -> bool:
 
 
 @functools.lru_cache(maxsize=256)
-def _validator(schema_text: str) -> Draft202012Validator:
+def _validator(schema_text: str) -> SchemaValidator:
     # Checking a schema and building its validator costs far more than using it,
     # and a release's schemas never change: one validator per distinct schema.
     schema = json.loads(schema_text)
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, format_checker=_formats)
+    SchemaValidator.check_schema(schema)
+    return SchemaValidator(schema, format_checker=_formats)
 
 
-def schema_validator(schema: dict) -> Draft202012Validator:
+def schema_validator(schema: dict) -> SchemaValidator:
     """The (cached) validator for ``schema``; SchemaError when it is not a valid JSON Schema."""
     return _validator(json.dumps(schema, sort_keys=True, separators=(",", ":")))
 
