@@ -106,7 +106,7 @@ def _post_runs(base: str, token: str, stream: Stream, stop_new: threading.Event,
         stream.pending = [key for _, key in retry]
 
 
-def _run_outage(*, base: str, token: str, stop, start, statuses, name: str) -> dict:
+def _run_outage(*, base: str, token: str, stop, start, statuses, name: str, during=None) -> dict:
     """Stream creations, stop and start a server, and wait for every run; the figures."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would drown the figures
     stream = Stream()
@@ -116,7 +116,10 @@ def _run_outage(*, base: str, token: str, stop, start, statuses, name: str) -> d
     try:
         time.sleep(BEFORE)
         stop()
-        time.sleep(OUTAGE)
+        down = time.monotonic()
+        if during is not None:
+            during()
+        time.sleep(max(OUTAGE - (time.monotonic() - down), 0))
         start()
         back = time.monotonic()
         time.sleep(AFTER)
@@ -219,11 +222,22 @@ def test_a_database_outage_loses_no_run_and_answers_no_500(tmp_path, own_postgre
         except psycopg.OperationalError:
             return {}
 
+    def pages_while_down() -> None:
+        """Other pages while the database is away: a plain 503 page, the API's JSON 503, ready's 503."""
+        # A signed-in reviewer's page: the session is read from the database.
+        page = httpx.get(f"{base}/review/", cookies={"sessionid": "x" * 32}, timeout=30)
+        assert page.status_code == 503 and page.headers["Retry-After"] == "1", page.text[:500]
+        assert page.headers["Content-Type"].startswith("text/html") and "Traceback" not in page.text
+        listing = httpx.get(f"{base}/api/v1/runs", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert listing.status_code == 503 and listing.json()["status"] == 503, listing.text[:500]
+        ready = httpx.get(f"{base}/health/ready", timeout=30)
+        assert ready.status_code == 503 and "database" in ready.json()["down"]
+
+    base = f"http://127.0.0.1:{port}"
     try:
         with processes(keel_processes(port), env=env, log_dir=tmp_path) as started:
-            base = f"http://127.0.0.1:{port}"
             wait_until_up(base, started, tmp_path)
             _run_outage(base=base, token=token, stop=own_postgres.stop, start=own_postgres.start,
-                        statuses=statuses, name="database_outage")  # fmt: skip
+                        statuses=statuses, name="database_outage", during=pages_while_down)  # fmt: skip
     finally:
         redis.stop()
