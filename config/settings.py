@@ -353,6 +353,10 @@ KEEL_API_RATE_PER_MINUTE = env_int("KEEL_API_RATE_PER_MINUTE", 600, minimum=1)
 # The largest uploaded document, and the largest request body (a document plus its form fields).
 KEEL_DOCUMENT_MAX_BYTES = env_int("KEEL_DOCUMENT_MAX_BYTES", 10 * 1024 * 1024, minimum=1)
 KEEL_API_MAX_BODY_BYTES = KEEL_DOCUMENT_MAX_BYTES + 256 * 1024
+# Django's own limit on a body it reads whole (a JSON body, form fields; not
+# uploaded files) is the same one, so that no body under the documented limit
+# is refused with Django's 2.5 MiB default (docs/outages.md).
+DATA_UPLOAD_MAX_MEMORY_SIZE = KEEL_API_MAX_BODY_BYTES
 # What a 503 during a database, broker or cache outage tells the client to wait (Retry-After).
 KEEL_OUTAGE_RETRY_AFTER_SECONDS = env_int("KEEL_OUTAGE_RETRY_AFTER_SECONDS", 5, minimum=1)
 # A worker or beat heartbeat older than this makes /health/ready answer 503.
