@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('pipelines', '0013_steprun_run_index'),
+        ("pipelines", "0013_steprun_run_index"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='run',
-            name='send_failed_at',
+            model_name="run",
+            name="send_failed_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]
