@@ -2,8 +2,9 @@
 
 Tasks are enqueued with ``task.delay_on_commit(...)`` (Celery's Django task
 class), so a worker never sees a row its transaction has not yet committed;
-a run start, the hottest path, with ``pipelines.broker.enqueue_on_commit``, the
-same message sent on a producer its thread keeps.
+a run's message with ``pipelines.broker.enqueue_on_commit``, which is
+``apply_async`` with a short retry policy that reports a broker it cannot
+reach instead of raising (docs/outages.md).
 """
 
 import logging

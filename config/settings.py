@@ -79,6 +79,8 @@ MIDDLEWARE = [
     "simple_history.middleware.HistoryRequestMiddleware",
     "audit.middleware.AuditActorMiddleware",
     "config.security.SecurityMiddleware",
+    # A view's database, broker or cache outage answers 503 with Retry-After (config/outages.py).
+    "config.outages.OutageMiddleware",
     # Last, as django-axes asks: it turns a locked-out sign-in into a 429 page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -245,6 +247,9 @@ KEEL_RUN_LEASE_SECONDS = env_int("KEEL_RUN_LEASE_SECONDS", 300, minimum=1)
 KEEL_RUN_MAX_ATTEMPTS = env_int("KEEL_RUN_MAX_ATTEMPTS", 5, minimum=1)
 # The largest model reply read; a longer one is an invalid_response.
 KEEL_MODEL_REPLY_MAX_BYTES = env_int("KEEL_MODEL_REPLY_MAX_BYTES", 1024 * 1024, minimum=1024)
+# A queued run whose message the broker does not hold (its send failed, or a
+# broker restart lost it) is sent again once it is this old (docs/outages.md).
+KEEL_RUN_RESEND_AFTER_SECONDS = env_int("KEEL_RUN_RESEND_AFTER_SECONDS", 10, minimum=1)
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
     "visibility_timeout": KEEL_TASK_TIME_LIMIT + KEEL_MAX_COUNTDOWN + 30 * 60,
 }
@@ -292,6 +297,8 @@ CELERY_BEAT_SCHEDULE = {
     "audit-verify-nightly": {"task": "audit.verify_chain", "schedule": crontab(hour=3, minute=17)},
     # Runs whose worker died (lease expired) go back on the queue within a minute.
     "runs-recover": {"task": "pipelines.recover_runs", "schedule": 60.0},
+    # Queued runs whose message the broker does not hold are sent again within seconds.
+    "runs-resend": {"task": "pipelines.resend_runs", "schedule": 5.0},
     # A signed checkpoint of the chain head outside the database (audit/checkpoints.py).
     "audit-checkpoint": {"task": "audit.write_checkpoint", "schedule": 300.0},
     # Run data past its workspace's retention period is redacted (pipelines/redaction.py).
@@ -368,6 +375,12 @@ KEEL_TEMPLATE_MAX_ITERATIONS = env_int("KEEL_TEMPLATE_MAX_ITERATIONS", 10_000, m
 KEEL_TEMPLATE_MAX_OPERATIONS = env_int("KEEL_TEMPLATE_MAX_OPERATIONS", 50_000, minimum=1)
 KEEL_TEMPLATE_MAX_OUTPUT = env_int("KEEL_TEMPLATE_MAX_OUTPUT", KEEL_STEP_INPUT_MAX_BYTES, minimum=1024)
 KEEL_TEMPLATE_MAX_MILLISECONDS = env_int("KEEL_TEMPLATE_MAX_MILLISECONDS", 250, minimum=1)
+# Django's own limit on a body it reads whole (a JSON body, form fields; not
+# uploaded files) is the same one, so that no body under the documented limit
+# is refused with Django's 2.5 MiB default (docs/outages.md).
+DATA_UPLOAD_MAX_MEMORY_SIZE = KEEL_API_MAX_BODY_BYTES
+# What a 503 during a database, broker or cache outage tells the client to wait (Retry-After).
+KEEL_OUTAGE_RETRY_AFTER_SECONDS = env_int("KEEL_OUTAGE_RETRY_AFTER_SECONDS", 5, minimum=1)
 # A worker or beat heartbeat older than this makes /health/ready answer 503.
 KEEL_HEARTBEAT_MAX_AGE_SECONDS = env_int("KEEL_HEARTBEAT_MAX_AGE_SECONDS", 180, minimum=10)
 # A load balancer probes over plain HTTP: the health pages are not redirected to HTTPS.

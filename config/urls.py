@@ -9,6 +9,9 @@ admin.site.site_header = "Keel governance"
 admin.site.site_title = "Keel"
 admin.site.index_title = "Governance"
 
+# An error raised while the database, broker or cache is away answers 503, not 500.
+handler500 = "config.outages.server_error"
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/", admin.site.urls),

@@ -314,12 +314,17 @@ def canary_set(*, release: Release, share, actor, sources: list[str] | None = No
     if deployment.release_id == release.pk:
         raise ValidationError(f"Release #{release.number} is already live in production.")
     deployment_guard(release, PRODUCTION)
-    if deployment.canary_release_id != release.pk:
+    # A new canary, or one started again after it was stopped (share 0, no
+    # sources), is judged on a new window: the runs that stopped it must not
+    # stop it again at once. Changing a running canary's share keeps its window.
+    running = deployment.canary_share > 0 or bool(deployment.canary_sources)
+    if deployment.canary_release_id != release.pk or not running:
         deployment.canary_started_at = timezone.now()
     deployment.canary_release, deployment.canary_share, deployment.canary_sources = release, share, sources
     _save(deployment, actor, f"Canary #{release.number} at {share}%")
     _event(pipeline, "deployment.canary_set", deployment, {
         "release": release.number, "share": str(share), "sources": sources, "stable_release": deployment.release.number,
+        "window_started_at": deployment.canary_started_at.isoformat(),
     }, actor)  # fmt: skip
     return deployment
 

@@ -17,7 +17,7 @@ from datetime import timedelta
 import jsonschema
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -25,7 +25,7 @@ from audit.bulk import insert_dicts
 from audit.canonical import canonical_bytes
 from audit.services import audit_append
 from governance.permissions import user_can
-from pipelines.broker import enqueue_on_commit
+from pipelines.broker import enqueue, enqueue_on_commit, waiting_messages
 from pipelines.change import deployment_release_for
 from pipelines.deliveries import delivery_send
 from pipelines.documents import DocumentRefused, run_first_document
@@ -182,9 +182,7 @@ def run_start(
             # A run over a hard budget limit is held as failed, and not enqueued.
             run = budget_hold(run=run, assessment=budgets)
             if enqueue and run.status == Run.Status.QUEUED:  # False: the caller executes it (keel_demo --inline)
-                from pipelines.tasks import run_execute_task
-
-                enqueue_on_commit(run_execute_task, run.pk)
+                run_enqueue_on_commit(run)
     except IntegrityError:
         # A concurrent start with the same key won the race: return its run.
         return Run.objects.get(pipeline=pipeline, idempotency_key=idempotency_key), False
@@ -627,6 +625,68 @@ def _give_up(batch: _Batch, steps: list[dict]) -> Run:
     return run
 
 
+def run_enqueue_on_commit(run: Run) -> None:
+    """Send the run's task message once the transaction commits. If the
+    broker cannot take it, the run is recorded as unsent (``send_failed_at``)
+    and ``runs_resend`` sends it again: its creator is still told it was created."""
+    from pipelines.tasks import run_execute_task
+
+    enqueue_on_commit(run_execute_task, run.pk, on_failure=functools.partial(_record_unsent, run.pk))
+
+
+def _record_unsent(run_id: int, error: BaseException) -> None:
+    # Bookkeeping of delivery, like the lease fields: no audit event. If the
+    # database is away too, the run is still queued and unclaimed, and
+    # runs_resend finds it once the broker's queue is empty.
+    try:
+        Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(send_failed_at=timezone.now())
+    except DatabaseError:
+        logger.warning("Run %s: its message was not sent and could not be recorded as unsent", run_id)
+
+
+def runs_resend(*, now=None) -> list[int]:
+    """Send again the messages of queued runs the broker does not hold; returns their ids.
+
+    1. Runs whose send failed (``send_failed_at``) at least
+       KEEL_RUN_RESEND_AFTER_SECONDS ago.
+    2. When no message waits on the broker's queue: runs never claimed and
+       created at least that long ago. Their message is gone (a broker
+       restarted without persistence loses what it held) or is in a worker's
+       hands a moment before its claim; a second message for a run is
+       harmless, as the claim is a conditional update that one worker wins.
+    3. The first send that fails stops the round (the broker is away); the
+       runs stay marked for the next.
+    """
+    now = now or timezone.now()
+    since = now - timedelta(seconds=settings.KEEL_RUN_RESEND_AFTER_SECONDS)
+    due = Q(status=Run.Status.QUEUED, send_failed_at__lt=since)
+    if waiting_messages() == 0:
+        due |= Q(status=Run.Status.QUEUED, attempts=0, created_at__lt=since)
+    from pipelines.tasks import run_execute_task
+
+    sent = []
+    for run_id in Run.objects.filter(due).order_by("pk").values_list("pk", flat=True)[:1000]:
+        if not enqueue(run_execute_task, run_id, on_failure=functools.partial(_record_unsent, run_id)):
+            break
+        sent.append(run_id)
+    Run.objects.filter(pk__in=sent, send_failed_at__isnull=False).update(send_failed_at=None)
+    return sent
+
+
+def run_lease_release(*, run_id: int, owner: str) -> bool:
+    """Put a run ``owner`` still holds back in the queue (its worker lost the
+    database mid-run and is about to try again); False if it holds none.
+
+    Conditional on the owner, as the claim is, so a run another worker took
+    meanwhile is left alone. No event: the run's steps are on the record as
+    they were, and the next claim counts the attempt."""
+    return bool(
+        Run.objects.filter(pk=run_id, status=Run.Status.RUNNING, lease_owner=owner).update(
+            status=Run.Status.QUEUED, lease_owner="", lease_expires_at=None
+        )
+    )
+
+
 def runs_recover(*, now=None) -> list[int]:
     """Runs whose worker died mid-run (lease expired) or that were never picked
     up go back on the queue; returns their ids."""
@@ -639,9 +699,12 @@ def runs_recover(*, now=None) -> list[int]:
     )
     from pipelines.tasks import run_execute_task
 
+    sent = []
     for run_id in stale:
-        run_execute_task.delay(run_id)
-    return stale
+        if not enqueue(run_execute_task, run_id, on_failure=functools.partial(_record_unsent, run_id)):
+            break  # the broker is away: the next round tries again
+        sent.append(run_id)
+    return sent
 
 
 @transaction.atomic
@@ -672,7 +735,5 @@ def run_retry(*, run: Run, actor) -> Run:
         raise ValidationError(f"Only failed runs can be retried; run {run.pk} is {run.status}.")
     Run.objects.filter(pk=run.pk).update(status=Run.Status.QUEUED, failure_reason="", finished_at=None)
     _events(run, "run.retried", {"from_position": run.next_position}, actor=actor)
-    from pipelines.tasks import run_execute_task
-
-    run_execute_task.delay_on_commit(run.pk)
+    run_enqueue_on_commit(run)
     return Run.objects.get(pk=run.pk)

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from audit.services import audit_record_many
 from governance.permissions import user_can
-from pipelines.engine import _sha256
+from pipelines.engine import _sha256, run_enqueue_on_commit
 from pipelines.models import Run, StepRun
 from pipelines.notices import rejection_notice_prepare
 
@@ -84,9 +84,7 @@ def run_resume(
                     "original_sha256": gate.output_sha256, "output_sha256": output_sha256}, actor),
     ])  # fmt: skip
     if enqueue:
-        from pipelines.tasks import run_execute_task
-
-        run_execute_task.delay_on_commit(run.pk)
+        run_enqueue_on_commit(run)
     # The locked row with what the UPDATE wrote: no other writer gets it before the commit.
     for field, value in resumed.items():
         setattr(run, field, value)

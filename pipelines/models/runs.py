@@ -48,6 +48,9 @@ class Run(PipelinePart, models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When sending the run's task message last failed (the broker was away);
+    # null once sent. The recovery beat task sends it again (engine.runs_resend).
+    send_failed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]

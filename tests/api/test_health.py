@@ -3,12 +3,14 @@
 from datetime import timedelta
 
 import pytest
+from celery import Celery
 from django.conf import settings
 from django.utils import timezone
 
 from config.celery import app
 from pipelines.health import heartbeat_record
 from pipelines.models import Heartbeat
+from tests.own_servers import RedisServer
 from tests.workers import celery_beat, celery_worker, wait_for
 
 
@@ -26,13 +28,29 @@ def test_ready_is_200_when_everything_is_up(client, db):
     assert set(response.json()["checks"]) == {"database", "broker", "worker", "beat"}
 
 
-def test_ready_is_503_naming_the_broker_when_it_is_down(client, db, monkeypatch):
+@pytest.fixture
+def broker_away(tmp_path, monkeypatch):
+    """The project's app swapped, for the test, for one whose Redis (the
+    test's own server) has gone away after a first message: its pool keeps a
+    producer of the lost server, as a web process's does through an outage."""
+    server = RedisServer(tmp_path)
+    server.start()
+    url = f"redis://:hunter2@127.0.0.1:{server.port}/0"
+    monkeypatch.setenv("CELERY_BROKER_URL", url)  # Celery reads the environment before its settings
+    away = Celery("away", broker=url, set_as_current=False)
+    away.conf.broker_connection_timeout = 2
+    server.stop()
+    away.set_current()
+    try:
+        yield server
+    finally:
+        app.set_current()
+        away.close()
+
+
+def test_ready_is_503_naming_the_broker_when_it_is_down(client, db, broker_away):
     heartbeat_record("worker")
     heartbeat_record("beat")
-    # Nothing listens on port 1: the broker is down.
-    dead = "redis://:hunter2@127.0.0.1:1/0"
-    monkeypatch.setattr(app.conf, "broker_url", dead)
-    monkeypatch.setenv("CELERY_BROKER_URL", dead)  # Celery reads the environment before its settings
     response = client.get("/health/ready")
     assert response.status_code == 503
     body = response.json()

@@ -1,17 +1,18 @@
 """Task messages sent by pipelines/broker.py: the message Celery itself would
 send, on the configured broker (Redis in CI's first run, kombu's filesystem
-transport in its second), after the commit and never after a rollback."""
-
-import os
+transport in its second), after the commit and never after a rollback; a
+send to a broker that is away is reported and never poisons the next one
+(a Redis server of the test's own, stopped and started)."""
 
 import pytest
-from django.conf import settings
+from celery import Celery
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from config.celery import app
 from pipelines import broker
 from pipelines.tasks import run_execute_task
-from tests.services import require_redis
+from tests.own_servers import RedisServer
 
 # The parts of a message that differ on every send: its id and kombu's delivery tag.
 PER_MESSAGE = {"headers": ("id", "root_id"), "properties": ("correlation_id", "delivery_tag")}
@@ -80,61 +81,73 @@ def test_with_eager_tasks_enqueue_runs_the_task_in_process(settings, monkeypatch
     assert called == [5]
 
 
-def test_a_forked_child_keeps_no_producer_of_its_parent(queue):
-    broker.enqueue(run_execute_task, 1)  # this process now keeps a producer
-    assert getattr(broker._kept, "producer", None) is not None
-    pid = os.fork()
-    if pid == 0:  # the child: its socket to the broker would be the parent's
-        os._exit(0 if getattr(broker._kept, "producer", None) is None else 1)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+@pytest.fixture
+def own_redis(tmp_path):
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_app(own_redis, monkeypatch):
+    """A Celery app on the test's own Redis, with a task to send: the stock
+    transport and Celery's producer pool, as the project's app has them."""
+    monkeypatch.setenv("CELERY_BROKER_URL", own_redis.url())  # Celery reads the environment before its settings
+    own = Celery("outage", broker=own_redis.url(), set_as_current=False)
+    own.conf.broker_connection_timeout = 2
+
+    @own.task(name="outage.echo")
+    def echo(value):
+        return value
+
+    yield own, echo
+    own.close()
+
+
+def _waiting(own, name: str = "celery") -> list:
+    with own.connection_for_read() as connection:
+        simple = connection.SimpleQueue(name)
+        try:
+            return [simple.get(timeout=5).decode()[0] for _ in range(len(simple))]
+        finally:
+            simple.close()
 
 
 @pytest.mark.services
-def test_the_redis_channel_puts_every_message_through_one_client():
-    from kombu import Connection
-
-    url = require_redis()
-    with Connection(url, transport="pipelines.broker:Transport") as connection:
-        channel = connection.default_channel
-        assert isinstance(channel, broker.Channel)
-        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
-            assert first is second
-            assert first.connection_pool is channel.pool
-            assert first.ping()
-        # kombu drops the pool when the connection is lost: a client of the old one is not used again.
-        channel._disconnect_pools()
-        with channel.conn_or_acquire() as third:
-            assert third is not first and third.connection_pool is channel.pool
-            assert third.ping()
-        with channel.conn_or_acquire(client=first) as given:
-            assert given is first  # a caller's own client is used as it is
-
-
-def test_on_redis_the_kept_producer_shares_one_client_and_celery_keeps_its_own_transport(queue):
-    broker.enqueue(run_execute_task, 1)
-    producer = broker._kept.producer[1]
-    with app.connection_for_write() as connection:
-        celerys = connection.default_channel
-        if settings.CELERY_BROKER_URL.startswith("redis://"):
-            assert isinstance(producer.channel, broker.Channel)
-        else:
-            assert not isinstance(producer.channel, broker.Channel)
-        # Workers, beat and apply_async: kombu's transport as it ships.
-        assert not isinstance(celerys, broker.Channel)
+def test_a_send_that_fails_is_reported_and_the_next_send_after_the_broker_returns_goes_through(own_redis, own_app):
+    own, echo = own_app
+    assert broker.enqueue(echo, 1, on_failure=pytest.fail)
+    own_redis.stop()  # the pool's producer now holds a connection to a server that is gone
+    failures = []
+    assert broker.enqueue(echo, 2, on_failure=failures.append) is False
+    assert broker.enqueue(echo, 3, on_failure=failures.append) is False
+    assert [type(error) for error in failures] == [broker.BrokerError, broker.BrokerError]
+    own_redis.start()  # without persistence: message 1 is gone with the old server
+    assert broker.enqueue(echo, 4, on_failure=pytest.fail)
+    assert broker.enqueue(echo, 5, on_failure=pytest.fail)
+    assert _waiting(own) == [[4], [5]]
 
 
 @pytest.mark.services
-def test_a_kept_producer_sends_again_after_the_broker_drops_its_connection(queue):
-    if not settings.CELERY_BROKER_URL.startswith("redis://"):
-        pytest.skip("the configured broker is not Redis")
-    import redis
+def test_without_a_failure_callback_a_send_to_a_broker_that_is_away_raises(own_redis, own_app):
+    _, echo = own_app
+    own_redis.stop()
+    with pytest.raises(broker.BrokerError):
+        broker.enqueue(echo, 1)
 
-    broker.enqueue(run_execute_task, 1)
-    # The server closes the connection the kept producer's channel put that message through.
-    channel = broker._kept.producer[1].channel
-    with channel.conn_or_acquire() as client:
-        connection_id = client.client_id()
-    assert redis.Redis.from_url(settings.CELERY_BROKER_URL).client_kill_filter(_id=connection_id) == 1
-    broker.enqueue(run_execute_task, 2)
-    assert [message["body"][0] for message in _received(queue, 2)] == [[1], [2]]
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_send_on_commit_leaves_the_transaction_committed(own_redis, own_app):
+    own, echo = own_app
+    own_redis.stop()
+    failures = []
+    with transaction.atomic():
+        user = User.objects.create(username="committed-anyway")
+        broker.enqueue_on_commit(echo, user.pk, on_failure=failures.append)
+    assert len(failures) == 1
+    assert User.objects.filter(username="committed-anyway").exists()
+
+
+def test_the_producers_health_is_none_on_a_reachable_broker():
+    assert broker.broker_down() is None

@@ -187,3 +187,29 @@ def test_stopping_a_canary_by_hand_needs_a_reason(canary, operator):
         canary_rollback(pipeline=pipeline, actor=operator, reason="")
     canary_rollback(pipeline=pipeline, actor=operator, reason="Looks off")
     assert Deployment.objects.get(pipeline=pipeline, environment="production").canary_share == 0
+
+
+def test_a_canary_started_again_after_a_rollback_is_judged_on_a_new_window(canary, operator):
+    pipeline, stable, candidate = canary
+    first = canary_set(release=candidate, share=50, actor=operator)
+    began = timezone.now() - timedelta(hours=1)  # the first window began an hour ago
+    Deployment.objects.filter(pk=first.pk).update(canary_started_at=began)
+    _runs(pipeline, candidate, ["failed"] * 20, at=began + timedelta(minutes=10))
+    _runs(pipeline, stable, ["completed"] * 20, at=began + timedelta(minutes=10))
+    assert canaries_watch(now=began + timedelta(minutes=20)) == [pipeline.pk]  # rolled back to 0%
+    # The operator fixes what failed and starts the same release again.
+    again = canary_set(release=candidate, share=50, actor=operator)
+    assert again.canary_started_at > began + timedelta(minutes=20)
+    assert Deployment.objects.get(pk=again.pk).canary_started_at == again.canary_started_at
+    # The failures that stopped it are before its new window: the watch lets it run.
+    assert canaries_watch(now=again.canary_started_at + timedelta(seconds=30)) == []
+    assert Deployment.objects.get(pk=again.pk).canary_share == 50
+    event = AuditEvent.objects.filter(action="deployment.canary_set").latest("pk")
+    assert event.payload_data["window_started_at"] == again.canary_started_at.isoformat()
+
+
+def test_raising_a_running_canary_s_share_keeps_its_window(canary, operator):
+    pipeline, stable, candidate = canary
+    first = canary_set(release=candidate, share=10, actor=operator)
+    raised = canary_set(release=candidate, share=30, actor=operator)
+    assert raised.canary_started_at == first.canary_started_at
