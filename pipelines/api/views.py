@@ -88,6 +88,8 @@ class RunCreateView(KeelAPIView):
                 trigger=Run.Trigger.API,
                 source=source,
                 idempotency_key=key,
+                # Separation of duties: the token's creator asked for this run.
+                requested_by_id=token.created_by_id,
             )
             if created and document is not None:
                 document_store(run=run, data=raw, document=document, source=source, actor=request.user)
