@@ -99,7 +99,9 @@ class ServiceAccountAdmin(admin.ModelAdmin):
         except ValidationError as error:
             # The form cannot be shown again from here; the refusal names the field.
             raise PermissionDenied(" ".join(error.messages)) from None
-        obj.pk = account.pk
+        for field in ServiceAccount._meta.concrete_fields:  # the admin logs and redirects with ``obj``
+            setattr(obj, field.attname, getattr(account, field.attname))
+        obj._state.adding = False
         form.instance = account
         messages.info(request, "Grant its rights on the workspace's or pipeline's permissions page.")
 
