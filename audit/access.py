@@ -25,7 +25,9 @@ def audit_scope_for(user) -> AuditScope:
 def access_review_rows(workspace) -> list[dict]:
     """Every holder of every right on a workspace and on each of its
     pipelines, as they stand now: for periodic sign-off. Rights held through
-    a group name the group; superusers, who hold everything, are listed too."""
+    a group name the group; superusers, who hold everything, are listed too.
+    A deactivated user holds nothing (``user_can`` refuses them) and is not
+    listed, as rights as of a moment (audit/rights.py) leaves them out."""
     from django.contrib.auth import get_user_model
     from guardian.shortcuts import get_groups_with_perms, get_users_with_perms
 
@@ -35,11 +37,13 @@ def access_review_rows(workspace) -> list[dict]:
     objects = [("workspace", workspace), *(("pipeline", p) for p in Pipeline.objects.filter(workspace=workspace))]
     for kind, obj in objects:
         for user, perms in get_users_with_perms(obj, attach_perms=True, with_group_users=False).items():
+            if not user.is_active:
+                continue
             rows += [
                 {"on": f"{kind} {obj}", "right": perm, "holder": user.get_username(), "via": "direct"} for perm in perms
             ]
         for group, perms in get_groups_with_perms(obj, attach_perms=True).items():
-            for member in group.user_set.order_by("username"):
+            for member in group.user_set.filter(is_active=True).order_by("username"):
                 rows += [
                     {
                         "on": f"{kind} {obj}",

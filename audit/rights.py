@@ -1,15 +1,21 @@
 """Who held which right, at any moment, read back from the audit chain.
 
 Every grant and revoke of an object right (``permission.granted`` /
-``permission.revoked``) and every role membership change (``role.granted`` /
-``role.revoked``) is on the chain (see governance/signals.py), so replaying
-those events up to a moment gives the rights as they stood then, whatever has
-changed since. Superuser status is not a recorded right and is not shown.
+``permission.revoked``), every role membership change (``role.granted`` /
+``role.revoked``) and every identity change (``user.*``, ``group.*``: see
+governance/identity.py) is on the chain, so replaying those events up to a
+moment gives the rights as they stood then, whatever has changed since.
+
+Users and groups are keyed by id, never by name: a rename changes only the
+name shown (the newest known at that moment), and a deleted user or group
+holds nothing from its deletion on. Superuser and staff status are shown as
+site-wide holdings. A deactivated user holds nothing while deactivated, as
+``user_can`` and the access review (audit/access.py) have it.
 """
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db.models import Q
@@ -17,61 +23,125 @@ from django.db.models import Q
 from audit.models import AuditEvent
 
 RIGHT_EVENTS = ("permission.granted", "permission.revoked", "role.granted", "role.revoked")
+# Identity events that change who holds what, or a holder's name.
+USER_EVENTS = (
+    "user.created", "user.recorded", "user.renamed", "user.deleted", "user.superuser_granted",
+    "user.superuser_removed", "user.staff_granted", "user.staff_removed", "user.activated", "user.deactivated",
+)  # fmt: skip
+GROUP_EVENTS = ("group.created", "group.renamed", "group.deleted")
+SITE = "site"  # where superuser and staff status are held
 
 
 @dataclass(frozen=True, order=True)
 class Holding:
     right: str
     user: str
-    on: str  # "pipeline:3" or "workspace:1": where the right was granted
+    on: str  # "pipeline:3" or "workspace:1": where the right was granted; "site" for superuser and staff
     via_group: str = ""  # the group it came through, if not held directly
+    user_id: int | None = field(default=None, compare=False)
+
+
+@dataclass
+class _User:
+    name: str = ""
+    active: bool = True
+    deleted: bool = False
+    superuser: bool = False
+    staff: bool = False
 
 
 def rights_at(*, at: datetime, objects: list[tuple[str, object]]) -> list[Holding]:
     """Every right held on ``objects`` ((object_type, id) pairs, e.g. a
-    pipeline and its workspace) at the moment ``at``, sorted by right and user."""
+    pipeline and its workspace) at the moment ``at``, with every superuser and
+    staff member then, sorted by right and user."""
     wanted = {(object_type, str(object_id)) for object_type, object_id in objects}
     on_objects = Q()
     for object_type, object_id in wanted:
         on_objects |= Q(object_type=object_type, object_id=object_id)
     events = (
-        AuditEvent.objects.filter(ts__lte=at, action__in=RIGHT_EVENTS)
-        .filter(on_objects | Q(action__startswith="role."))
+        AuditEvent.objects.filter(ts__lte=at)
+        .filter(
+            (Q(action__in=RIGHT_EVENTS) & (on_objects | Q(action__startswith="role.")))
+            | Q(action__in=USER_EVENTS, object_type="user")
+            | Q(action__in=GROUP_EVENTS, object_type="group")
+        )
         .order_by("seq")
         .values_list("action", "object_type", "object_id", "payload")
     )
-    grants: set[tuple] = set()
-    members: dict[int, dict[int, str]] = defaultdict(dict)
+    users: dict[int, _User] = defaultdict(_User)
+    group_names: dict[int, str] = {}
+    grants: set[tuple] = set()  # (object_type, object_id, permission, "user" or "group", holder id)
+    members: dict[int, set[int]] = defaultdict(set)
 
     for action, object_type, object_id, payload_text in events.iterator(chunk_size=2_000):
         payload = json.loads(payload_text)
         if payload.get("redacted"):
             continue
+        if object_type == "user" and action.startswith("user."):
+            _user_event(users[int(object_id)], action, payload)
+            continue
+        if object_type == "group" and action.startswith("group."):
+            group_id = int(object_id)
+            group_names[group_id] = payload.get("new") or payload.get("group", "")
+            if action == "group.deleted":
+                members.pop(group_id, None)
+                grants = {g for g in grants if g[3:] != ("group", group_id)}
+            continue
         granted = action.endswith(".granted")
         if action.startswith("role."):
-            group, user = payload["group_id"], (int(object_id), payload["user"])
-            if granted:
-                members[group][user[0]] = user[1]
-            else:
-                members[group].pop(user[0], None)
+            user_id = int(object_id)
+            users[user_id].name = payload.get("user") or users[user_id].name
+            group_names.setdefault(payload["group_id"], payload.get("group", ""))
+            (members[payload["group_id"]].add if granted else members[payload["group_id"]].discard)(user_id)
             continue
         if "user_id" in payload:
-            holder = ("user", payload["user_id"], payload["user"])
+            holder = ("user", payload["user_id"])
+            users[payload["user_id"]].name = payload.get("user") or users[payload["user_id"]].name
         elif "group_id" in payload:
-            holder = ("group", payload["group_id"], payload["group"])
+            holder = ("group", payload["group_id"])
+            group_names[payload["group_id"]] = payload.get("group") or group_names.get(payload["group_id"], "")
         else:
             continue  # a site-wide (model-level) right: not a right on these objects
-        grant = (object_type, object_id, payload["permission"], holder)
-        if granted:
-            grants.add(grant)
-        else:
-            grants.discard(grant)
+        grant = (object_type, object_id, payload["permission"], *holder)
+        (grants.add if granted else grants.discard)(grant)
+
+    def holds(user_id: int) -> bool:
+        user = users.get(user_id)
+        return user is None or (user.active and not user.deleted)
+
     holdings = set()
-    for object_type, object_id, permission, (kind, holder_id, name) in grants:
+    for object_type, object_id, permission, kind, holder_id in grants:
         on = f"{object_type}:{object_id}"
         if kind == "user":
-            holdings.add(Holding(permission, name, on))
-        else:
-            for user_name in members[holder_id].values():
-                holdings.add(Holding(permission, user_name, on, via_group=name))
+            if holds(holder_id):
+                holdings.add(Holding(permission, users[holder_id].name, on, user_id=holder_id))
+            continue
+        for user_id in members.get(holder_id, ()):
+            if holds(user_id):
+                holdings.add(Holding(permission, users[user_id].name, on, via_group=group_names.get(holder_id, ""),
+                                     user_id=user_id))  # fmt: skip
+    for user_id, user in users.items():
+        if user.active and not user.deleted:
+            if user.superuser:
+                holdings.add(Holding("superuser", user.name, SITE, user_id=user_id))
+            if user.staff:
+                holdings.add(Holding("staff", user.name, SITE, user_id=user_id))
     return sorted(holdings)
+
+
+def _user_event(user: _User, action: str, payload: dict) -> None:
+    """Apply one ``user.*`` event to what is known of the user."""
+    user.name = payload.get("new") or payload.get("user") or user.name
+    if action in ("user.created", "user.recorded"):
+        user.superuser = bool(payload.get("is_superuser"))
+        user.staff = bool(payload.get("is_staff"))
+        user.active = bool(payload.get("is_active", True))
+        user.deleted = False
+    elif action == "user.deleted":
+        user.deleted = True
+    elif action in ("user.superuser_granted", "user.superuser_removed"):
+        user.superuser = action.endswith("granted")
+    elif action in ("user.staff_granted", "user.staff_removed"):
+        user.staff = action.endswith("granted")
+    elif action in ("user.activated", "user.deactivated"):
+        user.active = action == "user.activated"

@@ -10,7 +10,7 @@ from django.utils import timezone
 from audit.bulk import insert_dicts
 from audit.canonical import canonical_text
 from audit.chain import GENESIS_HASH, ChainResult, event_hash, format_ts, payload_sha256
-from audit.context import Actor, current_actor
+from audit.context import Actor, current_actor, current_via
 from audit.models import REDACTED_PAYLOAD, AuditEvent
 
 # An arbitrary constant naming the chain head's advisory lock on PostgreSQL.
@@ -105,13 +105,19 @@ def audit_append(events: list[dict], *, along: tuple[str, list] | None = None) -
     fewer for a run start, whose run row and ``run.started`` go in together."""
     prepared = []
     default_actor = None
+    # A request made with an API token: every event it records names the token and its creator.
+    via = current_via()
+    via_payload = via.as_payload() if via is not None else None
     for event in events:
         actor = event.get("actor")
         if actor is not None:
             who = Actor.of(actor)
         else:
             who = default_actor = default_actor or current_actor()
-        payload_text = _payload_text(event.get("payload") or {})
+        payload = event.get("payload") or {}
+        if via_payload is not None:
+            payload = {**payload, "via_token": via_payload}
+        payload_text = _payload_text(payload)
         prepared.append(
             {
                 "actor_id": who.id,

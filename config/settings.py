@@ -149,7 +149,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTHENTICATION_BACKENDS = [
     # First: refuses a locked-out sign-in before any password is checked.
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's model backend, refusing service accounts (governance/accounts.py).
+    "governance.backends.PersonBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
 # Keel has no anonymous access to anything, so guardian needs no anonymous user.

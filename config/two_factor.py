@@ -51,14 +51,12 @@ class CodeForm(forms.Form):
 
 @transaction.atomic
 def two_factor_confirm(*, user, device, code: str) -> bool:
-    """Confirm a new authenticator with its first code; recorded."""
-    from audit.services import audit_record
-
+    """Confirm a new authenticator with its first code; the device's save
+    records ``user.two_factor_enabled`` (governance/identity.py)."""
     if not device.verify_token(code):
         return False
     device.confirmed = True
     device.save(update_fields=["confirmed"])
-    audit_record(action="user.two_factor_enabled", object_type="user", object_id=user.pk, actor=user)
     return True
 
 

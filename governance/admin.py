@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 
+from governance import admin_accounts  # noqa: F401 - registers the service account admin
 from governance.admin_base import WORKSPACE_FILTER, GovernedModelAdmin
 from governance.models import ApprovalPolicy, ChangePolicy, Workspace
 from governance.permissions import can_change_change_policy, workspaces_for_user

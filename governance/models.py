@@ -243,3 +243,32 @@ def change_policy_for(pipeline) -> ChangePolicy:
     policies = {p.pipeline_id: p for p in ChangePolicy.objects.filter(workspace_id=pipeline.workspace_id)
                 .filter(models.Q(pipeline_id=pipeline.pk) | models.Q(pipeline=None))}  # fmt: skip
     return policies.get(pipeline.pk) or policies.get(None) or ChangePolicy(workspace_id=pipeline.workspace_id)
+
+
+# --- Service accounts (issue 15, point 2) -------------------------------------------------------
+
+
+class ServiceAccount(models.Model):
+    """A user that is not a person: the identity a business system's API token
+    acts as, in one workspace. It has no sign-in (an unusable password, and
+    the authentication backend refuses it whatever its flags say); a
+    governance lead of its workspace creates it and grants its rights like
+    anyone's. Created only by ``service_account_create``."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="service_account")
+    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="service_accounts")
+    description = models.TextField(blank=True, help_text="What system uses this account.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    audit_noun = "service_account"
+
+    class Meta:
+        ordering = ["workspace__name", "user__username"]
+
+    def __str__(self) -> str:
+        return f"{self.user.get_username()} (service account of {self.workspace})"
+
+    @property
+    def audit_workspace_id(self) -> int:
+        return self.workspace_id

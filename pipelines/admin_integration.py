@@ -7,10 +7,12 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from governance.accounts import acting_as_check, service_accounts_governed_by, workspaces_governed_by
 from governance.admin_base import GovernedModelAdmin
 from governance.permissions import (
     can_manage_permissions,
@@ -28,9 +30,19 @@ from pipelines.tokens import token_create, token_revoke
 
 
 def _tokens_visible_to(user, queryset):
-    pipelines = filter_for_user(user, "view", Pipeline.objects.all())
-    workspaces = workspaces_for_user(user, "view", inside=False)
-    return queryset.filter(pipeline__in=pipelines) | queryset.filter(workspace__in=workspaces)
+    """A person's own tokens, and the tokens of the workspaces they govern
+    (superusers: every token)."""
+    if user.is_superuser:
+        return queryset
+    governed = workspaces_governed_by(user)
+    return queryset.filter(Q(user=user) | Q(workspace__in=governed) | Q(pipeline__workspace__in=governed))
+
+
+def _token_users_for(user):
+    """Whom a token created by ``user`` may act as: themself, or a service
+    account of a workspace they govern (``acting_as_check``)."""
+    accounts = service_accounts_governed_by(user).filter(user__is_active=True).values("user_id")
+    return get_user_model().objects.filter(Q(pk=user.pk) | Q(pk__in=accounts)).order_by("username")
 
 
 class ServiceTokenForm(forms.ModelForm):
@@ -48,10 +60,13 @@ class ServiceTokenForm(forms.ModelForm):
         self.request = request
         if "user" not in self.fields:
             return  # an existing token: every field is read-only
-        self.fields["user"].queryset = get_user_model().objects.filter(is_active=True).order_by("username")
-        if request is not None:
-            self.fields["workspace"].queryset = workspaces_for_user(request.user, "change")
-            self.fields["pipeline"].queryset = filter_for_user(request.user, "change", Pipeline.objects.all())
+        if request is None:
+            self.fields["user"].queryset = get_user_model().objects.none()
+            return
+        self.fields["user"].queryset = _token_users_for(request.user)
+        governed = workspaces_governed_by(request.user)
+        self.fields["workspace"].queryset = governed
+        self.fields["pipeline"].queryset = Pipeline.objects.filter(workspace__in=governed)
 
     def clean(self):
         cleaned = super().clean()
@@ -60,10 +75,15 @@ class ServiceTokenForm(forms.ModelForm):
             raise ValidationError("Choose a workspace or a pipeline, not both.")
         if scope is None:
             raise ValidationError("Choose the token's scope: a workspace or a pipeline.")
-        if self.request is not None and not can_manage_permissions(self.request.user, scope):
+        if self.request is None:
+            raise ValidationError("A token is created by a signed-in person.")
+        if not can_manage_permissions(self.request.user, scope):
             raise ValidationError(
                 f"You may not hand out access to {scope}: that needs the right to manage its permissions."
             )
+        if cleaned.get("user") is not None:
+            workspace = scope.workspace if isinstance(scope, Pipeline) else scope
+            acting_as_check(actor=self.request.user, user=cleaned["user"], workspace=workspace)
         return cleaned
 
 
@@ -84,8 +104,9 @@ def revoke_tokens(modeladmin, request, queryset):
 
 @admin.register(ServiceToken)
 class ServiceTokenAdmin(admin.ModelAdmin):
-    list_display = ("name", "prefix", "user", "workspace", "pipeline", "created_at", "last_used_at", "revoked_at")
-    list_select_related = ("user", "workspace", "pipeline")
+    list_display = ("name", "prefix", "user", "workspace", "pipeline", "created_by", "created_at", "last_used_at",
+                    "revoked_at")  # fmt: skip
+    list_select_related = ("user", "workspace", "pipeline", "created_by")
     list_filter = ("revoked_at",)
     search_fields = ("name", "prefix", "user__username")
     actions = [revoke_tokens]

@@ -101,6 +101,7 @@ def run_start(
     idempotency_key: str | None = None,
     environment: str = Deployment.Environment.PRODUCTION,
     enqueue: bool = True,
+    requested_by_id: int | None = None,
 ) -> tuple[Run, bool]:
     """Start a run of the pipeline's live release; returns (run, created).
 
@@ -109,6 +110,10 @@ def run_start(
        the canary's release or the live one (the bucket rule).
     3. Validate the input against the release's input schema.
     4. Create the run and its ``run.started`` event; enqueue it on commit.
+
+    ``requested_by_id``: the person who asked for the run when that is not the
+    actor (a token's creator, the token acting as a service account); the
+    run's requester is the actor otherwise.
     """
     if actor is not None and getattr(actor, "is_authenticated", False) and not user_can(actor, "change", pipeline):
         raise PermissionDenied("Starting a run needs the change right on the pipeline.")
@@ -157,6 +162,7 @@ def run_start(
                 source=source,
                 trigger=trigger,
                 actor=actor if getattr(actor, "is_authenticated", False) else None,
+                requested_by_id=requested_by_id or (actor.pk if getattr(actor, "is_authenticated", False) else None),
                 idempotency_key=idempotency_key or None,
                 seed=derive_seed(release.fingerprint, input_sha256),
             )

@@ -18,6 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from audit.services import audit_record
+from governance.accounts import acting_as_check
 from governance.models import Workspace
 from governance.permissions import rights_sql, user_can, user_can_record
 from pipelines.models import Pipeline, ServiceToken
@@ -42,6 +43,8 @@ def _event(token: ServiceToken, action: str, actor, payload: dict) -> None:
             "name": token.name,
             "prefix": token.prefix,
             "user": token.user.get_username(),
+            "user_id": token.user_id,
+            "created_by_id": token.created_by_id,
             "workspace": token.workspace.slug if token.workspace_id else None,
             "pipeline": token.pipeline.slug if token.pipeline_id else None,
             **payload,
@@ -59,17 +62,21 @@ def token_create(
     """Create a token for ``user`` scoped to one pipeline or one workspace;
     returns (token, the plain token), which is never available again.
 
-    The user must be able to see the scope: a token that could reach nothing is
-    a mistake worth saying so at once.
+    ``actor`` (a person, never nobody) creates it, and only a token that acts
+    as themselves or as a service account of a workspace they govern, scoped
+    inside that workspace (``acting_as_check``): superusers too never act as
+    another person. The user must be able to see the scope: a token that could
+    reach nothing is a mistake worth saying so at once.
     """
     name = (name or "").strip()
     if not name:
         raise ValidationError({"name": "Name the token (what system uses it)."})
     if (pipeline is None) == (workspace is None):
         raise ValidationError({"scope": "Scope a token to one pipeline or one workspace."})
+    scope = pipeline or workspace
+    acting_as_check(actor=actor, user=user, workspace=pipeline.workspace if pipeline is not None else workspace)
     if not user.is_active:
         raise ValidationError({"user": f"{user.get_username()} is inactive."})
-    scope = pipeline or workspace
     if not user_can(user, "view", scope):
         raise ValidationError(
             {"user": f"{user.get_username()} holds no right on {scope}; the token would reach nothing."}
@@ -86,7 +93,7 @@ def token_create(
         workspace=workspace,
         prefix=prefix,
         key_sha256=_digest(plain),
-        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        created_by=actor,
     )
     _event(token, "token.created", actor, {})
     return token, plain
@@ -138,8 +145,10 @@ def token_authenticate(plain: str) -> ServiceToken | None:
     token._state.fields_cache["pipeline"] = pipeline
     if token.is_revoked or not user.is_active:
         return None
+    rights = row[-len(PIPELINE_RIGHTS) - 1 : -1]
     if pipeline is not None:
-        user_can_record(user, pipeline, dict(zip(PIPELINE_RIGHTS, row[-len(PIPELINE_RIGHTS) :], strict=True)))
+        user_can_record(user, pipeline, dict(zip(PIPELINE_RIGHTS, rights, strict=True)))
+    token.created_by_name = row[-1]  # the creator's username, for the audit context (None if unknown)
     now = timezone.now()
     if token.last_used_at is None or token.last_used_at < now - LAST_USED_GRANULARITY:
         # A conditional UPDATE, so concurrent requests write it once.
@@ -160,11 +169,18 @@ def _token_read_for(vendor: str) -> tuple[str, list, Columns, Columns, Columns]:
     pipeline = Columns(Pipeline, "p", defer=("description", "runbook", "input_schema"))
     workspace = f"p.{connection.ops.quote_name(Pipeline._meta.get_field('workspace').column)}"
     rights, params = rights_sql(Pipeline, PIPELINE_RIGHTS, user=user.pk, key=pipeline.pk, workspace=workspace)
-    # key_sha256 is unique: one row at most, no ORDER BY needed.
+    quote = connection.ops.quote_name
+    user_model = get_user_model()
+    creator_name = f"cu.{quote(user_model._meta.get_field(user_model.USERNAME_FIELD).column)}"
+    creator_key = f"cu.{quote(user_model._meta.pk.column)}"
+    created_by = f"t.{quote(ServiceToken._meta.get_field('created_by').column)}"
+    # key_sha256 is unique: one row at most, no ORDER BY needed. Last: the
+    # creator's name, which every event of the request names (audit.context.Via).
     sql = (
-        f"SELECT {token.sql}, {user.sql}, {pipeline.sql}, {rights} FROM {token.table} t"
+        f"SELECT {token.sql}, {user.sql}, {pipeline.sql}, {rights}, {creator_name} FROM {token.table} t"
         f" INNER JOIN {user.table} u ON {user.pk} = t.user_id"
         f" LEFT OUTER JOIN {pipeline.table} p ON {pipeline.pk} = t.pipeline_id"
+        f" LEFT OUTER JOIN {user.table} cu ON {creator_key} = {created_by}"
         " WHERE t.key_sha256 = %s"
     )
     return sql, params, token, user, pipeline

@@ -252,7 +252,8 @@ def review_decide(
     if decision == ReviewDecision.Decision.REJECT and not reason:
         raise ValidationError({"reason": "A rejection needs a reason."})
     if decision in ReviewDecision.APPROVING:
-        if task.run.actor_id is not None and task.run.actor_id == actor.pk:
+        # The requester is the actor or, for a run started with a token, the token's creator.
+        if actor.pk in (task.run.actor_id, task.run.requested_by_id):
             raise PermissionDenied("You started this run, so you may not approve its output.")
         if task.run.release.created_by_id is not None and task.run.release.created_by_id == actor.pk:
             raise PermissionDenied("You authored the release that produced this output, so you may not approve it.")

@@ -1,9 +1,11 @@
-"""``Authorization: Bearer keel_...``: a service token authenticates as its user."""
+"""``Authorization: Bearer keel_...``: a service token authenticates as its user,
+and the request's audit context names the token and its creator."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 
+from audit.context import Via, act_through_token
 from pipelines.tokens import token_authenticate
 
 
@@ -22,6 +24,10 @@ class ServiceTokenAuthentication(BaseAuthentication):
         if token is None:
             # One answer for unknown, revoked and inactive: nothing to learn by probing.
             raise AuthenticationFailed("The token is not valid or has been revoked.")
+        # Every event this request records names the token and the person who created it.
+        via = Via(token_id=token.pk, prefix=token.prefix, created_by_id=token.created_by_id,
+                  created_by=token.created_by_name)  # fmt: skip
+        act_through_token(user=token.user, via=via)
         return token.user, token
 
     def authenticate_header(self, request) -> str:

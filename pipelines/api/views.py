@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.canonical import canonical_bytes
-from audit.context import acting_as
+from audit.context import acting_as, request_scope
 from governance.permissions import permission_cache
 from pipelines.api.errors import Conflict
 from pipelines.api.parsers import BoundedJSONParser, RequestTooLarge, body_limit
@@ -39,7 +39,8 @@ ERRORS = {code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404
 class KeelAPIView(APIView):
     def dispatch(self, request, *args, **kwargs):
         # A request asks each object-permission question once (no right changes during one).
-        with permission_cache():
+        # Its audit context (the token the authentication names) ends with it, middleware or not.
+        with permission_cache(), request_scope():
             return super().dispatch(request, *args, **kwargs)
 
     def initial(self, request, *args, **kwargs):
@@ -88,6 +89,8 @@ class RunCreateView(KeelAPIView):
                 trigger=Run.Trigger.API,
                 source=source,
                 idempotency_key=key,
+                # Separation of duties: the token's creator asked for this run.
+                requested_by_id=token.created_by_id,
             )
             if created and document is not None:
                 document_store(run=run, data=raw, document=document, source=source, actor=request.user)

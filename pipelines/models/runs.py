@@ -36,6 +36,11 @@ class Run(PipelinePart, models.Model):
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    # The person who asked for the run: the actor, or for a run started with a
+    # token the token's creator (separation of duties counts them as its requester).
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)
     seed = models.BigIntegerField()
     # The position of the next step to run; everything before it has completed.

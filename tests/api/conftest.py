@@ -29,10 +29,12 @@ def globex_pipeline(globex_config, superuser):
 
 
 @pytest.fixture
-def make_token(superuser):
+def make_token():
+    """A token a person creates for themself (a person never creates one acting as another)."""
+
     def make(user, *, pipeline=None, workspace=None, name="billing system"):
-        with acting_as(superuser):
-            return token_create(user=user, name=name, pipeline=pipeline, workspace=workspace, actor=superuser)
+        with acting_as(user):
+            return token_create(user=user, name=name, pipeline=pipeline, workspace=workspace, actor=user)
 
     return make
 
@@ -57,3 +59,16 @@ class Api:
 @pytest.fixture
 def api_for():
     return Api
+
+
+@pytest.fixture
+def service_account(acme, lead):
+    """A service account of acme, created by its lead, holding the prompt engineer's role there."""
+    from governance.accounts import service_account_create
+    from governance.roles import PROMPT_ENGINEERS
+    from governance.services import role_grant
+
+    with acting_as(lead):
+        account = service_account_create(workspace=acme, username="crm-bot", description="the CRM", actor=lead)
+        role_grant(actor=lead, role=PROMPT_ENGINEERS, user=account.user, workspace=acme)
+    return account.user

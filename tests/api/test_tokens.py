@@ -103,20 +103,22 @@ def test_last_used_is_recorded(api_for, make_token, author, acme_pipeline):
 
 def test_token_create_prints_the_token_once(author, acme_pipeline):
     out, err = io.StringIO(), io.StringIO()
-    call_command("token_create", "author", "--pipeline", acme_pipeline.slug, stdout=out, stderr=err)
+    call_command("token_create", "author", "--by", "author", "--pipeline", acme_pipeline.slug, stdout=out, stderr=err)
     plain = out.getvalue().strip()
     token = ServiceToken.objects.get()
     assert token.key_sha256 == hashlib.sha256(plain.encode()).hexdigest()
-    assert token.pipeline == acme_pipeline and token.user == author
+    assert token.pipeline == acme_pipeline and token.user == author and token.created_by == author
     assert plain not in err.getvalue()
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["nobody", "--workspace", "acme"], "No user named 'nobody'"),
-        (["author", "--pipeline", "missing"], "No pipeline 'missing'"),
-        (["outsider", "--workspace", "acme"], "holds no right"),
+        (["nobody", "--by", "author", "--workspace", "acme"], "No user named 'nobody'"),
+        (["author", "--by", "nobody", "--workspace", "acme"], "--by: no user named 'nobody'"),
+        (["author", "--by", "author", "--pipeline", "missing"], "No pipeline 'missing'"),
+        (["outsider", "--by", "outsider", "--workspace", "acme"], "holds no right"),
+        (["author", "--workspace", "acme"], "required: --by"),
     ],
 )
 def test_token_create_refuses_bad_arguments(author, outsider, acme_pipeline, args, message):
@@ -125,10 +127,10 @@ def test_token_create_refuses_bad_arguments(author, outsider, acme_pipeline, arg
     assert not ServiceToken.objects.exists()
 
 
-def test_a_lead_creates_a_token_in_the_admin_and_sees_it_once(client, lead, author, acme_pipeline):
+def test_a_lead_creates_a_token_in_the_admin_and_sees_it_once(client, lead, acme_pipeline, service_account):
     client.force_login(lead)
     response = client.post(
-        "/admin/pipelines/servicetoken/add/", {"name": "crm", "user": author.pk, "pipeline": acme_pipeline.pk}
+        "/admin/pipelines/servicetoken/add/", {"name": "crm", "user": service_account.pk, "pipeline": acme_pipeline.pk}
     )
     assert response.status_code == 200, response.content[:2000]
     token = ServiceToken.objects.get()

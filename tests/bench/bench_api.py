@@ -108,11 +108,11 @@ def _token() -> str:
     if not Pipeline.objects.filter(slug="support-triage").exists():
         call_command("keel_demo", stdout=StringIO())
     pipeline = Pipeline.objects.get(slug="support-triage")
-    # A service account's token, not a superuser's: the demo's prompt engineer,
-    # whose role grants the change right that starting a run needs, so every
-    # request pays the object-permission checks that production pays.
+    # Not a superuser's token: the demo's prompt engineer's own, whose role
+    # grants the change right that starting a run needs, so every request pays
+    # the object-permission checks that production pays.
     engineer = get_user_model().objects.get(username="engineer")
-    _, plain = token_create(user=engineer, name="api benchmark", pipeline=pipeline, actor=None)
+    _, plain = token_create(user=engineer, name="api benchmark", pipeline=pipeline, actor=engineer)
     return plain
 
 

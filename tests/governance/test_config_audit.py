@@ -114,7 +114,8 @@ def test_role_memberships_and_site_wide_rights_are_recorded_from_either_side(db)
     permission = Permission.objects.get(codename="view_pipeline")
     user.user_permissions.add(permission)
     user.user_permissions.clear()
-    actions = [(e.action, e.payload_data.get("group") or e.payload_data.get("permission")) for e in events_since(user)]
+    actions = [(e.action, e.payload_data.get("group") or e.payload_data.get("permission"))
+               for e in events_since(user).exclude(action="user.created")]  # fmt: skip
     assert actions == [
         ("role.granted", "Auditors"),
         ("role.revoked", "Auditors"),

@@ -31,8 +31,8 @@ def make_token(superuser):
     from pipelines.tokens import token_create
 
     def make(user, **scope):
-        with acting_as(superuser):
-            return token_create(user=user, name="crm", actor=superuser, **scope)
+        with acting_as(user):
+            return token_create(user=user, name="crm", actor=user, **scope)
 
     return make
 

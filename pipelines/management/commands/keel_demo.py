@@ -1,6 +1,7 @@
 """Demo data: role groups, a demo workspace with a support-triage pipeline, a
 second client workspace, and one demo user per role. Idempotent: a second run
-changes nothing but the demo users' passwords (reset to the documented one)."""
+changes nothing but a demo user's password that differs from the documented one
+(reset to it)."""
 
 import json
 import time
@@ -164,8 +165,10 @@ class Command(BaseCommand):
             username=username,
             defaults={"email": f"{username}@demo.keel.local", "is_staff": staff, "is_superuser": superuser},
         )
-        user.set_password(DEMO_PASSWORD)
-        user.save(update_fields=["password"])
+        # Reset only a password that differs: each change is a user.password_changed event.
+        if not user.check_password(DEMO_PASSWORD):
+            user.set_password(DEMO_PASSWORD)
+            user.save(update_fields=["password"])
         return user
 
     def _workspace(self, slug: str, name: str, owner) -> Workspace:

@@ -1,13 +1,15 @@
 """Create a service token and print it once.
 
-    python manage.py token_create USERNAME --pipeline SLUG [--name NAME]
-    python manage.py token_create USERNAME --workspace SLUG [--name NAME]
+    python manage.py token_create USERNAME --by CREATOR --pipeline SLUG [--name NAME]
+    python manage.py token_create USERNAME --by CREATOR --workspace SLUG [--name NAME]
 
-Keel keeps only the token's SHA-256: copy it from the output.
+CREATOR is the person handing the token out: the token acts as CREATOR
+themself, or as a service account of a workspace CREATOR governs (never as
+another person). Keel keeps only the token's SHA-256: copy it from the output.
 """
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.context import acting_as
@@ -17,19 +19,29 @@ from pipelines.tokens import token_create
 
 
 class Command(BaseCommand):
-    help = "Create an API token for a user, scoped to one pipeline or one workspace; prints it once."
+    help = (
+        "Create an API token acting as USERNAME (the creator themself, or a service account of a workspace the "
+        "creator governs), scoped to one pipeline or one workspace; prints it once."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("username")
+        parser.add_argument(
+            "--by", required=True, metavar="CREATOR", help="The person creating the token (recorded as its creator)."
+        )
         scope = parser.add_mutually_exclusive_group(required=True)
         scope.add_argument("--pipeline", metavar="SLUG")
         scope.add_argument("--workspace", metavar="SLUG")
         parser.add_argument("--name", default="", help="What system uses the token (default: its scope).")
 
-    def handle(self, *args, username, pipeline, workspace, name, **options):
-        user = get_user_model().objects.filter(username=username).first()
+    def handle(self, *args, username, by, pipeline, workspace, name, **options):
+        users = get_user_model().objects
+        user = users.filter(username=username).first()
         if user is None:
             raise CommandError(f"No user named {username!r}.")
+        creator = users.filter(username=by).first()
+        if creator is None:
+            raise CommandError(f"--by: no user named {by!r}.")
         pipeline_obj = workspace_obj = None
         if pipeline:
             pipeline_obj = Pipeline.objects.filter(slug=pipeline).first()
@@ -40,12 +52,12 @@ class Command(BaseCommand):
             if workspace_obj is None:
                 raise CommandError(f"No workspace {workspace!r}.")
         try:
-            with acting_as("token_create"):
+            with acting_as(creator):
                 token, plain = token_create(
                     user=user, name=name or f"{pipeline or workspace} (command line)", pipeline=pipeline_obj,
-                    workspace=workspace_obj, actor=None,
+                    workspace=workspace_obj, actor=creator,
                 )  # fmt: skip
-        except ValidationError as exc:
-            raise CommandError(" ".join(exc.messages)) from None
-        self.stderr.write(f"Token {token.prefix} for {username}; copy it now, it is not shown again:")
+        except (ValidationError, PermissionDenied) as exc:
+            raise CommandError(" ".join(getattr(exc, "messages", [str(exc)]))) from None
+        self.stderr.write(f"Token {token.prefix} for {username}, created by {by}; copy it now, it is not shown again:")
         self.stdout.write(plain)
