@@ -10,7 +10,7 @@ from audit.selectors import audit_chain_verify
 from pipelines.models import ServiceToken
 from tests import factories
 
-tokens_migration = importlib.import_module("pipelines.migrations.0014_run_requested_by")
+tokens_migration = importlib.import_module("pipelines.migrations.0016_run_requested_by")
 accounts_migration = importlib.import_module("governance.migrations.0003_service_accounts")
 
 

@@ -54,7 +54,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("audit", "0004_hash_unindexed"),
         ("governance", "0003_service_accounts"),
-        ("pipelines", "0013_steprun_run_index"),
+        ("pipelines", "0015_run_send_failed_at"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
