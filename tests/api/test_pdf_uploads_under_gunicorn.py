@@ -72,7 +72,7 @@ def test_pdf_bombs_are_answered_at_once_by_gunicorn_and_fail_their_runs_on_the_w
                               config={"text_field": "document.text"})  # fmt: skip
         factories.StepFactory(pipeline=pipeline, position=2, name="store", kind="deliver",
                               config={"channel": "stored"})  # fmt: skip
-        _, token = token_create(user=author, name="dms", pipeline=deploy(pipeline, superuser), actor=superuser)
+        _, token = token_create(user=author, name="dms", pipeline=deploy(pipeline, superuser), actor=author)
     uploads = {
         # 999 pages drawing one 150 KB content stream: minutes of pypdf in the request, before.
         "bomb": (pdf_bomb(), "of content streams"),

@@ -161,7 +161,7 @@ def test_a_broker_outage_loses_no_run_and_answers_no_500(tmp_path):
     from django.contrib.auth import get_user_model
 
     engineer = get_user_model().objects.get(username="engineer")
-    _, token = token_create(user=engineer, name="outage", pipeline=Pipeline.objects.get(slug=SLUG), actor=None)
+    _, token = token_create(user=engineer, name="outage", pipeline=Pipeline.objects.get(slug=SLUG), actor=engineer)
     redis = RedisServer(tmp_path)
     redis.start()
     port = free_port()
