@@ -49,6 +49,9 @@ class Run(PipelinePart, models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
+    # What erasure and retention redact (pipelines/personal_data.py).
+    personal_fields = ("input", "output", "failure_reason", "source", "idempotency_key")
+
     class Meta:
         ordering = ["-created_at", "-pk"]
         constraints = [
@@ -95,6 +98,9 @@ class StepRun(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    personal_fields = ("input", "output", "decision", "recordings", "error")
+    personal_parent = "run"
 
     class Meta:
         ordering = ["run", "position"]
