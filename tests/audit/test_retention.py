@@ -233,3 +233,13 @@ def test_an_erasure_refuses_a_reason_that_names_the_person(runs):
     with pytest.raises(CommandError, match="--reason: .*must not name the identifier"):
         call_command("audit_subject", "ada@example.com", erase=True, reason="request of ADA@example.com")
     assert not AuditEvent.objects.filter(action__in=["subject.erased", "run.data_redacted"]).exists()
+
+
+def test_the_retention_command_applies_it_and_says_what_it_redacted(runs, acme, capsys):
+    retention_policy_set(workspace_id=acme.pk, run_data_days=30, actor="test")
+
+    call_command("audit_retention", apply=True)
+
+    out = capsys.readouterr().out
+    assert f"workspace {acme.pk}: redacted cancelled 1, runs 2, evaluation cases 0, evaluations 0" in out
+    assert Run.objects.get(pk=runs["waiting"].pk).status == Run.Status.CANCELLED
