@@ -169,6 +169,21 @@ def holder_of(model: type[models.Model]) -> Holder | None:
     return next((h for h in holders() if h.model is model), None)
 
 
+def kept_holders() -> list[Holder]:
+    """The free-text columns that are kept (configuration, staff accounts, and
+    the kept columns of the tables above), as holders to search, never to
+    redact: a search reports what stays as well as what can go."""
+    personal = {holder.model: set(holder.fields) for holder in holders()}
+    kept = []
+    for model in apps.get_models():
+        if model._meta.proxy:
+            continue
+        names = tuple(f.name for f in free_text_fields(model) if f.name not in personal.get(model, ()))
+        if names:
+            kept.append(Holder(model, names))
+    return kept
+
+
 def text_forms(identifier: str) -> set[str]:
     # A JSON column may hold non-ASCII text escaped (\u00eb), as SQLite's does.
     return {identifier, json.dumps(identifier)[1:-1]}

@@ -30,6 +30,7 @@ from pipelines.personal_data import (
     families,
     holder_of,
     holders,
+    kept_holders,
     matching_pks,
     rows_redact,
     text_forms,
@@ -219,6 +220,15 @@ def subject_copies(*, identifier: str) -> dict[type[models.Model], set]:
     return {holder.model: matching_pks(holder, forms) for holder in holders()}
 
 
+def subject_kept_copies(*, identifier: str) -> dict[str, int]:
+    """Rows that name ``identifier`` in a column that is kept (configuration and
+    its history, staff accounts...), per table: what an erasure leaves, and why
+    is in pipelines/personal_data.py."""
+    forms = text_forms(subject_identifier_check(identifier))
+    found = {holder.table: len(matching_pks(holder, forms)) for holder in kept_holders()}
+    return {table: count for table, count in found.items() if count}
+
+
 def subject_runs_find(*, identifier: str):
     """The runs whose story names ``identifier``: a run, or any row under it."""
     copies = subject_copies(identifier=identifier)
@@ -241,14 +251,16 @@ def _subject_recorded(action: str, identifier: str, actor, **payload) -> AuditEv
 @transaction.atomic
 def subject_search(*, identifier: str, actor) -> dict:
     """Where a data subject is named: rows per table (every table that stores
-    personal data, zero included) and the runs whose story names them. The
-    search itself is recorded."""
+    personal data, zero included), the runs whose story names them, and the
+    rows of kept tables (configuration...) that name them too, which an
+    erasure leaves. The search itself is recorded."""
     copies = subject_copies(identifier=identifier)
     tables = _by_table(copies)
     copies.pop(AuditEvent, None)
     runs = sorted(families(copies).get(Run, set()))
-    _subject_recorded("subject.searched", identifier, actor, runs=runs, tables=tables)
-    return {"tables": tables, "runs": runs}
+    kept = subject_kept_copies(identifier=identifier)
+    _subject_recorded("subject.searched", identifier, actor, runs=runs, tables=tables, kept=kept)
+    return {"tables": tables, "runs": runs, "kept": kept}
 
 
 def _exportable(value):
@@ -302,7 +314,8 @@ def subject_erase(*, identifier: str, reason: str, actor) -> dict:
     3. Redact, through ``audit_redact``, every audit event still naming them.
     4. Record the request by its keyed hash, with what was redacted per table.
 
-    Hashes stay; the chain verifies. Returns {"runs": [...], "tables": {...}}."""
+    Hashes stay; the chain verifies. Returns {"runs": [...], "tables": {...},
+    "kept": {...}}, the last the kept tables' rows that still name the person."""
     identifier = subject_identifier_check(identifier)
     if not reason.strip():
         raise ValueError("An erasure needs a reason (e.g. the request's reference).")
@@ -325,6 +338,7 @@ def subject_erase(*, identifier: str, reason: str, actor) -> dict:
         for seq in sorted(events):
             audit_redact(seq=seq, reason=why, actor=actor)
         tables[AuditEvent._meta.db_table] = len(events)
-        _subject_recorded("subject.erased", identifier, actor, runs=runs, tables=tables, reason=reason)
+        kept = subject_kept_copies(identifier=identifier)
+        _subject_recorded("subject.erased", identifier, actor, runs=runs, tables=tables, kept=kept, reason=reason)
     _scrub_sqlite()
-    return {"runs": runs, "tables": tables}
+    return {"runs": runs, "tables": tables, "kept": kept}

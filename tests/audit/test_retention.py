@@ -15,7 +15,7 @@ from audit.context import acting_as
 from audit.models import AuditEvent
 from audit.selectors import audit_chain_verify
 from audit.services import audit_record, retention_policy_set
-from pipelines.models import Evaluation, EvaluationCase, EvaluationResult, Run, StepRun
+from pipelines.models import Evaluation, EvaluationCase, EvaluationResult, Pipeline, Run, StepRun
 from pipelines.redaction import TOMBSTONE, retention_apply, subject_runs_find
 from tests.audit.conftest import make_run
 from tests.audit.test_export_verify import verify
@@ -243,3 +243,19 @@ def test_the_retention_command_applies_it_and_says_what_it_redacted(runs, acme, 
     out = capsys.readouterr().out
     assert f"workspace {acme.pk}: redacted cancelled 1, runs 2, evaluation cases 0, evaluations 0" in out
     assert Run.objects.get(pk=runs["waiting"].pk).status == Run.Status.CANCELLED
+
+
+def test_the_search_and_the_erasure_name_the_kept_configuration_that_still_holds_the_identifier(
+    runs, acme_config, capsys
+):
+    pipeline = acme_config["pipeline"]
+    Pipeline.objects.filter(pk=pipeline.pk).update(description="Escalations go to ada@example.com")
+
+    call_command("audit_subject", "ada@example.com")
+    assert "kept, never erased: pipelines_pipeline 1" in capsys.readouterr().out
+    call_command("audit_subject", "ada@example.com", erase=True, reason="DSR-2026-002")
+
+    assert "kept, never erased: pipelines_pipeline 1" in capsys.readouterr().out
+    assert Pipeline.objects.get(pk=pipeline.pk).description == "Escalations go to ada@example.com"
+    erased = AuditEvent.objects.get(action="subject.erased")
+    assert erased.payload_data["kept"] == {"pipelines_pipeline": 1}

@@ -29,6 +29,7 @@ class Command(BaseCommand):
                     erased = subject_erase(identifier=identifier, reason=reason, actor="data-subject-request")
                     self._tables(erased["tables"])
                     self.stdout.write(f"Erased: {len(erased['runs'])} runs with their whole story: {erased['runs']}")
+                    self._kept(erased["kept"])
                 elif export:
                     document = subject_export(identifier=identifier, actor="data-subject-request")
                     try:
@@ -42,6 +43,7 @@ class Command(BaseCommand):
                     self._tables(found["tables"])
                     total = sum(found["tables"].values())
                     self.stdout.write(f"{total} rows name this identifier; {len(found['runs'])} runs: {found['runs']}")
+                    self._kept(found["kept"])
         except ValueError as error:
             field = "--reason" if "reason" in str(error) else "identifier"
             raise CommandError(f"{field}: {error}") from None
@@ -50,3 +52,8 @@ class Command(BaseCommand):
         width = max(map(len, tables), default=0)
         for table, count in sorted(tables.items()):
             self.stdout.write(f"{table:<{width}}  {count}")
+
+    def _kept(self, kept: dict[str, int]) -> None:
+        # Configuration and the like are never erased (pipelines/personal_data.py says why): say where they name it.
+        for table, count in sorted(kept.items()):
+            self.stdout.write(f"kept, never erased: {table} {count}")
