@@ -37,6 +37,9 @@ class AuditEvent(models.Model):
     hash = models.CharField(max_length=64)
     redacted_at = models.DateTimeField(null=True, blank=True)
 
+    # Only ``audit_redact`` changes it (pipelines/personal_data.py finds it).
+    personal_fields = ("payload",)
+
     class Meta:
         ordering = ["seq"]
         indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object_idx")]

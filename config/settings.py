@@ -117,7 +117,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {
             "transaction_mode": "IMMEDIATE",
             "timeout": 30,
-            "init_command": ("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"),
+            # secure_delete: what an erasure or retention removes is overwritten
+            # with zeros in the file, not left in free space for a disk reader.
+            "init_command": (
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;"
+            ),
         }
     )
     # A file, not memory, so that a worker process started by a test shares it.
@@ -340,6 +344,12 @@ LOGGING = {
 # (keep it outside the database's backups' reach: another disk or host mount).
 KEEL_CHECKPOINT_KEY = env_str("KEEL_CHECKPOINT_KEY")
 KEEL_CHECKPOINT_DIR = Path(env_str("KEEL_CHECKPOINT_DIR", str(VAR_DIR / "checkpoints")))
+
+# Data-subject requests are recorded under an HMAC-SHA256 of the identifier
+# keyed with this (empty: a key derived from SECRET_KEY with salted_hmac). Set
+# it, and keep it, where SECRET_KEY may be rotated: earlier requests are found
+# again only under the same key.
+KEEL_SUBJECT_KEY = env_str("KEEL_SUBJECT_KEY", "")
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "keel@localhost")

@@ -112,7 +112,8 @@ def release_evaluate(*, release: Release, actor, call=call_model) -> Evaluation:
     pipeline = release.pipeline
     if not (user_can(actor, "change", pipeline) or user_can(actor, "approve_release", pipeline)):
         raise PermissionDenied("Evaluating a release needs the change or approve right on the pipeline.")
-    cases = list(pipeline.evaluation_cases.order_by("pk"))
+    # A case whose input was redacted (retention, erasure) has nothing left to run.
+    cases = list(pipeline.evaluation_cases.exclude(input={"redacted": True}).order_by("pk"))
     live = Deployment.objects.filter(pipeline=pipeline, environment=Deployment.Environment.PRODUCTION).first()
     baseline = live.release if live and live.release_id and live.release_id != release.pk else None
     known = _baseline_results(baseline)

@@ -63,6 +63,9 @@ class ReviewTask(PipelinePart, models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
 
     audit_noun = "review_task"
+    # Rule hits quote what matched in the output.
+    personal_fields = ("rule_hits",)
+    personal_parent = "run"
 
     class Meta:
         ordering = ["deadline_at", "pk"]
@@ -144,6 +147,12 @@ class ReviewDecision(models.Model):
     edited_output = models.JSONField(null=True, blank=True)
     diff = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Set once, when the decision's personal data is redacted: the one change
+    # the database allows on a decision (reviews/db.py).
+    redacted_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    personal_fields = ("reason", "category", "original_output", "edited_output", "diff")
+    personal_parent = "task"
 
     class Meta:
         ordering = ["created_at", "pk"]

@@ -22,7 +22,8 @@ def _audit_guards_survive_flush():
 
     from audit.db import _SQLITE_INSTALL, _SQLITE_REMOVE, TABLE, immutable_statements
     from pipelines.db import IMMUTABLE_TABLES
-    from reviews.db import IMMUTABLE_TABLES as REVIEW_TABLES
+    from reviews.db import TABLE as DECISIONS
+    from reviews.db import statements as decision_guard
 
     if connection.vendor != "sqlite":
         yield  # PostgreSQL empties tables with TRUNCATE, which row triggers do not see
@@ -30,7 +31,8 @@ def _audit_guards_survive_flush():
     DatabaseOperations = type(connection.ops)
     original = DatabaseOperations.sql_flush
     guards = {TABLE: (list(_SQLITE_INSTALL), list(_SQLITE_REMOVE))}
-    guards.update({table: immutable_statements("sqlite", table) for table in (*IMMUTABLE_TABLES, *REVIEW_TABLES)})
+    guards.update({table: immutable_statements("sqlite", table) for table in IMMUTABLE_TABLES})
+    guards[DECISIONS] = decision_guard("sqlite")
 
     def sql_flush(self, style, tables, **kwargs):
         statements = original(self, style, tables, **kwargs)

@@ -45,6 +45,10 @@ class Delivery(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
 
+    # A receiver's error may quote the body; a notice carries the run's reason.
+    personal_fields = ("last_error", "notice")
+    personal_parent = "run"
+
     class Meta:
         ordering = ["run", "position"]
         verbose_name_plural = "deliveries"

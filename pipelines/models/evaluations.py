@@ -30,6 +30,9 @@ class EvaluationCase(PipelinePart, models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     audit_noun = "evaluation_case"
+    # A case made from a run is part of that run's story; one made by hand is its own root.
+    personal_fields = ("name", "input", "required_phrases", "forbidden_phrases")
+    personal_parent = "source_run"
 
     class Meta:
         ordering = ["pipeline", "pk"]
@@ -37,6 +40,10 @@ class EvaluationCase(PipelinePart, models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def personal_redacted_values(self) -> dict:
+        # Names are unique per pipeline: each redacted case keeps one of its own.
+        return {"name": f"redacted case {self.pk}"}
 
     def clean(self) -> None:
         if not isinstance(self.input, dict):
@@ -95,6 +102,10 @@ class EvaluationResult(models.Model):
     failures = models.JSONField(default=list)
     baseline_passed = models.BooleanField(null=True)
     comparison = models.CharField(max_length=20, choices=Comparison.choices)
+
+    # What the sandbox produced from the case's input, and failures quoting it.
+    personal_fields = ("output", "failures")
+    personal_parent = "case"
 
     class Meta:
         ordering = ["evaluation", "case"]

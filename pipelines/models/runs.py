@@ -57,6 +57,9 @@ class Run(PipelinePart, models.Model):
     # null once sent. The recovery beat task sends it again (engine.runs_resend).
     send_failed_at = models.DateTimeField(null=True, blank=True)
 
+    # What erasure and retention redact (pipelines/personal_data.py).
+    personal_fields = ("input", "output", "failure_reason", "source", "idempotency_key")
+
     class Meta:
         ordering = ["-created_at", "-pk"]
         constraints = [
@@ -103,6 +106,9 @@ class StepRun(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    personal_fields = ("input", "output", "decision", "recordings", "error")
+    personal_parent = "run"
 
     class Meta:
         ordering = ["run", "position"]

@@ -1,16 +1,20 @@
 from django.db import migrations
 
+TABLE = "reviews_reviewdecision"
 
+
+# As first shipped: every UPDATE and DELETE refused. 0005 lets the redaction
+# of a decision's personal data through (reviews/db.py).
 def install(apps, schema_editor):
-    from reviews.db import install_guards
+    from audit.db import immutable_install
 
-    install_guards(schema_editor.connection)
+    immutable_install(schema_editor.connection, (TABLE,))
 
 
 def remove(apps, schema_editor):
-    from reviews.db import remove_guards
+    from audit.db import immutable_remove
 
-    remove_guards(schema_editor.connection)
+    immutable_remove(schema_editor.connection, (TABLE,))
 
 
 class Migration(migrations.Migration):

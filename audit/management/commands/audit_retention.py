@@ -8,14 +8,15 @@ from audit.services import retention_policy_set
 
 class Command(BaseCommand):
     help = (
-        "Retention of run inputs and outputs per workspace: --workspace W --days N sets it, --apply redacts what "
-        "is past it now (the nightly task does the same); with neither, list the policies."
+        "Retention of personal data per workspace (runs and everything of their story, unfinished runs cancelled "
+        "first; evaluation cases and results): --workspace W --days N sets it, --apply redacts what is past it now "
+        "(the nightly task does the same); with neither, list the policies."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--workspace", help="workspace id or slug")
         parser.add_argument("--days", type=int, help="keep run data this many days")
-        parser.add_argument("--apply", action="store_true", help="redact run data past its retention now")
+        parser.add_argument("--apply", action="store_true", help="redact personal data past its retention now")
 
     def handle(self, *args, workspace, days, apply, **options):
         from governance.models import Workspace
@@ -34,7 +35,8 @@ class Command(BaseCommand):
                 raise CommandError(f"--days: {' '.join(error.message_dict['run_data_days'])}") from None
         if apply:
             with acting_as("retention"):
-                for workspace_id, count in retention_apply().items():
-                    self.stdout.write(f"workspace {workspace_id}: {count} runs redacted")
+                for workspace_id, counts in retention_apply().items():
+                    done = ", ".join(f"{what.replace('_', ' ')} {count}" for what, count in counts.items())
+                    self.stdout.write(f"workspace {workspace_id}: redacted {done}")
         for policy in RetentionPolicy.objects.order_by("workspace_id"):
             self.stdout.write(str(policy))

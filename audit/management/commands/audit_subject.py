@@ -8,16 +8,16 @@ from pipelines.redaction import subject_erase, subject_export, subject_search
 
 class Command(BaseCommand):
     help = (
-        "A data-subject request: find every run whose input or output names IDENTIFIER (an e-mail address or "
-        "other identifier), export them for the person (--export FILE) or erase them by redaction (--erase). "
-        "The request itself is recorded in the audit chain (by the identifier's hash)."
+        "A data-subject request: find every copy of IDENTIFIER (an e-mail address or other identifier) in every "
+        "table that stores personal data, export the person's data (--export FILE) or erase it by redaction "
+        "(--erase). The request itself is recorded in the audit chain under a keyed hash of the identifier."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("identifier")
         action = parser.add_mutually_exclusive_group()
-        action.add_argument("--export", metavar="FILE", help="write the person's runs as JSON")
-        action.add_argument("--erase", action="store_true", help="redact the runs' data (hashes kept)")
+        action.add_argument("--export", metavar="FILE", help="write the person's data as JSON")
+        action.add_argument("--erase", action="store_true", help="redact every copy (hashes kept)")
         parser.add_argument("--reason", default="", help="required with --erase: the request's reference")
 
     def handle(self, *args, identifier, export, erase, reason, **options):
@@ -26,8 +26,10 @@ class Command(BaseCommand):
                 if erase:
                     if not reason.strip():
                         raise CommandError("--reason is required with --erase (the request's reference).")
-                    runs = subject_erase(identifier=identifier, reason=reason, actor="data-subject-request")
-                    self.stdout.write(f"Erased the data of {len(runs)} runs: {runs}")
+                    erased = subject_erase(identifier=identifier, reason=reason, actor="data-subject-request")
+                    self._tables(erased["tables"])
+                    self.stdout.write(f"Erased: {len(erased['runs'])} runs with their whole story: {erased['runs']}")
+                    self._kept(erased["kept"])
                 elif export:
                     document = subject_export(identifier=identifier, actor="data-subject-request")
                     try:
@@ -37,7 +39,21 @@ class Command(BaseCommand):
                         raise CommandError(f"--export: cannot write {export}: {error.strerror}") from None
                     self.stdout.write(f"Wrote {len(document['runs'])} runs to {export}")
                 else:
-                    runs = subject_search(identifier=identifier, actor="data-subject-request")
-                    self.stdout.write(f"{len(runs)} runs name this identifier: {runs}")
+                    found = subject_search(identifier=identifier, actor="data-subject-request")
+                    self._tables(found["tables"])
+                    total = sum(found["tables"].values())
+                    self.stdout.write(f"{total} rows name this identifier; {len(found['runs'])} runs: {found['runs']}")
+                    self._kept(found["kept"])
         except ValueError as error:
-            raise CommandError(str(error)) from None
+            field = "--reason" if "reason" in str(error) else "identifier"
+            raise CommandError(f"{field}: {error}") from None
+
+    def _tables(self, tables: dict[str, int]) -> None:
+        width = max(map(len, tables), default=0)
+        for table, count in sorted(tables.items()):
+            self.stdout.write(f"{table:<{width}}  {count}")
+
+    def _kept(self, kept: dict[str, int]) -> None:
+        # Configuration and the like are never erased (pipelines/personal_data.py says why): say where they name it.
+        for table, count in sorted(kept.items()):
+            self.stdout.write(f"kept, never erased: {table} {count}")
