@@ -43,6 +43,7 @@ KEPT_MODELS = {
     "guardian.UserObjectPermission": "object rights by id",
     "guardian.GroupObjectPermission": "object rights by id",
     "governance.Workspace": "configuration",
+    "governance.ServiceAccount": "a workspace's non-person account and what it is for: configuration",
     "governance.HistoricalWorkspace": "configuration history",
     "governance.ApprovalPolicy": "configuration",
     "governance.HistoricalApprovalPolicy": "configuration history",

@@ -35,7 +35,7 @@ class Document(PipelinePart, models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
 
-    personal_fields = ("content", "filename", "source")
+    personal_fields = ("content", "filename", "source", "text")
     personal_parent = "run"
 
     class Meta:

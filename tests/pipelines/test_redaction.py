@@ -21,7 +21,7 @@ from audit.selectors import audit_chain_verify
 from pipelines.documents import document_read, document_store
 from pipelines.engine import run_execute
 from pipelines.evaluation import evaluation_case_from_run, release_evaluate
-from pipelines.models import Delivery, EvaluationCase, Run, StepRun
+from pipelines.models import Delivery, Document, EvaluationCase, Run, StepRun
 from pipelines.personal_data import Holder, holders, matching_pks
 from pipelines.redaction import subject_search
 from reviews.models import ReviewDecision, ReviewTask
@@ -76,6 +76,7 @@ def _plant(address: str, *, acme, superuser, author, reviewer, operator) -> Run:
         status=Delivery.Status.FAILED, last_error=f"422: unknown {address}", notice={"to": address},
     )  # fmt: skip
     ReviewTask.objects.filter(pk=task.pk).update(rule_hits=[{"phrase": address}])
+    Document.objects.filter(run=run).update(text=f"From: {address}")  # a PDF's text, extracted on the worker
     sample = ReviewTask.objects.create(
         run=run, pipeline=pipeline, position=1, kind=ReviewTask.Kind.QA_SAMPLE, status=ReviewTask.Status.REVIEWED
     )
