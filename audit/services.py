@@ -8,7 +8,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.bulk import insert_dicts
-from audit.canonical import canonical_text
+from audit.canonical import UnsafeNumber, canonical_text, json_safe
 from audit.chain import GENESIS_HASH, ChainResult, event_hash, format_ts, payload_sha256
 from audit.context import Actor, current_actor
 from audit.models import REDACTED_PAYLOAD, AuditEvent
@@ -48,7 +48,11 @@ def _payload_text(payload) -> str:
         return canonical_text(payload)
     except TypeError:
         # Dates, decimals and UUIDs become strings first, as Django would serialise them.
-        return canonical_text(json.loads(json.dumps(payload, cls=DjangoJSONEncoder)))
+        return _payload_text(json.loads(json.dumps(payload, cls=DjangoJSONEncoder)))
+    except UnsafeNumber:
+        # Integers past ±(2**53 − 1) are recorded as their decimal strings
+        # (I-JSON), so that every reader of the export sees the same value.
+        return canonical_text(json_safe(payload))
 
 
 def audit_record(

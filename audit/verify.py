@@ -25,6 +25,7 @@ import math
 import sys
 
 GENESIS = "0" * 64
+MAX_SAFE_INTEGER = 2**53 - 1
 TOMBSTONE = {"redacted": True}
 _HEX = frozenset("0123456789abcdef")
 
@@ -96,6 +97,8 @@ def canonical(value) -> str:
     if isinstance(value, str):
         return _string(value)
     if isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER:
+            raise ValueError(f"the integer {value} is outside I-JSON's ±(2**53 - 1)")
         return str(value)
     if isinstance(value, float):
         return _number(value)

@@ -2,7 +2,7 @@
 and DELETE on them (as on releases and the audit log), so a decision cannot be
 rewritten or removed even by code that bypasses ``ReviewDecision.save``."""
 
-from audit.db import immutable_install, immutable_remove
+from audit.db import immutable_install, immutable_remove, truncate_guard_install, truncate_guard_remove
 
 IMMUTABLE_TABLES = ("reviews_reviewdecision",)
 
@@ -13,3 +13,12 @@ def install_guards(connection) -> None:
 
 def remove_guards(connection) -> None:
     immutable_remove(connection, IMMUTABLE_TABLES)
+
+
+def install_truncate_guards(connection) -> None:
+    """PostgreSQL refuses TRUNCATE on review decisions (row triggers do not see it)."""
+    truncate_guard_install(connection, IMMUTABLE_TABLES)
+
+
+def remove_truncate_guards(connection) -> None:
+    truncate_guard_remove(connection, IMMUTABLE_TABLES)
