@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.checkpoints import CheckpointError, audit_checkpoints_verify
+from audit.checkpoints import CheckpointError, audit_checkpoints_verify, chain_against_checkpoint
 from audit.selectors import audit_chain_verify
 
 
@@ -16,7 +16,9 @@ class Command(BaseCommand):
         parser.add_argument("--checkpoint-dir", help="read checkpoints from here instead of KEEL_CHECKPOINT_DIR")
 
     def handle(self, *args, **options):
-        result = audit_chain_verify()
+        # With the checkpoint key set, the newest signed checkpoint always
+        # counts: a chain cut short at the end is broken, not merely shorter.
+        result = chain_against_checkpoint(audit_chain_verify(), directory=options["checkpoint_dir"])
         if not result.ok:
             raise CommandError(
                 f"Audit chain broken at #{result.broken_seq}: {result.reason} "
