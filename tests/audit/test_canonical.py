@@ -101,11 +101,12 @@ def test_it_refuses_keys_that_are_not_strings():
         canonical_text({1: "one"})
 
 
-optional_id = st.none() | st.integers(min_value=0, max_value=2**63 - 1)
+# Ids and seqs are integers too: within I-JSON's range, as the chain contract says.
+optional_id = st.none() | st.integers(min_value=0, max_value=SAFE_INT)
 hex64 = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
 envelopes = st.fixed_dictionaries(
     {
-        "seq": st.integers(min_value=1, max_value=2**63 - 1),
+        "seq": st.integers(min_value=1, max_value=SAFE_INT),
         # ts and the two hashes always have these shapes; the encoder writes them
         # unescaped, and a tampered value of another shape is caught as a break.
         "ts": st.datetimes(min_value=datetime(1000, 1, 1)).map(lambda moment: moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")),
