@@ -301,6 +301,11 @@ def _check_manifest(number: int, manifest: dict, seen: dict, body_sha256: str, k
     for name in ("events", "omitted", "outside_scope"):
         if counts.get(name) != seen[name]:
             raise Bad(number, f"manifest counts {counts.get(name)!r} {name}, the file holds {seen[name]}")
+    _check_seals(number, manifest, key)
+
+
+def _check_seals(number: int, manifest: dict, key: str | None) -> None:
+    """The manifest's own SHA-256, and with a key its signature."""
     body = {name: value for name, value in manifest.items() if name not in MANIFEST_SEALS}
     try:
         body_text = canonical(body)
@@ -346,6 +351,8 @@ def verify_file(handle, *, key: str | None = None) -> dict:
     except (ValueError, UnicodeDecodeError):
         preview = None
     if isinstance(preview, dict) and preview.get("type") == "manifest":
+        if key is not None:  # a signed manifest vouches for the whole file: checked first
+            _check_seals(0, preview, key)
         selection = _selection(0, preview)
     else:  # the chain is still walked; the missing manifest is named at the end
         selection = (lambda entry: True, lambda entry: None, True)
