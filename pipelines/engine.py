@@ -28,6 +28,7 @@ from governance.permissions import user_can
 from pipelines.broker import enqueue_on_commit
 from pipelines.change import deployment_release_for
 from pipelines.deliveries import delivery_send
+from pipelines.inputs import input_canonical
 from pipelines.models import Budget, Deployment, Pipeline, Release, Run, StepRun
 from pipelines.providers import call_model
 from pipelines.rows import Columns, fetch_row, insert_one, insert_statement, update_where
@@ -123,6 +124,7 @@ def run_start(
         raise RunRefused(f"{pipeline.slug} is paused in {environment}: {deployment.pause_reason or 'no reason given'}")
     if not isinstance(input, dict):
         raise ValidationError({"input": "The input must be a JSON object."})
+    input = input_canonical(input)  # once, on arrival: what is stored is what is hashed (pipelines/inputs.py)
     # The canary bucket (pipelines/change.py): by the idempotency key, else the input hash.
     input_sha256 = _sha256(input)
     release = deployment_release_for(

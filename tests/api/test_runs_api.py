@@ -55,7 +55,7 @@ def test_an_input_against_the_schema_is_400_naming_the_field(api, acme_pipeline)
     ("body", "field"),
     [
         ({"input": [1, 2]}, "input"),
-        ({"input": {"subject": "a\u0000b"}}, "input"),
+        ({"input": {"subject": "a\u0000b"}}, "input.subject"),
         ({"input": TICKET, "idempotency_key": "k" * 201}, "idempotency_key"),
         ({}, "input"),
     ],
@@ -64,6 +64,28 @@ def test_bad_fields_are_400_naming_the_field(api, acme_pipeline, body, field):
     response = api.post_run(acme_pipeline.slug, body)
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == field
+    assert not Run.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("raw_input", "field", "reason"),
+    [
+        ('{"amount": 1e21}', "input.amount", "beyond ±9007199254740991"),
+        ('{"amount": 9007199254740993}', "input.amount", "beyond ±9007199254740991"),
+        ('{"amount": 1e400}', "input.amount", "not a finite number"),
+        ('{"note": "\\ud800"}', "input.note", "lone surrogate"),
+    ],
+)
+def test_a_number_or_text_keel_cannot_store_as_hashed_is_400_naming_the_field(
+    api, acme_pipeline, raw_input, field, reason
+):
+    body = '{"input": {"subject": "a parcel", "extra": ' + raw_input + "}}"
+    response = api.client.post(
+        f"/api/v1/pipelines/{acme_pipeline.slug}/runs", body, content_type="application/json", headers=api.headers
+    )
+    assert response.status_code == 400, response.content
+    (error,) = response.json()["errors"]
+    assert error["field"] == field.replace("input.", "input.extra.") and reason in error["reason"]
     assert not Run.objects.exists()
 
 
