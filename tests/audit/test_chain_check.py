@@ -139,6 +139,15 @@ def test_the_nightly_check_records_an_emptied_chain_as_broken_not_as_a_fresh_cha
     assert not audit_chain_check(actor="worker").ok
 
 
+def test_audit_verify_reports_an_emptied_chain_against_the_newest_checkpoint(db, checkpoints):
+    events = record(2)
+    audit_checkpoint_write()
+    empty_the_chain()
+    assert audit_chain_verify().ok  # an empty chain is a valid chain: only the checkpoint shows the loss
+    with pytest.raises(CommandError, match=rf"broken at #1: the chain ends at #0 .* names #{events[-1].seq}"):
+        verify()
+
+
 def test_the_nightly_check_finds_a_chain_rewritten_under_the_checkpoint(db, checkpoints):
     """The chain emptied and refilled with as many well-linked events: every
     link holds, but the checkpointed event's hash is not the one signed."""
