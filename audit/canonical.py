@@ -2,8 +2,10 @@
 
 Keys are sorted by their UTF-16 code units, there is no insignificant
 whitespace, strings are UTF-8 with only the mandatory escapes, and numbers are
-written as ECMAScript writes a double. Integers are written exactly (payloads
-keep counts and ids as integers; RFC 8785 would round those past 2**53).
+written as ECMAScript writes a double. Integers are I-JSON's (RFC 7493): within
+±(2**53 − 1), the range a double holds exactly, so every reader of the text
+finds the same number. A larger integer is refused (``UnsafeNumber``): Keel
+records such values as decimal strings (``json_safe``).
 
 The offline verifier (``python -m audit.verify``) imports this module, so it
 must never import Django or anything outside the standard library.
@@ -14,10 +16,16 @@ import math
 
 _encode_string = json.encoder.encode_basestring  # escapes ", \\ and controls only
 
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+class UnsafeNumber(ValueError):
+    """An integer outside ±(2**53 − 1), or a NaN or infinite float."""
+
 
 def _number(value: float) -> str:
     if math.isnan(value) or math.isinf(value):
-        raise ValueError("canonical JSON has no NaN or Infinity")
+        raise UnsafeNumber("canonical JSON has no NaN or Infinity")
     if value == 0:
         return "0"
     sign = "-" if value < 0 else ""
@@ -52,6 +60,8 @@ def _write(value, out: list[str]) -> None:
     elif isinstance(value, str):
         out.append(_encode_string(value))
     elif isinstance(value, int):
+        if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            raise UnsafeNumber(f"the integer {value} is outside ±(2**53 − 1); record it as a string")
         out.append(str(value))
     elif isinstance(value, float):
         out.append(_number(value))
@@ -91,3 +101,19 @@ def canonical_text(value) -> str:
 
 def canonical_bytes(value) -> bytes:
     return canonical_text(value).encode("utf-8")
+
+
+def json_safe(value):
+    """A copy of ``value`` that canonical JSON accepts: integers outside
+    ±(2**53 − 1) become their decimal strings. For values Keel records but did
+    not take from a user (a model's parsed reply, a seed, a configuration's
+    extra parameters), where refusing would lose the record."""
+    if isinstance(value, bool) or value is None or isinstance(value, (str, float)):
+        return value
+    if isinstance(value, int):
+        return value if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER else str(value)
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value

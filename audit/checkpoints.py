@@ -6,7 +6,9 @@ writes the head (seq, hash) to a directory outside the database, signed with
 an HMAC key from the environment (KEEL_CHECKPOINT_KEY). ``audit_verify
 --checkpoints`` then checks that every checkpointed event is still there with
 the same hash: deleting the newest events is caught unless the deleter also
-has the key and the checkpoint directory.
+has the key and the checkpoint directory. ``audit_verify`` and the nightly
+check compare the chain with the newest checkpoint whenever the key is set,
+and no checkpoint is written of a chain shorter than the newest one.
 """
 
 import hashlib
@@ -20,7 +22,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from audit.canonical import canonical_text
-from audit.chain import format_ts
+from audit.chain import ChainResult, format_ts
 from audit.models import AuditEvent
 
 
@@ -39,11 +41,82 @@ def _signature(key: bytes, body: dict) -> str:
     return hmac.new(key, canonical_text(body).encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+def _read(path: Path, secret: bytes) -> dict | None:
+    """The checkpoint's signed body, or None when it is not one or its
+    signature does not hold."""
+    try:
+        data = json.loads(path.read_text())
+        body = {name: data[name] for name in ("seq", "hash", "written_at")}
+        signature = str(data["hmac_sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(body["seq"], int) or not hmac.compare_digest(signature, _signature(secret, body)):
+        return None
+    return body
+
+
+def newest_checkpoint(*, directory=None, key: str | None = None) -> dict | None:
+    """The signed checkpoint of the highest seq ({seq, hash, written_at}), or
+    None when there is none (a file whose signature fails is not one)."""
+    folder, secret = _settings(directory, key)
+    newest = None
+    for path in folder.glob("checkpoint-*.json"):
+        body = _read(path, secret)
+        if body is not None and (newest is None or body["seq"] > newest["seq"]):
+            newest = body
+    return newest
+
+
+def _stored_hash(seq: int) -> str | None:
+    return AuditEvent.objects.filter(seq=seq).values_list("hash", flat=True).first()
+
+
+def chain_against_checkpoint(result: ChainResult, *, directory=None, key: str | None = None) -> ChainResult:
+    """``result`` (a walk from #1), or the break the newest signed checkpoint
+    shows: the chain ends before the checkpointed event (events deleted from
+    the end, or the table emptied), or that event's hash changed (the chain
+    rewritten from there). Unchanged when no key is set."""
+    if not (key or settings.KEEL_CHECKPOINT_KEY):
+        return result
+    checkpoint = newest_checkpoint(directory=directory, key=key)
+    if checkpoint is None:
+        return result
+    seq, written = checkpoint["seq"], checkpoint["written_at"]
+    if not result.ok and result.broken_seq <= seq:
+        return result  # an earlier break wins
+    stored = _stored_hash(seq)
+    if stored is None:
+        head = result.count if result.ok else result.broken_seq - 1
+        return ChainResult(
+            result.count,
+            result.head_hash,
+            head + 1,
+            f"the chain ends at #{head} but the checkpoint written at {written} names #{seq}: "
+            "events are missing from the end",
+        )
+    if stored != checkpoint["hash"]:
+        return ChainResult(
+            seq - 1,
+            _stored_hash(seq - 1) or "0" * 64,
+            seq,
+            f"event #{seq} no longer has the hash checkpointed at {written}: the chain was rewritten",
+        )
+    return result
+
+
 def audit_checkpoint_write(*, directory=None, key: str | None = None) -> Path | None:
     """Write a signed checkpoint of the current head; None for an empty chain.
-    The file is written beside its name and renamed, so a reader never sees
-    half of one."""
+    Refused (CheckpointError) when the chain no longer holds the newest
+    checkpoint's event with its hash: a checkpoint of a shortened chain would
+    hide the loss. The file is written beside its name and renamed, so a
+    reader never sees half of one."""
     folder, secret = _settings(directory, key)
+    newest = newest_checkpoint(directory=directory, key=key)
+    if newest is not None and _stored_hash(newest["seq"]) != newest["hash"]:
+        raise CheckpointError(
+            f"The chain no longer holds event #{newest['seq']} as checkpointed at {newest['written_at']}: "
+            "no checkpoint is written of a shortened or rewritten chain."
+        )
     head = AuditEvent.objects.order_by("-seq").values("seq", "hash").first()
     if head is None:
         return None

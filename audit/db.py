@@ -125,3 +125,47 @@ def immutable_install(connection, tables: tuple[str, ...]) -> None:
 
 def immutable_remove(connection, tables: tuple[str, ...]) -> None:
     _run(connection, [sql for table in tables for sql in immutable_statements(connection.vendor, table)[1]])
+
+
+# TRUNCATE empties a table without firing its row triggers, so the guards above
+# do not see it. On PostgreSQL a statement-level trigger refuses it on every
+# append-only table. SQLite has no TRUNCATE: its DELETE without WHERE fires the
+# row triggers whenever a table has any (the "truncate optimisation" is off).
+def truncate_guard_statements(table: str) -> tuple[list[str], list[str]]:
+    """(install, remove) statements that make ``table`` refuse TRUNCATE on
+    PostgreSQL."""
+    install = [
+        """
+        CREATE OR REPLACE FUNCTION keel_refuse_truncate() RETURNS trigger AS $$
+        BEGIN
+            RAISE EXCEPTION '% is append-only: TRUNCATE refused', TG_TABLE_NAME
+                USING ERRCODE = 'integrity_constraint_violation';
+        END;
+        $$ LANGUAGE plpgsql
+        """,
+        f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}",
+        f"""
+        CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
+        FOR EACH STATEMENT EXECUTE FUNCTION keel_refuse_truncate()
+        """,
+    ]
+    return install, [f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}"]
+
+
+def truncate_guard_install(connection, tables: tuple[str, ...]) -> None:
+    """Make each of ``tables`` refuse TRUNCATE (PostgreSQL; nothing to do on SQLite)."""
+    if connection.vendor == "postgresql":
+        _run(connection, [sql for table in tables for sql in truncate_guard_statements(table)[0]])
+
+
+def truncate_guard_remove(connection, tables: tuple[str, ...]) -> None:
+    if connection.vendor == "postgresql":
+        _run(connection, [sql for table in tables for sql in truncate_guard_statements(table)[1]])
+
+
+def install_truncate_guards(connection) -> None:
+    truncate_guard_install(connection, (TABLE,))
+
+
+def remove_truncate_guards(connection) -> None:
+    truncate_guard_remove(connection, (TABLE,))

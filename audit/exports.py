@@ -2,29 +2,44 @@
 
 An export covers the events a filter selects, within what its reader may see
 (an ``AuditScope``). Between the first and the last included event, every
-event left out is still written as its link only (seq, prev_hash, hash), so
-``python -m audit.verify`` can walk the chain from end to end. The last entry
-is a manifest: the filter, the counts, both ends of the chain and the SHA-256
-of everything before it.
+event left out is still written as a hash-only entry, so ``python -m
+audit.verify`` can walk the chain from end to end: one the filter excludes
+carries its hashed envelope without the payload (so the verifier can see that
+the filter really excludes it), one outside the reader's scope its link only
+(seq, prev_hash, hash), since its envelope is not theirs to see. When an
+included event is redacted, the export runs on to the ``audit.redacted``
+event that names it, so the file holds the record of every redaction in it.
 
-Rows are read by keyset (``seq > last``) in batches and written as they come,
-so memory stays flat however long the export; only the PDF, a document built
-whole by reportlab, is capped (``PDF_MAX_EVENTS``).
+The last entry is a manifest: the filter, the scope, the counts, both ends of
+the chain and the SHA-256 of everything before it. The SHA-256 of the
+manifest's canonical JSON is recorded in the export's ``audit.exported``
+event, so the live chain confirms the manifest, and the manifest is signed
+(HMAC-SHA256) with the checkpoint key when one is set.
+
+Rows are read by keyset (``seq > last``) in batches and spooled to a temporary
+file (the manifest is recorded before the first byte leaves), so memory stays
+flat however long the export; only the PDF, a document built whole by
+reportlab, is capped (``PDF_MAX_EVENTS``).
 """
 
 import csv
 import hashlib
+import hmac
 import io
 import json
+import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Max, Min, Q
 from django.utils import timezone
 
+from audit.canonical import canonical_text
 from audit.chain import format_ts
+from audit.context import Actor, current_actor
 from audit.models import AuditEvent
 from audit.selectors import _POSTGRES_TS, _sqlite_ts_text
 
@@ -32,7 +47,10 @@ FORMATS = ("jsonl", "csv", "pdf")
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8", "pdf": "application/pdf"}
 BATCH = 2_000
 PDF_MAX_EVENTS = 20_000
-EXPORT_FORMAT = "keel-audit-export/1"
+EXPORT_FORMAT = "keel-audit-export/2"
+SPOOL_IN_MEMORY = 8 * 1024 * 1024  # bytes of an export kept in memory before the spool goes to disk
+# Fields of the manifest line outside its hashed and signed body.
+MANIFEST_SEALS = ("manifest_sha256", "export_event_seq", "hmac_sha256")
 
 
 class ExportError(Exception):
@@ -102,8 +120,8 @@ class AuditFilter:
             query &= Q(object_id=self.object_id)
         return query
 
-    def matcher(self, scope: AuditScope):
-        """The same filter as ``q()``, on a row as ``_rows`` yields it."""
+    def matcher(self):
+        """The same filter as ``q()`` (less the scope), on a row as ``_rows`` yields it."""
         since = format_ts(self.since) if self.since else None
         until = format_ts(self.until) if self.until else None
         prefix = (self.action or "") + "."
@@ -111,8 +129,7 @@ class AuditFilter:
         def matches(row) -> bool:
             (_seq, ts, _aid, actor_name, action, object_type, object_id, workspace_id, pipeline_id) = row[:9]
             return (
-                scope.allows(workspace_id, pipeline_id)
-                and (since is None or ts >= since)
+                (since is None or ts >= since)
                 and (until is None or ts < until)
                 and (self.workspace_id is None or workspace_id == self.workspace_id)
                 and (self.pipeline_id is None or pipeline_id == self.pipeline_id)
@@ -194,6 +211,9 @@ class ExportPlan:
     exported_by: str = ""
     export_event_seq: int | None = None
     exported_at: str = field(default_factory=lambda: format_ts(timezone.now()))
+    # Filled in by audit_export_start: the spooled entries and the sealed manifest.
+    spool: object = None
+    manifest: dict | None = None
 
 
 def export_plan(*, scope: AuditScope, audit_filter: AuditFilter) -> ExportPlan:
@@ -201,13 +221,61 @@ def export_plan(*, scope: AuditScope, audit_filter: AuditFilter) -> ExportPlan:
     return ExportPlan(scope=scope, audit_filter=audit_filter, first_seq=bounds["first"], last_seq=bounds["last"])
 
 
-def _entries(plan: ExportPlan) -> Iterator[list[tuple[bool, tuple]]]:
-    """Batches of (included, row) from the first to the last included event."""
+EVENT, OMITTED, OUTSIDE = "event", "omitted", "outside"
+
+
+def _naming_seq(seqs: set[int]) -> int | None:
+    """The newest ``audit.redacted`` event naming any of ``seqs``."""
+    return (
+        AuditEvent.objects.filter(
+            action="audit.redacted", object_type="audit_event", object_id__in=[str(seq) for seq in seqs]
+        )
+        .aggregate(last=Max("seq"))
+        .get("last")
+    )
+
+
+def _entries(plan: ExportPlan) -> Iterator[list[tuple[str, tuple]]]:
+    """Batches of (kind, row) from the first included event to the last, and
+    on to the ``audit.redacted`` event of every included redacted one: an
+    included event, one the filter leaves out, or one outside the scope."""
     if plan.first_seq is None:
         return
-    matches = plan.audit_filter.matcher(plan.scope)
-    for rows in _rows(plan.first_seq, plan.last_seq):
-        yield [(matches(row), row) for row in rows]
+    matches = plan.audit_filter.matcher()
+    allows = plan.scope.allows
+    unnamed: set[int] = set()  # redacted included events not yet followed by their record
+    low, high = plan.first_seq, plan.last_seq
+    while True:
+        for rows in _rows(low, high):
+            batch = []
+            for row in rows:
+                if not allows(row[7], row[8]):
+                    batch.append((OUTSIDE, row))
+                    continue
+                if unnamed and row[4] == "audit.redacted" and row[5] == "audit_event" and row[6].isdigit():
+                    unnamed.discard(int(row[6]))
+                if matches(row):
+                    batch.append((EVENT, row))
+                    if row[13]:
+                        unnamed.add(row[0])
+                else:
+                    batch.append((OMITTED, row))
+            yield batch
+        named_by = _naming_seq(unnamed) if unnamed else None
+        if named_by is None or named_by <= high:
+            return  # an unnamed tombstone stays so, and the verifier says so
+        low, high = high + 1, named_by
+
+
+def manifest_sha256(manifest: dict) -> str:
+    """SHA-256 of the canonical JSON of the manifest's body (without its seals)."""
+    body = {name: value for name, value in manifest.items() if name not in MANIFEST_SEALS}
+    return hashlib.sha256(canonical_text(body).encode("utf-8")).hexdigest()
+
+
+def manifest_signature(manifest: dict, key: str) -> str:
+    body = {name: value for name, value in manifest.items() if name not in MANIFEST_SEALS}
+    return hmac.new(key.encode("utf-8"), canonical_text(body).encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def _manifest(plan: ExportPlan, counts: dict, ends: dict, file_sha256: str, fmt: str) -> dict:
@@ -224,15 +292,13 @@ def _manifest(plan: ExportPlan, counts: dict, ends: dict, file_sha256: str, fmt:
         "file_sha256": file_sha256,
         "exported_at": plan.exported_at,
         "exported_by": plan.exported_by,
-        "export_event_seq": plan.export_event_seq,
     }
 
 
-def _event_line(row) -> str:
+def _envelope(row) -> dict:
     (seq, ts, actor_id, actor_name, action, object_type, object_id, workspace_id, pipeline_id,
-     payload, payload_sha, prev_hash, this_hash, redacted) = row  # fmt: skip
-    head = {
-        "type": "event",
+     _payload, payload_sha, prev_hash, this_hash, redacted) = row  # fmt: skip
+    return {
         "seq": seq,
         "ts": ts,
         "actor": {"id": actor_id, "name": actor_name},
@@ -244,41 +310,63 @@ def _event_line(row) -> str:
         "payload_sha256": payload_sha,
         "prev_hash": prev_hash,
         "hash": this_hash,
-        "redacted": bool(redacted),
     }
+
+
+def _event_line(row) -> str:
+    head = {"type": "event", **_envelope(row), "redacted": bool(row[13])}
     # The payload is stored as canonical JSON text: spliced in as it is.
-    return json.dumps(head, ensure_ascii=False, separators=(",", ":"))[:-1] + ',"payload":' + payload + "}\n"
+    return json.dumps(head, ensure_ascii=False, separators=(",", ":"))[:-1] + ',"payload":' + row[9] + "}\n"
 
 
 def _omitted_line(row) -> str:
-    return f'{{"type":"omitted","seq":{row[0]},"prev_hash":"{row[11]}","hash":"{row[12]}"}}\n'
+    # Everything hashed but the payload: the verifier checks the hash, and that the filter excludes it.
+    return json.dumps({"type": "omitted", **_envelope(row)}, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def _outside_line(row) -> str:
+    return f'{{"type":"omitted","seq":{row[0]},"prev_hash":"{row[11]}","hash":"{row[12]}","outside_scope":true}}\n'
+
+
+_LINES = {EVENT: _event_line, OMITTED: _omitted_line, OUTSIDE: _outside_line}
 
 
 class _Tally:
     def __init__(self):
         self.sha = hashlib.sha256()
-        self.counts = {"events": 0, "omitted": 0}
+        self.counts = {"events": 0, "omitted": 0, "outside_scope": 0}
         self.ends = {"first_seq": None, "last_seq": None, "first_prev_hash": None, "last_hash": None}
 
-    def see(self, included: bool, row) -> None:
-        self.counts["events" if included else "omitted"] += 1
+    def see(self, kind: str, row) -> None:
+        self.counts["events" if kind == EVENT else "omitted"] += 1
+        if kind == OUTSIDE:
+            self.counts["outside_scope"] += 1
         if self.ends["first_seq"] is None:
             self.ends["first_seq"], self.ends["first_prev_hash"] = row[0], row[11]
         self.ends["last_seq"], self.ends["last_hash"] = row[0], row[12]
 
 
-def export_jsonl(plan: ExportPlan) -> Iterator[bytes]:
-    tally = _Tally()
+def _jsonl_body(plan: ExportPlan, tally: _Tally) -> Iterator[bytes]:
     for batch in _entries(plan):
         lines = []
-        for included, row in batch:
-            tally.see(included, row)
-            lines.append(_event_line(row) if included else _omitted_line(row))
+        for kind, row in batch:
+            tally.see(kind, row)
+            lines.append(_LINES[kind](row))
         chunk = "".join(lines).encode("utf-8")
         tally.sha.update(chunk)
         yield chunk
-    manifest = _manifest(plan, tally.counts, tally.ends, tally.sha.hexdigest(), "jsonl")
-    yield (json.dumps(manifest, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def _jsonl_manifest(manifest: dict) -> bytes:
+    return (json.dumps(manifest, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def export_jsonl(plan: ExportPlan) -> Iterator[bytes]:
+    """The JSONL entries and a manifest, neither recorded nor signed (what
+    ``audit_export_start`` seals); for measuring the export itself."""
+    tally = _Tally()
+    yield from _jsonl_body(plan, tally)
+    yield _jsonl_manifest(_manifest(plan, tally.counts, tally.ends, tally.sha.hexdigest(), "jsonl"))
 
 
 CSV_HEADER = [
@@ -287,11 +375,10 @@ CSV_HEADER = [
 ]  # fmt: skip
 
 
-def export_csv(plan: ExportPlan) -> Iterator[bytes]:
-    """The same entries as the JSONL export, one CSV row each; the manifest is
-    the last row (kind ``manifest``, its JSON in the payload column) and its
-    file_sha256 covers every byte before that row."""
-    tally = _Tally()
+def _csv_body(plan: ExportPlan, tally: _Tally) -> Iterator[bytes]:
+    """The same entries as the JSONL export, one CSV row each (a hash-only
+    entry's payload cell empty, and its envelope cells too when it is outside
+    the scope); the manifest row follows (``_csv_manifest``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
 
@@ -299,26 +386,31 @@ def export_csv(plan: ExportPlan) -> Iterator[bytes]:
         chunk = buffer.getvalue().encode("utf-8")
         buffer.seek(0)
         buffer.truncate()
+        tally.sha.update(chunk)
         return chunk
 
     writer.writerow(CSV_HEADER)
     for batch in _entries(plan):
-        for included, row in batch:
-            tally.see(included, row)
-            if included:
+        for kind, row in batch:
+            tally.see(kind, row)
+            if kind == EVENT:
                 writer.writerow(["event", *row[:13], "true" if row[13] else "false"])
+            elif kind == OMITTED:
+                writer.writerow(["omitted", *row[:9], "", *row[10:13], ""])
             else:
                 writer.writerow(["omitted", row[0], *[""] * 10, row[11], row[12], ""])
-        chunk = drain()
-        tally.sha.update(chunk)
-        yield chunk
+        yield drain()
     header = drain()
     if header:  # nothing was included: the header is all there is
-        tally.sha.update(header)
         yield header
-    manifest = _manifest(plan, tally.counts, tally.ends, tally.sha.hexdigest(), "csv")
-    writer.writerow(["manifest", *[""] * 9, json.dumps(manifest, ensure_ascii=False), "", "", "", ""])
-    yield drain()
+
+
+def _csv_manifest(manifest: dict) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(
+        ["manifest", *[""] * 9, json.dumps(manifest, ensure_ascii=False), "", "", "", ""]
+    )
+    return buffer.getvalue().encode("utf-8")
 
 
 def _pdf_guard(scope: AuditScope, audit_filter: AuditFilter) -> None:
@@ -356,9 +448,9 @@ def export_pdf(plan: ExportPlan) -> bytes:
 
     rows = []
     for batch in _entries(plan):
-        for is_included, row in batch:
-            tally.see(is_included, row)
-            if is_included:
+        for kind, row in batch:
+            tally.see(kind, row)
+            if kind == EVENT:
                 rows.append(row[:9] + (row[12], row[13]))
     line("Keel audit export", size=16, bold=True)
     line(f"Exported {plan.exported_at} by {plan.exported_by or 'system'}", size=10)
@@ -380,8 +472,15 @@ def export_pdf(plan: ExportPlan) -> bytes:
 
 
 def audit_export_start(*, scope: AuditScope, audit_filter: AuditFilter, fmt: str, actor) -> ExportPlan:
-    """Fix what an export covers and put the export itself on the record (who
-    exported what) before its first byte is written."""
+    """Write the export and put it on the record before its first byte leaves.
+
+    1. Fix the first and last included events (the plan).
+    2. Spool the entries (PDF: build the report), tallying the file's SHA-256.
+    3. Build the manifest, sign it with the checkpoint key when one is set.
+    4. Record ``audit.exported`` with the manifest's SHA-256 (the PDF's own
+       SHA-256): who exported what, and the proof a verifier checks against
+       the live chain. ``export_chunks`` then sends the spool and manifest.
+    """
     from audit.services import audit_record
 
     if fmt not in FORMATS:
@@ -389,28 +488,54 @@ def audit_export_start(*, scope: AuditScope, audit_filter: AuditFilter, fmt: str
     if fmt == "pdf":
         _pdf_guard(scope, audit_filter)
     plan = export_plan(scope=scope, audit_filter=audit_filter)
+    plan.exported_by = (Actor.of(actor) if actor is not None else current_actor()).name
+    payload = {"format": fmt, "filter": audit_filter.describe()}
+    if fmt == "pdf":
+        document = export_pdf(plan)
+        plan.spool = io.BytesIO(document)
+        payload.update(first_seq=plan.first_seq, last_seq=plan.last_seq)
+        payload["file_sha256"] = hashlib.sha256(document).hexdigest()
+    else:
+        tally = _Tally()
+        plan.spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - closed by export_chunks
+        for chunk in (_jsonl_body if fmt == "jsonl" else _csv_body)(plan, tally):
+            plan.spool.write(chunk)
+        plan.manifest = _manifest(plan, tally.counts, tally.ends, tally.sha.hexdigest(), fmt)
+        payload.update(
+            first_seq=plan.manifest["first_seq"],
+            last_seq=plan.manifest["last_seq"],
+            counts=tally.counts,
+            manifest_sha256=manifest_sha256(plan.manifest),
+            signed=bool(settings.KEEL_CHECKPOINT_KEY),
+        )
     event = audit_record(
         action="audit.exported",
         object_type="audit_export",
         object_id=fmt,
-        payload={
-            "format": fmt,
-            "filter": audit_filter.describe(),
-            "first_seq": plan.first_seq,
-            "last_seq": plan.last_seq,
-        },
+        payload=payload,
         workspace_id=audit_filter.workspace_id,
         pipeline_id=audit_filter.pipeline_id,
         actor=actor,
     )
-    plan.exported_by = event.actor_name
     plan.export_event_seq = event.seq
+    if plan.manifest is not None:
+        seals = {"manifest_sha256": payload["manifest_sha256"], "export_event_seq": event.seq}
+        if settings.KEEL_CHECKPOINT_KEY:
+            seals["hmac_sha256"] = manifest_signature(plan.manifest, settings.KEEL_CHECKPOINT_KEY)
+        plan.manifest = {**plan.manifest, **seals}
     return plan
 
 
 def export_chunks(plan: ExportPlan, fmt: str) -> Iterator[bytes]:
-    if fmt == "jsonl":
-        return export_jsonl(plan)
-    if fmt == "csv":
-        return export_csv(plan)
-    return iter([export_pdf(plan)])
+    """The spooled export, then (JSONL, CSV) its sealed manifest."""
+    spool = plan.spool
+    try:
+        spool.seek(0)
+        while chunk := spool.read(256 * 1024):
+            yield chunk
+        if fmt == "jsonl":
+            yield _jsonl_manifest(plan.manifest)
+        elif fmt == "csv":
+            yield _csv_manifest(plan.manifest)
+    finally:
+        spool.close()

@@ -7,12 +7,23 @@ from datetime import UTC, datetime
 
 from django.db import connection, transaction
 
-from audit.chain import ChainResult, format_ts, verify_rows
+from audit.chain import GENESIS_HASH, ChainResult, format_ts, verify_rows
 
 _COLUMNS = (
     "seq, {ts}, actor_id, actor_name, action, object_type, object_id, workspace_id, "
     "pipeline_id, payload, payload_sha256, prev_hash, hash, redacted_at IS NOT NULL"
 )
+# The first redacted event that no later ``audit.redacted`` event names.
+# ``audit_redact`` writes the tombstone and that event in one transaction, and
+# object_id is hashed into the event, so a tombstone without one was written by
+# hand with the one UPDATE the guards allow. Found on the object index.
+_UNNAMED_REDACTION = (
+    "SELECT min(e.seq) FROM audit_auditevent e WHERE e.redacted_at IS NOT NULL AND NOT EXISTS ("
+    "SELECT 1 FROM audit_auditevent r WHERE r.object_type = 'audit_event' AND r.object_id = CAST(e.seq AS TEXT)"
+    " AND r.action = 'audit.redacted' AND r.seq > e.seq)"
+)
+UNNAMED_REDACTION_REASON = "redacted, but no later audit.redacted event names it (a redaction made by hand)"
+
 # Chains at least this long are verified in two processes (see audit_chain_verify).
 SPLIT_FROM = 200_000
 
@@ -156,5 +167,20 @@ def audit_chain_verify(*, batch_size: int = 10_000) -> ChainResult:
             cursor.execute("SELECT max(seq) FROM audit_auditevent")
             last = cursor.fetchone()[0] or 0
         if last >= SPLIT_FROM:
-            return _verify_split(batch_size, last)
-    return _verify_range(batch_size)
+            return _redactions_named(_verify_split(batch_size, last))
+    return _redactions_named(_verify_range(batch_size))
+
+
+def _redactions_named(result: ChainResult) -> ChainResult:
+    """The walk's result, or an earlier break: a redacted event that no later
+    ``audit.redacted`` event names. Every link still holds after such a
+    redaction (the one UPDATE the guards allow keeps every hash), so only the
+    missing record of it shows that it was made by hand."""
+    with connection.cursor() as cursor:
+        cursor.execute(_UNNAMED_REDACTION)
+        seq = cursor.fetchone()[0]
+        if seq is None or (not result.ok and result.broken_seq <= seq):
+            return result
+        cursor.execute("SELECT hash FROM audit_auditevent WHERE seq = %s", [seq - 1])
+        row = cursor.fetchone()
+    return ChainResult(seq - 1, row[0] if row else GENESIS_HASH, seq, UNNAMED_REDACTION_REASON)

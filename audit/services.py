@@ -8,8 +8,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.bulk import insert_dicts
-from audit.canonical import canonical_text
+from audit.canonical import UnsafeNumber, canonical_text, json_safe
 from audit.chain import GENESIS_HASH, ChainResult, event_hash, format_ts, payload_sha256
+from audit.checkpoints import chain_against_checkpoint
 from audit.context import Actor, current_actor, current_via
 from audit.models import REDACTED_PAYLOAD, AuditEvent
 
@@ -48,7 +49,11 @@ def _payload_text(payload) -> str:
         return canonical_text(payload)
     except TypeError:
         # Dates, decimals and UUIDs become strings first, as Django would serialise them.
-        return canonical_text(json.loads(json.dumps(payload, cls=DjangoJSONEncoder)))
+        return _payload_text(json.loads(json.dumps(payload, cls=DjangoJSONEncoder)))
+    except UnsafeNumber:
+        # Integers past ±(2**53 − 1) are recorded as their decimal strings
+        # (I-JSON), so that every reader of the export sees the same value.
+        return canonical_text(json_safe(payload))
 
 
 def audit_record(
@@ -183,10 +188,15 @@ def audit_redact(*, seq: int, reason: str, actor: object = None) -> Redaction:
 
 def audit_chain_check(*, actor: object = "audit") -> ChainResult:
     """Verify the stored chain and put the outcome on the record: the chain
-    itself says when it was last found intact (or where it broke)."""
+    itself says when it was last found intact (or where it broke).
+
+    The walk is compared with the newest signed checkpoint when the key is set
+    (``chain_against_checkpoint``): a chain shorter than it, emptied or cut at
+    the end, is recorded as ``audit.broken``, never as a fresh chain found
+    intact."""
     from audit.selectors import audit_chain_verify
 
-    result = audit_chain_verify()
+    result = chain_against_checkpoint(audit_chain_verify())
     with transaction.atomic():
         audit_record(
             action="audit.verified" if result.ok else "audit.broken",

@@ -29,6 +29,7 @@ from pipelines.broker import enqueue, enqueue_on_commit, waiting_messages
 from pipelines.change import deployment_release_for
 from pipelines.deliveries import delivery_send
 from pipelines.documents import DocumentRefused, run_first_document
+from pipelines.inputs import input_canonical
 from pipelines.models import Budget, Deployment, Pipeline, Release, Run, StepRun
 from pipelines.providers import call_model
 from pipelines.rows import Columns, fetch_row, insert_one, insert_statement, update_where
@@ -133,6 +134,7 @@ def run_start(
         raise RunRefused(f"{pipeline.slug} is paused in {environment}: {deployment.pause_reason or 'no reason given'}")
     if not isinstance(input, dict):
         raise ValidationError({"input": "The input must be a JSON object."})
+    input = input_canonical(input)  # once, on arrival: what is stored is what is hashed (pipelines/inputs.py)
     run_input_check(input)  # a size no step could take (KEEL_STEP_INPUT_MAX_BYTES)
     # The canary bucket (pipelines/change.py): by the idempotency key, else the input hash.
     input_sha256 = _sha256(input)

@@ -22,6 +22,7 @@ from audit.canonical import canonical_bytes
 from audit.services import audit_record
 from governance.permissions import user_can
 from pipelines.engine import _input_validator, derive_seed
+from pipelines.inputs import input_canonical
 from pipelines.models import Deployment, Evaluation, EvaluationCase, EvaluationResult, Pipeline, Release, Run
 from pipelines.providers import call_model
 from pipelines.steps import SchemaValidator, execute_step
@@ -218,6 +219,11 @@ def evaluation_cases_import(*, pipeline: Pipeline, actor, text: str, fmt: str) -
             continue
         if "input" not in row or not row.get("name"):
             problems.append(f"line {number}: name and input are required")
+            continue
+        try:  # a case's input is a run input: canonicalised as one (pipelines/inputs.py)
+            row["input"] = input_canonical(row["input"])
+        except ValidationError as error:
+            problems += [f"line {number}: {message}" for message in error.message_dict["input"]]
             continue
         if "max_length" in row:
             try:

@@ -18,6 +18,7 @@ from audit.context import acting_as
 from audit.services import audit_record
 from governance.permissions import user_can
 from pipelines.engine import RunRefused, run_start
+from pipelines.inputs import input_canonical
 from pipelines.models import PipelineSchedule, Run
 from pipelines.models.schedules import parse_cron
 from pipelines.steps import SchemaValidator
@@ -74,6 +75,8 @@ def schedule_input_check(schedule: PipelineSchedule) -> None:
     schedule that could never start a run is refused now, not at 3 a.m."""
     from pipelines.models import Deployment
 
+    # Canonicalised here, before it is saved, as every run input is on arrival.
+    schedule.input = input_canonical(schedule.input)
     live = Deployment.objects.filter(pipeline=schedule.pipeline, environment=Deployment.Environment.PRODUCTION)
     release = live.select_related("release").first()
     schema = release.release.snapshot_data["input_schema"] if release and release.release else None

@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from simple_history.utils import bulk_update_with_history
 
-from audit.canonical import canonical_bytes, canonical_text
+from audit.canonical import canonical_bytes, canonical_text, json_safe
 from audit.services import audit_record
 from governance.permissions import user_can
 from governance.signals import audit_ids
@@ -286,7 +286,9 @@ def release_cut(*, pipeline: Pipeline, actor, notes: str = "") -> Release:
             problems.extend(f"step {step.position} ({step.name}): {m}" for m in error.messages)
     if problems:
         raise ValidationError({"steps": problems})
-    snapshot = release_snapshot(pipeline)
+    # A fixed seed or an extra parameter past ±(2**53 − 1) is kept as its
+    # decimal string: canonical JSON holds I-JSON's integers only.
+    snapshot = json_safe(release_snapshot(pipeline))
     fingerprint = _fingerprint_of(snapshot)
     newest = pipeline.releases.order_by("-number").first()
     if newest is not None and newest.fingerprint == fingerprint:

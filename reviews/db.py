@@ -6,9 +6,11 @@ One UPDATE passes, as on the audit log: the redaction of a decision's
 personal data (pipelines/personal_data.py), once, with ``redacted_at`` set,
 the texts emptied, each output that was there replaced by ``{"redacted":
 true}`` (one that was not stays NULL), and every other column unchanged.
+
+PostgreSQL also refuses TRUNCATE on them, which row triggers do not see.
 """
 
-from audit.db import immutable_remove
+from audit.db import immutable_remove, truncate_guard_install, truncate_guard_remove
 
 TABLE = "reviews_reviewdecision"
 _UNCHANGED = ("id", "task_id", "reviewer_id", "decision", "created_at")
@@ -95,3 +97,12 @@ def install_guards(connection) -> None:
 
 def remove_guards(connection) -> None:
     _run(connection, statements(connection.vendor)[1])
+
+
+def install_truncate_guards(connection) -> None:
+    """PostgreSQL refuses TRUNCATE on review decisions (row triggers do not see it)."""
+    truncate_guard_install(connection, (TABLE,))
+
+
+def remove_truncate_guards(connection) -> None:
+    truncate_guard_remove(connection, (TABLE,))

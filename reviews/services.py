@@ -137,7 +137,8 @@ def review_task_create(
                           {"kind": kind, "reasons": task.reasons, "rule_hits": task.rule_hits,
                            "required_approvals": task.required_approvals,
                            "deadline_at": task.deadline_at.isoformat() if task.deadline_at else None,
-                           **({"sample_seed": sample_seed} if sample_seed is not None else {})},
+                           # A 63-bit seed is past I-JSON's integers: recorded as a string.
+                           **({"sample_seed": str(sample_seed)} if sample_seed is not None else {})},
                           actor=actor)  # fmt: skip
     if events is None:
         audit_record(**event)
@@ -454,7 +455,7 @@ def reviews_sample_draw(*, pipeline: Pipeline, since, until, size: int, seed: in
             object_type="pipeline",
             object_id=pipeline.pk,
             payload={
-                "seed": seed,
+                "seed": str(seed),  # 63 bits: past I-JSON's integers, so recorded as a string
                 "since": since.isoformat(),
                 "until": until.isoformat(),
                 "size": size,

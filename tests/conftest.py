@@ -15,24 +15,27 @@ from tests import factories
 
 @pytest.fixture(autouse=True, scope="session")
 def _audit_guards_survive_flush():
-    """After a transactional test Django empties every table; on SQLite it
-    does so with DELETE, which the audit table refuses. Wrap SQLite's flush SQL
-    so that the guards are lifted for that statement and put straight back."""
+    """After a transactional test Django empties every table: on SQLite with
+    DELETE, which the append-only tables refuse, and on PostgreSQL with
+    TRUNCATE, which their statement guards refuse. Wrap the flush SQL so that
+    the guards are lifted for that statement and put straight back; nothing
+    else in the suite may empty those tables."""
     from django.db import connection
 
-    from audit.db import _SQLITE_INSTALL, _SQLITE_REMOVE, TABLE, immutable_statements
+    from audit.db import _SQLITE_INSTALL, _SQLITE_REMOVE, TABLE, immutable_statements, truncate_guard_statements
     from pipelines.db import IMMUTABLE_TABLES
     from reviews.db import TABLE as DECISIONS
     from reviews.db import statements as decision_guard
 
-    if connection.vendor != "sqlite":
-        yield  # PostgreSQL empties tables with TRUNCATE, which row triggers do not see
-        return
+    append_only = (TABLE, *IMMUTABLE_TABLES, DECISIONS)
+    if connection.vendor == "sqlite":
+        guards = {TABLE: (list(_SQLITE_INSTALL), list(_SQLITE_REMOVE))}
+        guards.update({table: immutable_statements("sqlite", table) for table in IMMUTABLE_TABLES})
+        guards[DECISIONS] = decision_guard("sqlite")
+    else:
+        guards = {table: truncate_guard_statements(table) for table in append_only}
     DatabaseOperations = type(connection.ops)
     original = DatabaseOperations.sql_flush
-    guards = {TABLE: (list(_SQLITE_INSTALL), list(_SQLITE_REMOVE))}
-    guards.update({table: immutable_statements("sqlite", table) for table in IMMUTABLE_TABLES})
-    guards[DECISIONS] = decision_guard("sqlite")
 
     def sql_flush(self, style, tables, **kwargs):
         statements = original(self, style, tables, **kwargs)

@@ -7,6 +7,7 @@ fails the step: a guessed label must never pass a gate as if it were read.
 
 import json
 
+from audit.canonical import json_safe
 from governance.patterns import SPACE, linear_compile
 from pipelines.steps.base import StepContext, StepError, StepResult, json_copy
 from pipelines.steps.documents import MISSING, get_path
@@ -58,7 +59,8 @@ def _parse_label_confidence(text: str, labels: list[str] | None) -> dict:
 def _parse_json(text: str, labels: list[str] | None) -> dict:
     fenced = _FENCE.match(text)
     try:
-        value = json.loads(fenced["body"] if fenced else text)
+        # A model may write integers no double holds: kept as their strings (I-JSON).
+        value = json_safe(json.loads(fenced["body"] if fenced else text))
     except json.JSONDecodeError as exc:
         raise _fail(f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     if not isinstance(value, dict):

@@ -67,6 +67,28 @@ def test_bad_fields_are_400_naming_the_field(api, acme_pipeline, body, field):
     assert not Run.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("raw_input", "field", "reason"),
+    [
+        ('{"amount": 1e21}', "input.amount", "beyond ±9007199254740991"),
+        ('{"amount": 9007199254740993}', "input.amount", "beyond ±9007199254740991"),
+        ('{"amount": 1e400}', "input.amount", "not a finite number"),
+        ('{"note": "\\ud800"}', "input.note", "lone surrogate"),
+    ],
+)
+def test_a_number_or_text_keel_cannot_store_as_hashed_is_400_naming_the_field(
+    api, acme_pipeline, raw_input, field, reason
+):
+    body = '{"input": {"subject": "a parcel", "extra": ' + raw_input + "}}"
+    response = api.client.post(
+        f"/api/v1/pipelines/{acme_pipeline.slug}/runs", body, content_type="application/json", headers=api.headers
+    )
+    assert response.status_code == 400, response.content
+    (error,) = response.json()["errors"]
+    assert error["field"] == field.replace("input.", "input.extra.") and reason in error["reason"]
+    assert not Run.objects.exists()
+
+
 def test_a_paused_pipeline_is_409(api, acme_pipeline):
     Deployment.objects.filter(pipeline=acme_pipeline).update(paused=True)
     response = api.post_run(acme_pipeline.slug)

@@ -101,11 +101,12 @@ def test_it_refuses_keys_that_are_not_strings():
         canonical_text({1: "one"})
 
 
-optional_id = st.none() | st.integers(min_value=0, max_value=2**63 - 1)
+# Ids and seqs are integers too: within I-JSON's range, as the chain contract says.
+optional_id = st.none() | st.integers(min_value=0, max_value=SAFE_INT)
 hex64 = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
 envelopes = st.fixed_dictionaries(
     {
-        "seq": st.integers(min_value=1, max_value=2**63 - 1),
+        "seq": st.integers(min_value=1, max_value=SAFE_INT),
         # ts and the two hashes always have these shapes; the encoder writes them
         # unescaped, and a tampered value of another shape is caught as a break.
         "ts": st.datetimes(min_value=datetime(1000, 1, 1)).map(lambda moment: moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")),
@@ -127,3 +128,24 @@ def test_the_envelope_encoder_writes_the_canonical_envelope(fields):
     nested = {key: value for key, value in fields.items() if key not in ("actor_id", "actor_name")}
     nested["actor"] = {"id": fields["actor_id"], "name": fields["actor_name"]}
     assert envelope_text(**fields) == canonical_text(nested)
+
+
+@pytest.mark.parametrize("number", [2**53, -(2**53), 2**63 - 1, 10**30])
+def test_it_refuses_integers_past_i_jsons_range(number):
+    from audit.canonical import UnsafeNumber
+
+    with pytest.raises(UnsafeNumber, match="outside"):
+        canonical_text({"seed": number})
+    with pytest.raises(UnsafeNumber):
+        canonical_text([1, [number]])
+
+
+def test_it_writes_the_largest_safe_integers_exactly():
+    assert canonical_text([2**53 - 1, -(2**53 - 1)]) == "[9007199254740991,-9007199254740991]"
+
+
+def test_json_safe_turns_only_the_unsafe_integers_into_strings():
+    from audit.canonical import json_safe
+
+    value = {"a": 2**53, "b": [2**53 - 1, -(2**60)], "c": True, "d": 1.5}
+    assert json_safe(value) == {"a": "9007199254740992", "b": [2**53 - 1, "-1152921504606846976"], "c": True, "d": 1.5}

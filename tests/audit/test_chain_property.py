@@ -40,7 +40,7 @@ FIELDS = (
 PAYLOAD, PREV_HASH, HASH = FIELDS.index("payload"), FIELDS.index("prev_hash"), FIELDS.index("hash")
 
 SAFE_INT = 2**53 - 1
-optional_ids = st.none() | st.integers(min_value=0, max_value=2**63 - 1)
+optional_ids = st.none() | st.integers(min_value=0, max_value=2**53 - 1)  # I-JSON, as every integer
 names = st.sampled_from(["system", "system:worker", "Zoë Ångström", "李雷", "Łukasz", "ada"]) | st.text(max_size=30)
 json_scalars = (
     st.none()

@@ -167,12 +167,15 @@ def test_a_filtered_export_carries_hash_only_entries_and_verifies_end_to_end(his
     omitted = [entry for entry in entries if entry["type"] == "omitted"]
     assert included and omitted
     assert {entry["workspace_id"] for entry in included} == {1}
-    assert set(omitted[0]) == {"type", "seq", "prev_hash", "hash"}
+    # Hash-only entries carry every hashed field but the payload.
+    assert set(omitted[0]) == {"type", "seq", "ts", "actor", "action", "object_type", "object_id", "workspace_id",
+                               "pipeline_id", "payload_sha256", "prev_hash", "hash"}  # fmt: skip
+    assert all("payload" not in entry for entry in omitted)
     # Contiguous from the first included to the last, nothing before or after.
     seqs = [entry["seq"] for entry in entries]
     assert seqs == list(range(included[0]["seq"], included[-1]["seq"] + 1))
     assert manifest["filter"] == {"workspace_id": 1}
-    assert manifest["counts"] == {"events": len(included), "omitted": len(omitted)}
+    assert manifest["counts"] == {"events": len(included), "omitted": len(omitted), "outside_scope": 0}
     stored = AuditEvent.objects.get(seq=manifest["first_seq"])
     assert manifest["first_prev_hash"] == stored.prev_hash
     assert manifest["last_hash"] == AuditEvent.objects.get(seq=manifest["last_seq"]).hash
@@ -189,7 +192,8 @@ def test_an_action_filter_verifies_and_a_tampered_hash_only_entry_is_named(histo
     path.write_bytes(b"".join(raw))
     result = verify(path)
     assert result.returncode == 1
-    assert f"line {index + 2}: " in result.stderr  # the next line no longer links to it
+    # Its own hash is recomputed from the envelope it carries.
+    assert f"line {index + 1}: event #{entry['seq']}: hash does not match its fields" in result.stderr
 
 
 def test_every_export_is_an_audit_event_naming_who_and_what(history, tmp_path):

@@ -2,6 +2,7 @@
 audit/canonical.py on purpose) agrees with an independent RFC 8785
 implementation and with the chain's hash rule."""
 
+import pytest
 import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,8 +18,8 @@ def test_the_verifier_writes_what_rfc8785_writes(value):
 
 
 @given(
-    seq=st.integers(min_value=1, max_value=2**62),
-    actor_id=st.none() | st.integers(min_value=1, max_value=2**62),
+    seq=st.integers(min_value=1, max_value=2**53 - 1),
+    actor_id=st.none() | st.integers(min_value=1, max_value=2**53 - 1),
     text=st.text(),
     workspace_id=st.none() | st.integers(min_value=1, max_value=2**40),
 )
@@ -36,3 +37,17 @@ def test_the_verifier_builds_the_same_envelope_as_the_chain(seq, actor_id, text,
     }
     envelope = {**fields, "actor": {"id": actor_id, "name": text}}
     assert verify.canonical(envelope) == envelope_text(actor_id=actor_id, actor_name=text, **fields)
+
+
+def test_the_verifiers_canonical_json_refuses_integers_past_i_jsons_range():
+    for number in (2**53, -(2**53), 2**63):
+        with pytest.raises(ValueError, match="outside I-JSON"):
+            verify.canonical({"seed": number})
+    assert verify.canonical(2**53 - 1) == "9007199254740991"
+
+
+def test_an_audit_payload_integer_past_i_json_is_recorded_as_its_string(db):
+    from audit.services import audit_record
+
+    event = audit_record(action="note.made", object_type="note", object_id=1, payload={"seed": 2**63 - 1, "n": 3})
+    assert event.payload == '{"n":3,"seed":"9223372036854775807"}'

@@ -63,6 +63,8 @@ def test_jsonl_and_csv_import_every_case_with_its_expectations(pipeline, author)
         ('{"name": "a", "input": {}}\n{"name": "a", "input": {}}', "jsonl", "line 2: a case named 'a' exists"),
         ("name,input\nb,{broken", "csv", "line 2: input is not JSON"),
         ("name,input,max_length\nb,{},many", "csv", "line 2: max_length must be a whole number"),
+        ('{"name": "a", "input": {"id": 9007199254740993}}', "jsonl", "line 1: input.id: is the whole number"),
+        ('{"name": "a", "input": {"x": 1e400}}', "jsonl", "line 1: input.x: is not a finite number"),
     ],
 )
 def test_a_bad_file_is_refused_whole_naming_the_line_and_field(pipeline, author, text, fmt, message):

@@ -46,6 +46,19 @@ def test_the_fingerprint_is_the_sha256_of_the_canonical_configuration(acme_confi
     assert release.fingerprint == hashlib.sha256(canonical_bytes(without_versions(stored))).hexdigest()
 
 
+def test_a_fixed_seed_past_i_jsons_integers_is_frozen_as_its_string_and_still_seeds(acme_config, lead):
+    from pipelines.steps.model import build_request
+
+    model = acme_config["model"]
+    with acting_as(lead):
+        model.seed = 2**62 + 1
+        model.save()
+    release = release_cut(pipeline=acme_config["pipeline"], actor=lead)
+    frozen = release.snapshot_data["steps"][0]["model"]
+    assert frozen["seed"] == str(2**62 + 1)
+    assert build_request(frozen, "text", seed=7).seed == 2**62 + 1
+
+
 def test_editing_the_configuration_never_changes_a_release(acme_config, lead):
     prompt = acme_config["prompt"]
     first = release_cut(pipeline=acme_config["pipeline"], actor=lead)

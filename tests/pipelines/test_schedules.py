@@ -123,6 +123,30 @@ def test_an_input_the_pipeline_would_refuse_is_a_form_error(client, lead, pipeli
     assert not PipelineSchedule.objects.exists()
 
 
+@pytest.mark.parametrize(("extra", "problem"), [("1e21", "beyond ±9007199254740991"), ("1e400", "not a finite number")])
+def test_a_number_no_json_reader_holds_exactly_is_a_form_error_naming_its_path(client, lead, pipeline, extra, problem):
+    client.force_login(lead)
+    response = client.post(
+        "/admin/pipelines/pipelineschedule/add/",
+        {"pipeline": pipeline.pk, "name": "Big", "cron": "0 9 1 * *", "timezone": "UTC",
+         "input": f'{{"subject": "Monthly", "amount": {extra}}}', "enabled": "on"},
+    )  # fmt: skip
+    (error,) = response.context["adminform"].form.errors["input"]
+    assert error.startswith("input.amount: ") and problem in error
+    assert not PipelineSchedule.objects.exists()
+
+
+def test_a_schedules_input_is_stored_in_its_canonical_form(pipeline, lead):
+    with acting_as(lead):
+        schedule = schedule_save(
+            schedule=PipelineSchedule(pipeline=pipeline, name="x", cron="0 9 1 * *",
+                                      input={**REPORT_INPUT, "count": 2.0, "rate": 0.50}),
+            actor=lead,
+        )  # fmt: skip
+    stored = PipelineSchedule.objects.get(pk=schedule.pk).input
+    assert stored == {**REPORT_INPUT, "count": 2, "rate": 0.5} and type(stored["count"]) is int
+
+
 def test_scheduling_needs_the_change_right(pipeline, auditor):
     with pytest.raises(PermissionDenied):
         schedule_save(schedule=PipelineSchedule(pipeline=pipeline, name="x", cron="0 9 1 * *"), actor=auditor)

@@ -66,6 +66,6 @@ def test_the_periodic_sample_draws_a_fixed_size_with_its_seed_recorded(acme, sup
     assert seed == 1234 and sorted(t.run_id for t in tasks) == expected
     assert all(t.kind == "qa_sample" and t.sample_seed == 1234 for t in tasks)
     event = AuditEvent.objects.get(action="review.sample_drawn")
-    assert event.payload_data["seed"] == 1234 and event.payload_data["runs"] == expected
+    assert event.payload_data["seed"] == "1234" and event.payload_data["runs"] == expected
     _, again = reviews_sample_draw(pipeline=pipeline, since=now - timedelta(days=1), until=now + timedelta(1), size=10)
     assert sorted(t.run_id for t in again) == sorted({r.pk for r in runs} - set(expected))  # never twice

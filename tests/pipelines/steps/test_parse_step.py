@@ -1,5 +1,6 @@
 import pytest
 
+from audit.canonical import canonical_bytes
 from pipelines.steps.base import StepError
 from pipelines.steps.parse import execute
 
@@ -83,3 +84,11 @@ def test_bad_json_fails_saying_why(text, message):
     with pytest.raises(StepError) as error:
         parse({"output": text}, format="json", labels=LABELS)
     assert str(error.value) == "could not parse model output: " + message
+
+
+def test_an_integer_past_i_json_in_a_models_json_is_kept_as_its_string():
+    text = '{"label": "refund", "order_id": 12345678901234567890, "lines": [9007199254740991, -9007199254740993]}'
+    output = parse({"output": text}, format="json", labels=LABELS)
+    assert output["fields"]["order_id"] == "12345678901234567890"
+    assert output["fields"]["lines"] == [9007199254740991, "-9007199254740993"]
+    canonical_bytes(output)  # the engine hashes it: nothing canonical JSON refuses
