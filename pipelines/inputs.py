@@ -43,12 +43,12 @@ def _text_problem(text: str) -> str | None:
 def _number_problem(value: int | float) -> str | None:
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
-            return "is not a finite number (NaN, Infinity, or too large for a double, as 1e400)"
+            return "is not a finite number (NaN, Infinity, or out of range for a double, as 1e400)"
         if not value.is_integer():
             return None
     if abs(value) > MAX_SAFE_INTEGER:
         return (
-            f"is the whole number {value!r}, beyond ±{MAX_SAFE_INTEGER} (2**53 − 1), which not every "
+            f"is the whole number {value!r}, beyond ±{MAX_SAFE_INTEGER} (2^53 − 1), which not every "
             "JSON reader holds exactly: send it as a string"
         )
     return None

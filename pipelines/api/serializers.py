@@ -1,5 +1,4 @@
 import json
-import math
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -9,28 +8,17 @@ from pipelines.inputs import input_canonical, input_problems
 from pipelines.models import Delivery, Run, StepRun
 
 MAX_INPUT_DEPTH = 32
-# I-JSON (RFC 7493): integers a double holds exactly, as everything Keel hashes and stores keeps them.
-MAX_SAFE_INTEGER = 2**53 - 1
 
 
 def _check_json(value, path: str, depth: int = 0) -> None:
     """Refuse, with the path, what cannot be stored, hashed and sent on as
     JSON: a string or key with a NUL character (PostgreSQL's jsonb refuses
-    it) or a lone surrogate (``"\\ud83d"``: not Unicode, so not UTF-8), a
-    number that is not finite (``1e400`` parses as infinity) or an integer
-    beyond ±(2^53 − 1), and nesting deeper than 32 levels."""
+    it) or a lone surrogate (``"\\ud83d"``: not Unicode, so not UTF-8), and
+    nesting deeper than 32 levels. Numbers are pipelines/inputs.py's to judge."""
     if depth > MAX_INPUT_DEPTH:
         raise serializers.ValidationError(f"{path}: nested more than {MAX_INPUT_DEPTH} levels deep.")
     if isinstance(value, str):
         _check_text(value, path)
-    elif isinstance(value, bool):
-        pass
-    elif isinstance(value, int):
-        if abs(value) > MAX_SAFE_INTEGER:
-            raise serializers.ValidationError(f"{path}: an integer beyond ±(2^53 − 1); send it as a string.")
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise serializers.ValidationError(f"{path}: a number out of range (it overflows to infinity).")
     elif isinstance(value, dict):
         for key, item in value.items():
             _check_text(key, path, "a key here")
