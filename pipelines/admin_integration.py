@@ -7,6 +7,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -181,6 +182,7 @@ class DeadLetterAdmin(ReadOnlyMixin, GovernedModelAdmin):
                        "last_status_code", "last_error", "receiver", "payload_sha256", "created_at",
                        "delivered_at")  # fmt: skip
     actions = [resend_deliveries]
+    action_rights = {"resend_deliveries": ("deploy_pipeline",)}
 
     def get_queryset(self, request):
         return dead_letters_for_user(user=request.user)
@@ -259,6 +261,7 @@ class PipelineScheduleAdmin(GovernedModelAdmin):
     def delete_model(self, request, obj):
         schedule_delete(schedule=obj, actor=request.user)
 
+    @transaction.atomic
     def delete_queryset(self, request, queryset):
         for schedule in queryset:
             schedule_delete(schedule=schedule, actor=request.user)
