@@ -37,6 +37,7 @@ from governance.services import object_delete, object_save
 
 # The right an action needs on each selected object unless its admin says otherwise.
 DEFAULT_ACTION_RIGHTS = ("change",)
+RIGHT_VERBS = {"approve_release": "approve", "deploy_pipeline": "deploy", "review_output": "review"}
 
 
 class LinkCheckedForm(forms.BaseForm):
@@ -137,13 +138,15 @@ class GovernedModelAdmin(HistoryAdminMixin, ObjectPermissionsAdminMixin, admin.M
 
     def get_actions(self, request):
         return {
-            name: (self._rights_checked(func, name), name, description)
+            name: (func if name == "delete_selected" else self._rights_checked(func, name), name, description)
             for name, (func, _, description) in super().get_actions(request).items()
         }
 
     def _rights_checked(self, func, name: str):
-        """``func`` refusing the whole batch when any selected object lacks
-        every right the action may need; nothing is done then."""
+        """``func`` refusing the whole batch, with a message and nothing done,
+        when any selected object lacks every right the action may need.
+        Django's bulk delete is left as it is: it refuses (403) objects the
+        user may not delete, and each delete goes through ``delete_model``."""
         rights = self.action_rights.get(name, DEFAULT_ACTION_RIGHTS)
 
         @functools.wraps(func)
@@ -151,8 +154,11 @@ class GovernedModelAdmin(HistoryAdminMixin, ObjectPermissionsAdminMixin, admin.M
             refused = [obj for obj in queryset if not any(user_can(request.user, r, obj) for r in rights)]
             if refused:
                 names = ", ".join(str(obj) for obj in refused[:10])
+                verb = " or ".join(RIGHT_VERBS.get(right, right) for right in rights)
                 modeladmin.message_user(
-                    request, f"You may not do this to {names}; nothing was done.", messages.ERROR
+                    request,
+                    f"You may not {verb} {names}: that needs the {verb} right; nothing was done.",
+                    messages.ERROR,
                 )
                 return None
             return func(modeladmin, request, queryset)

@@ -5,8 +5,8 @@ save and delete of a governed object."""
 import json
 
 from django.contrib.auth.models import Group
-from django.core.serializers.json import DjangoJSONEncoder
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import BinaryField, Model
 from guardian.shortcuts import assign_perm, get_perms_for_model, remove_perm
@@ -145,9 +145,9 @@ def object_write_check(*, obj: Model, actor) -> None:
         stored = model._default_manager.filter(pk=obj.pk).first()
         if stored is not None and is_governed(model) and not user_can(actor, "change", stored):
             raise PermissionDenied(f"You may not change {stored}.")
-    if is_governed(model) and not (obj.pk is None and isinstance(obj, Workspace)):
-        if not user_can(actor, "change", obj):
-            raise PermissionDenied(f"You may not change {obj} there.")
+    new_workspace = obj.pk is None and isinstance(obj, Workspace)
+    if is_governed(model) and not new_workspace and not user_can(actor, "change", obj):
+        raise PermissionDenied(f"You may not change {obj} there.")
     for field in model._meta.concrete_fields:
         if not field.is_relation or getattr(obj, field.attname) is None or not is_governed(field.related_model):
             continue
@@ -209,6 +209,4 @@ def object_delete(*, obj: Model, actor) -> None:
     noun = getattr(obj, "audit_noun", obj._meta.model_name)
     ids, pk, name = audit_ids(obj), obj.pk, str(obj)
     obj.delete()
-    audit_record(
-        action=f"{noun}.deleted", object_type=noun, object_id=pk, payload={"object": name}, actor=actor, **ids
-    )
+    audit_record(action=f"{noun}.deleted", object_type=noun, object_id=pk, payload={"object": name}, actor=actor, **ids)

@@ -21,7 +21,14 @@ from governance.permissions import (
     workspaces_for_user,
 )
 from pipelines.admin_releases import ReadOnlyMixin
-from pipelines.budgets import budget_can_manage, budget_save, budget_spend, month_start, spend_by_pipeline_model_month
+from pipelines.budgets import (
+    budget_can_manage,
+    budget_delete,
+    budget_save,
+    budget_spend,
+    month_start,
+    spend_by_pipeline_model_month,
+)
 from pipelines.dead_letters import dead_letters_for_user, delivery_resend
 from pipelines.models import Budget, DeadLetter, Document, Pipeline, PipelineSchedule, ServiceToken
 from pipelines.schedules import schedule_delete, schedule_input_check, schedule_save
@@ -333,6 +340,14 @@ class BudgetAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         budget_save(budget=obj, actor=request.user)
+
+    def delete_model(self, request, obj):
+        budget_delete(budget=obj, actor=request.user)
+
+    @transaction.atomic
+    def delete_queryset(self, request, queryset):
+        for budget in queryset:
+            budget_delete(budget=budget, actor=request.user)
 
 
 @admin.register(Document)

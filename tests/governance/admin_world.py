@@ -60,7 +60,8 @@ def world(workspace, *, superuser) -> dict[str, models.Model]:
             actor=superuser,
         )
         token, _ = token_create(user=superuser, name=f"{slug} system", workspace=workspace, actor=superuser)
-        budget = apps.get_model("pipelines.Budget").objects.create(pipeline=pipeline, soft_limit=Decimal("10"), hard_limit=Decimal("20")
+        budget = apps.get_model("pipelines.Budget").objects.create(
+            pipeline=pipeline, soft_limit=Decimal("10"), hard_limit=Decimal("20")
         )
     objects = {
         "governance.Workspace": workspace,
@@ -100,7 +101,9 @@ def site_objects(*, superuser) -> dict[str, models.Model]:
     return {
         "auth.User": superuser,
         "auth.Group": Group.objects.order_by("pk").first() or Group.objects.create(name="walkers"),
-        "axes.AccessAttempt": AccessAttempt.objects.create(**attempt, get_data="", post_data="", failures_since_start=1),
+        "axes.AccessAttempt": AccessAttempt.objects.create(
+            **attempt, get_data="", post_data="", failures_since_start=1
+        ),
         "axes.AccessLog": AccessLog.objects.create(**attempt, attempt_time=now),
         "axes.AccessFailureLog": AccessFailureLog.objects.create(**attempt, locked_out=False),
         "otp_totp.TOTPDevice": TOTPDevice.objects.create(user=superuser, name="walk phone", confirmed=True),

@@ -7,8 +7,8 @@ import pytest
 from django.contrib import admin
 from django.test import Client
 from django.urls import NoReverseMatch, URLPattern, URLResolver, reverse
-from simple_history.utils import get_history_manager_for_model
 from simple_history.exceptions import NotHistoricalModelError
+from simple_history.utils import get_history_manager_for_model
 
 from tests.governance.admin_world import make_generic, site_objects, world
 
@@ -76,7 +76,10 @@ def _site_urls(persona) -> list[str]:
         if not names:
             urls.append(reverse(f"admin:{pattern.name}"))
         elif names == ["app_label"]:
-            urls += [reverse(f"admin:{pattern.name}", kwargs={"app_label": a}) for a in _values("app_label", obj=None, persona=persona, others=[])]
+            urls += [
+                reverse(f"admin:{pattern.name}", kwargs={"app_label": a})
+                for a in _values("app_label", obj=None, persona=persona, others=[])
+            ]
     return urls
 
 
