@@ -290,11 +290,16 @@ def stranger(globex, superuser):
 @pytest.fixture
 def walk(superuser, acme, globex, lead, viewer, stranger) -> dict:
     objects = {**world(acme, superuser=superuser), **site_objects(superuser=superuser)}
-    world(globex, superuser=superuser)
     for model in admin.site._registry:
         if model._meta.label not in objects:
             objects[model._meta.label] = make_generic(model)
     return objects
+
+
+@pytest.fixture
+def own(initech, superuser) -> dict:
+    """The viewer's own objects: initech's, which they may change."""
+    return world(initech, superuser=superuser)
 
 
 def _client(user) -> Client:
@@ -351,6 +356,37 @@ def _actions(model, user) -> list[str]:
     request = RequestFactory().get("/")
     request.user = user
     return list(admin.site._registry[model].get_actions(request))
+
+
+def _pointed_at(form, data: dict, targets: dict) -> dict | None:
+    """``data`` with every governed foreign key pointed at the object of the
+    same model in ``targets``; None when the form has none to point."""
+    pointed = dict(data)
+    for name, field in form.fields.items():
+        target = targets.get(field.queryset.model._meta.label) if isinstance(field, ModelChoiceField) else None
+        if target is not None and is_governed(type(target)):
+            pointed[name] = [str(target.pk)] if isinstance(field, ModelMultipleChoiceField) else str(target.pk)
+    return pointed if pointed != data else None
+
+
+@pytest.mark.parametrize("label", ADMINS)
+def test_it_refuses_to_point_ones_own_object_at_one_the_user_may_only_view(label, walk, own, viewer):
+    """The viewer changes their own (initech) object, pointing each of its
+    foreign keys at acme, where they may only view: refused, nothing changes."""
+    model = apps.get_model(label)
+    obj = own.get(label)
+    if obj is None:
+        return  # not governed: the viewer owns none
+    page = _page_data(model, viewer, _url(model, "change", quote(obj.pk)), label, own)
+    if page is None:
+        return  # a read-only record
+    data = _pointed_at(page[1], page[0], walk)
+    if data is None:
+        return  # nothing to point elsewhere
+    before, seq = snapshot(), _last_seq()
+    status = _client(viewer).post(_url(model, "change", quote(obj.pk)), data).status_code
+    assert status in (200, 403), status
+    _assert_nothing_changed(before, seq, f"{label} pointed at acme")
 
 
 @pytest.mark.parametrize("label", ADMINS)
