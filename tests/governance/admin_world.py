@@ -14,6 +14,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.apps import apps
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import models
 from django.utils import timezone
@@ -117,12 +118,19 @@ def site_objects(*, superuser) -> dict[str, models.Model]:
 
 def make_generic(model: type[models.Model]) -> models.Model:
     """A row of a model nobody told the walk how to make: every required field
-    filled from its type, related rows taken from what exists."""
+    filled from its type, related rows taken from what exists (a user, or the
+    far side of a one-to-one, made new)."""
     values = {}
     for field in model._meta.concrete_fields:
         if field.primary_key or field.has_default() or field.null or getattr(field, "auto_now_add", False):
             continue
-        if field.is_relation:
+        if field.is_relation and field.related_model is get_user_model():
+            # A row tied to a user (a device, an account) gets a user of its own,
+            # never one of the personas.
+            values[field.name] = factories.UserFactory(username=f"walk-{uuid.uuid4().hex[:8]}")
+        elif field.is_relation and field.one_to_one:
+            values[field.name] = make_generic(field.related_model)
+        elif field.is_relation:
             values[field.name] = field.related_model._default_manager.order_by("pk").first()
         elif isinstance(field, models.BooleanField):
             values[field.name] = False
