@@ -226,6 +226,8 @@ AXES_USERNAME_FORM_FIELD = "username"
 # for governance leads, when on.
 KEEL_TWO_FACTOR = env_bool("KEEL_TWO_FACTOR", False)
 OTP_TOTP_ISSUER = "Keel"
+# A device's secret key and QR code are never shown in the admin (a secret never enters a page).
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True

@@ -5,15 +5,69 @@ Django's admin checks model-level permissions only, and guardian's
 both: the role's model permission (which kind of object) and an object right
 on the object or its workspace (which objects). Lists, forms, foreign-key
 choices and every object page are narrowed to what the user holds.
+
+Every write made here is checked and recorded the same way, whatever the
+admin: a form may only point a foreign key (or many-to-many) at objects the
+user may change (its choices are narrowed, and a forged value is a form error
+naming the field); every save and delete goes through
+``governance.services.object_save`` / ``object_delete``, which check the
+rights again and record the audit event in the same transaction; every bulk
+action first needs a right on each selected object (``action_rights``), then
+its service checks its own.
 """
 
-from django.contrib import admin
-from django.db import models
+import functools
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import models, transaction
 
 from governance.admin_history import HistoryAdminMixin
 from governance.admin_permissions import ObjectPermissionsAdminMixin
 from governance.models import Workspace
-from governance.permissions import filter_for_user, user_can, workspaces_for_user
+from governance.permissions import (
+    filter_for_user,
+    is_governed,
+    linkable_for_user,
+    user_can,
+    user_can_link,
+    workspaces_for_user,
+)
+from governance.services import object_delete, object_save
+
+# The right an action needs on each selected object unless its admin says otherwise.
+DEFAULT_ACTION_RIGHTS = ("change",)
+RIGHT_VERBS = {"approve_release": "approve", "deploy_pipeline": "deploy", "review_output": "review"}
+
+
+class LinkCheckedForm(forms.BaseForm):
+    """Refuses, as an error on the field, any foreign-key or many-to-many value
+    the user may not change, whatever queryset the field was given."""
+
+    link_user = None  # set on the subclass ``link_checked`` makes
+
+    def clean(self):
+        cleaned = super().clean()
+        for name, field in self.fields.items():
+            if not isinstance(field, forms.ModelChoiceField) or not is_governed(field.queryset.model):
+                continue
+            value = cleaned.get(name)
+            chosen = [value] if isinstance(value, models.Model) else list(value or [])
+            refused = [str(v) for v in chosen if not user_can_link(self.link_user, v)]
+            if refused:
+                self.add_error(name, f"You may not change {', '.join(refused)}; choose one you may change.")
+        return cleaned
+
+
+def link_checked(form_class: type[forms.BaseForm], user) -> type[forms.BaseForm]:
+    return type(form_class.__name__, (LinkCheckedForm, form_class), {"link_user": user})
+
+
+def _narrowed(db_field, request, kwargs: dict) -> dict:
+    """Foreign-key and many-to-many choices: only objects the user may change."""
+    if "queryset" not in kwargs and is_governed(db_field.related_model):
+        kwargs["queryset"] = linkable_for_user(request.user, db_field.related_model._default_manager.all())
+    return kwargs
 
 
 def _model_perm(request, model, action: str) -> bool:
@@ -24,8 +78,8 @@ def _model_perm(request, model, action: str) -> bool:
 class GovernedModelAdmin(HistoryAdminMixin, ObjectPermissionsAdminMixin, admin.ModelAdmin):
     # URLs typed without a scheme are taken as https (Django 6's default, today).
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
-    # Foreign keys whose choices are narrowed to objects the user may view.
-    scoped_foreign_keys: tuple[str, ...] = ("prompt", "model_config", "approval_policy", "pipeline")
+    # action name -> the rights (any one) it needs on each selected object.
+    action_rights: dict[str, tuple[str, ...]] = {}
 
     def get_queryset(self, request):
         return filter_for_user(request.user, "view", super().get_queryset(request))
@@ -54,17 +108,66 @@ class GovernedModelAdmin(HistoryAdminMixin, ObjectPermissionsAdminMixin, admin.M
         )
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "workspace" and self.model is not Workspace:
-            kwargs["queryset"] = workspaces_for_user(request.user, "change")
-        elif db_field.name in self.scoped_foreign_keys:
-            kwargs["queryset"] = filter_for_user(request.user, "view", db_field.related_model.objects.all())
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+        return super().formfield_for_foreignkey(db_field, request, **_narrowed(db_field, request, kwargs))
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        return super().formfield_for_manytomany(db_field, request, **_narrowed(db_field, request, kwargs))
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        return link_checked(super().get_form(request, obj, change=change, **kwargs), request.user)
+
+    # Writes: each through the services that check the rights and record the event.
+
+    def save_model(self, request, obj, form, change):
+        object_save(obj=obj, actor=request.user)
+
+    def delete_model(self, request, obj):
+        object_delete(obj=obj, actor=request.user)
+
+    @transaction.atomic
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+    def save_formset(self, request, form, formset, change):
+        for obj in formset.save(commit=False):
+            object_save(obj=obj, actor=request.user)
+        for obj in formset.deleted_objects:
+            object_delete(obj=obj, actor=request.user)
+        formset.save_m2m()
+
+    def get_actions(self, request):
+        return {
+            name: (func if name == "delete_selected" else self._rights_checked(func, name), name, description)
+            for name, (func, _, description) in super().get_actions(request).items()
+        }
+
+    def _rights_checked(self, func, name: str):
+        """``func`` refusing the whole batch, with a message and nothing done,
+        when any selected object lacks every right the action may need.
+        Django's bulk delete is left as it is: it refuses (403) objects the
+        user may not delete, and each delete goes through ``delete_model``."""
+        rights = self.action_rights.get(name, DEFAULT_ACTION_RIGHTS)
+
+        @functools.wraps(func)
+        def action(modeladmin, request, queryset):
+            refused = [obj for obj in queryset if not any(user_can(request.user, r, obj) for r in rights)]
+            if refused:
+                names = ", ".join(str(obj) for obj in refused[:10])
+                verb = " or ".join(RIGHT_VERBS.get(right, right) for right in rights)
+                modeladmin.message_user(
+                    request,
+                    f"You may not {verb} {names}: that needs the {verb} right; nothing was done.",
+                    messages.ERROR,
+                )
+                return None
+            return func(modeladmin, request, queryset)
+
+        return action
 
 
 class GovernedInline(admin.TabularInline):
     """An inline answers to its parent object's rights."""
-
-    scoped_foreign_keys = GovernedModelAdmin.scoped_foreign_keys
 
     def has_view_permission(self, request, obj=None):
         return obj is None or user_can(request.user, "view", obj)
@@ -79,9 +182,15 @@ class GovernedInline(admin.TabularInline):
         return _model_perm(request, self.model, "delete") and (obj is None or user_can(request.user, "change", obj))
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name in self.scoped_foreign_keys:
-            kwargs["queryset"] = filter_for_user(request.user, "view", db_field.related_model.objects.all())
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+        return super().formfield_for_foreignkey(db_field, request, **_narrowed(db_field, request, kwargs))
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        return super().formfield_for_manytomany(db_field, request, **_narrowed(db_field, request, kwargs))
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.form = link_checked(formset.form, request.user)
+        return formset
 
 
 class PermittedWorkspaceFilter(admin.RelatedFieldListFilter):

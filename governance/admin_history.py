@@ -6,6 +6,10 @@ history needs the view right on the object, reverting the change right; an
 object outside the admin's queryset is a 404, as on Django's own pages. The
 revert itself is ``governance.services.history_revert``: these views only find
 the object, ask for a reason and show what would change.
+
+A model without history (runs, releases, review tasks, ...) keeps Django's
+own history page (the admin's log of who changed it) and has no compare or
+revert pages.
 """
 
 import difflib
@@ -25,7 +29,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.text import capfirst
 
-from governance.services import history_revert
+from governance.services import history_revert, is_history_tracked
 
 # history_id is an integer column; anything larger is not a version (and
 # would overflow the query on some databases instead of finding nothing).
@@ -150,6 +154,8 @@ class HistoryAdminMixin:
     history_revert_template = "admin/keel/history_revert.html"
 
     def get_urls(self):
+        if not is_history_tracked(self.model):
+            return super().get_urls()
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"
         urls = [
             path(
@@ -168,6 +174,8 @@ class HistoryAdminMixin:
     # Pages
 
     def history_view(self, request, object_id, extra_context=None):
+        if not is_history_tracked(self.model):
+            return super().history_view(request, object_id, extra_context)
         obj = self._history_object(request, object_id)
         records = obj.history.select_related("history_user").order_by("-history_date", "-history_id")
         page = Paginator(records, _PER_PAGE).get_page(request.GET.get("p"))
@@ -278,6 +286,8 @@ class HistoryAdminMixin:
         return differ.rows(self.model, old_rows, new_rows)
 
     def _history_object(self, request, object_id):
+        if not is_history_tracked(self.model):
+            raise Http404(f"{capfirst(self.opts.verbose_name_plural)} keep no versions.")
         obj = self.get_object(request, unquote(object_id))
         if obj is None:
             raise Http404(f"No {self.opts.verbose_name} with ID “{object_id}” that you may see.")

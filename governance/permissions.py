@@ -47,9 +47,16 @@ def _workspace_codename(action: str, *, inside: bool) -> str:
     return f"governance.{action}"
 
 
-def _target(obj: Model) -> Model:
+def _target(obj: Model | None) -> Model | None:
+    """What answers for ``obj``'s rights; None for an object whose parent is
+    not set (a form left it empty), which nobody holds a right on."""
+    if obj is None:
+        return None
     parent_field = getattr(obj, "permission_parent_field", None)
-    return _target(getattr(obj, parent_field)) if parent_field else obj
+    if not parent_field:
+        return obj
+    parent_id = getattr(obj, obj._meta.get_field(parent_field).attname)
+    return _target(getattr(obj, parent_field)) if parent_id is not None else None
 
 
 # user_can's answers within one permission_cache() block; None outside any.
@@ -84,6 +91,8 @@ def user_can(user, action: str, obj: Model) -> bool:
         return False
     if user.is_superuser:
         return True
+    if obj is None:
+        return False  # e.g. a budget whose scope a form left empty
     answers = _answers.get()
     if answers is None or obj.pk is None or user.pk is None:
         return _user_can(user, action, obj)
@@ -163,6 +172,8 @@ def _grants(action: str, obj: Model) -> list[tuple[type[Model], object, str]]:
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
     target = _target(obj)
+    if target is None:
+        return []
     if isinstance(target, Workspace):
         return [(Workspace, target.pk, _workspace_codename(action, inside=target is not obj))]
     own = _own_codename(type(target), action)
@@ -299,7 +310,9 @@ def can_manage_permissions(user, obj: Model) -> bool:
     # workspace manage rights wherever they are merely a prompt engineer; leading
     # this object's workspace is the lead role's change_workspace right on it.
     target = _target(obj)
-    workspace = target if isinstance(target, Workspace) else target.workspace
+    workspace = target if isinstance(target, Workspace) else getattr(target, "workspace", None)
+    if workspace is None:
+        return False
     return (
         is_governance_lead(user)
         and user.has_perm("governance.change_workspace", workspace)
@@ -314,3 +327,36 @@ def can_change_change_policy(user, workspace: Workspace) -> bool:
     if not user.is_active:
         return False
     return user.is_superuser or (is_governance_lead(user) and user.has_perm("governance.change_workspace", workspace))
+
+
+def is_governed(model: type[Model]) -> bool:
+    """Whether rights decide who may see and change rows of ``model``: a
+    workspace, an object that answers to another (``permission_parent_field``),
+    or one with a ``workspace`` foreign key. Accounts, groups and the
+    libraries' own tables are not: only model permissions guard them."""
+    if model is Workspace or getattr(model, "permission_parent_field", None):
+        return True
+    return any(f.is_relation and f.related_model is Workspace and f.name == "workspace" for f in model._meta.fields)
+
+
+def user_can_link(user, target: Model) -> bool:
+    """Whether ``user`` may make an object point at ``target`` (a foreign key or
+    many-to-many value): the change right on it. For a workspace that is the
+    right to change what is inside it (``change_config``), not to edit the
+    workspace itself. Objects that are not governed carry no such right."""
+    if not is_governed(type(target)):
+        return True
+    if isinstance(target, Workspace):
+        return workspaces_for_user(user, "change").filter(pk=target.pk).exists()
+    return user_can(user, "change", target)
+
+
+def linkable_for_user(user, queryset: QuerySet) -> QuerySet:
+    """``queryset`` narrowed to what ``user_can_link`` allows: the choices of a
+    foreign-key or many-to-many field in a form."""
+    model = queryset.model
+    if not is_governed(model):
+        return queryset
+    if model is Workspace:
+        return queryset.filter(pk__in=workspaces_for_user(user, "change"))
+    return filter_for_user(user, "change", queryset)

@@ -1,15 +1,21 @@
 """Writes of governance: object-permission grants and revokes, role grants,
-and reverting any history-tracked configuration object."""
+reverting any history-tracked configuration object, and the admin's generic
+save and delete of a governed object."""
+
+import json
 
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import Model
+from django.db.models import BinaryField, Model
 from guardian.shortcuts import assign_perm, get_perms_for_model, remove_perm
+from simple_history.exceptions import NotHistoricalModelError
+from simple_history.utils import get_history_manager_for_model
 
 from audit.services import audit_record
 from governance.models import Workspace
-from governance.permissions import can_manage_permissions
+from governance.permissions import can_manage_permissions, is_governed, user_can, user_can_link
 from governance.roles import ROLES
 from governance.signals import audit_ids
 
@@ -108,3 +114,99 @@ def history_revert(*, obj: Model, history_id: int, reason: str, actor) -> Model:
         **audit_ids(obj),
     )
     return obj
+
+
+def is_history_tracked(model: type[Model]) -> bool:
+    """Whether saves of ``model`` write history records (and, through them,
+    their audit events: governance.signals.record_history)."""
+    try:
+        get_history_manager_for_model(model)
+    except NotHistoricalModelError:
+        return False
+    return True
+
+
+def _field_value(obj: Model, field) -> object:
+    # As the audit payload can hold it: keys for relations, ISO text for dates.
+    return json.loads(json.dumps(field.value_from_object(obj), cls=DjangoJSONEncoder))
+
+
+def _recorded_fields(model: type[Model]) -> list:
+    return [f for f in model._meta.concrete_fields if not f.primary_key and not isinstance(f, BinaryField)]
+
+
+def object_write_check(*, obj: Model, actor) -> None:
+    """Refuse (PermissionDenied naming what) unless ``actor`` may change
+    ``obj`` as it is stored, ``obj`` as it will be, and every governed object
+    its foreign keys point to. A new workspace has no rights yet: who may
+    create one is the role's model permission."""
+    model = type(obj)
+    if obj.pk is not None:
+        stored = model._default_manager.filter(pk=obj.pk).first()
+        if stored is not None and is_governed(model) and not user_can(actor, "change", stored):
+            raise PermissionDenied(f"You may not change {stored}.")
+    new_workspace = obj.pk is None and isinstance(obj, Workspace)
+    if is_governed(model) and not new_workspace and not user_can(actor, "change", obj):
+        raise PermissionDenied(f"You may not change {obj} there.")
+    for field in model._meta.concrete_fields:
+        if not field.is_relation or getattr(obj, field.attname) is None or not is_governed(field.related_model):
+            continue
+        target = getattr(obj, field.name)
+        if not user_can_link(actor, target):
+            raise PermissionDenied(f"{field.verbose_name}: you may not change {target}.")
+
+
+@transaction.atomic
+def object_save(*, obj: Model, actor) -> Model:
+    """Save a governed object as an admin form left it.
+
+    1. Check the rights (``object_write_check``).
+    2. Save. A history-tracked model is recorded by its history record
+       (``<noun>.created`` / ``<noun>.changed``, with the changed fields);
+       any other model gets the same event here, in the same transaction.
+    """
+    object_write_check(obj=obj, actor=actor)
+    model = type(obj)
+    tracked = is_history_tracked(model)
+    stored = None if tracked or obj.pk is None else model._default_manager.filter(pk=obj.pk).first()
+    created = obj.pk is None or (stored is None and not tracked)
+    if tracked:
+        obj._history_user = actor
+    obj.save()
+    if tracked:
+        return obj
+    noun = getattr(obj, "audit_noun", model._meta.model_name)
+    payload = {"object": str(obj)}
+    if not created:
+        changes = {}
+        for field in _recorded_fields(model):
+            old, new = _field_value(stored, field), _field_value(obj, field)
+            if old != new and not getattr(field, "auto_now", False):
+                changes[field.name] = {"old": old, "new": new}
+        payload["changes"] = changes
+    audit_record(
+        action=f"{noun}.{'created' if created else 'changed'}",
+        object_type=noun,
+        object_id=obj.pk,
+        payload=payload,
+        actor=actor,
+        **audit_ids(obj),
+    )
+    return obj
+
+
+@transaction.atomic
+def object_delete(*, obj: Model, actor) -> None:
+    """Delete a governed object: refused without the change right on it; the
+    ``<noun>.deleted`` event comes from its history record when it has
+    history, else from here."""
+    if is_governed(type(obj)) and not user_can(actor, "change", obj):
+        raise PermissionDenied(f"You may not delete {obj}.")
+    if is_history_tracked(type(obj)):
+        obj._history_user = actor
+        obj.delete()
+        return
+    noun = getattr(obj, "audit_noun", obj._meta.model_name)
+    ids, pk, name = audit_ids(obj), obj.pk, str(obj)
+    obj.delete()
+    audit_record(action=f"{noun}.deleted", object_type=noun, object_id=pk, payload={"object": name}, actor=actor, **ids)

@@ -71,6 +71,7 @@ class PipelineAdmin(GovernedModelAdmin):
     prepopulated_fields = {"slug": ("name",)}
     inlines = [StepInline]
     actions = [transfer_ownership, cut_release, pause_pipelines, resume_pipelines]
+    action_rights = {"pause_pipelines": ("deploy_pipeline",), "resume_pipelines": ("deploy_pipeline",)}
     fieldsets = [
         (None, {"fields": ("workspace", "name", "slug", "description", "input_schema")}),
         ("Ownership", {"fields": ("owner", "team", "escalation_contact", "runbook")}),

@@ -7,6 +7,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.db.models import Q
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -22,7 +23,14 @@ from governance.permissions import (
     workspaces_for_user,
 )
 from pipelines.admin_releases import ReadOnlyMixin
-from pipelines.budgets import budget_can_manage, budget_save, budget_spend, month_start, spend_by_pipeline_model_month
+from pipelines.budgets import (
+    budget_can_manage,
+    budget_delete,
+    budget_save,
+    budget_spend,
+    month_start,
+    spend_by_pipeline_model_month,
+)
 from pipelines.dead_letters import dead_letters_for_user, delivery_resend
 from pipelines.models import Budget, DeadLetter, Document, Pipeline, PipelineSchedule, ServiceToken
 from pipelines.schedules import schedule_delete, schedule_input_check, schedule_save
@@ -202,6 +210,7 @@ class DeadLetterAdmin(ReadOnlyMixin, GovernedModelAdmin):
                        "last_status_code", "last_error", "receiver", "payload_sha256", "created_at",
                        "delivered_at")  # fmt: skip
     actions = [resend_deliveries]
+    action_rights = {"resend_deliveries": ("deploy_pipeline",)}
 
     def get_queryset(self, request):
         return dead_letters_for_user(user=request.user)
@@ -280,6 +289,7 @@ class PipelineScheduleAdmin(GovernedModelAdmin):
     def delete_model(self, request, obj):
         schedule_delete(schedule=obj, actor=request.user)
 
+    @transaction.atomic
     def delete_queryset(self, request, queryset):
         for schedule in queryset:
             schedule_delete(schedule=schedule, actor=request.user)
@@ -351,6 +361,14 @@ class BudgetAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         budget_save(budget=obj, actor=request.user)
+
+    def delete_model(self, request, obj):
+        budget_delete(budget=obj, actor=request.user)
+
+    @transaction.atomic
+    def delete_queryset(self, request, queryset):
+        for budget in queryset:
+            budget_delete(budget=budget, actor=request.user)
 
 
 @admin.register(Document)

@@ -126,6 +126,15 @@ class ReleaseAdmin(ReadOnlyMixin, GovernedModelAdmin):
     readonly_fields = ("pipeline", "number", "fingerprint", "keel_version", "notes", "created_by", "created_at")
     fields = (*readonly_fields, "review_link", "snapshot_pretty")
     actions = [deploy_staging, deploy_production, *RELEASE_ACTIONS]
+    action_rights = {
+        "deploy_staging": ("deploy_pipeline",),
+        "deploy_production": ("deploy_pipeline",),
+        "approve_releases": ("approve_release",),
+        "reject_releases": ("approve_release",),
+        "retire_releases": ("deploy_pipeline",),
+        "evaluate_releases": ("change", "approve_release"),
+        "start_canary": ("deploy_pipeline",),
+    }
 
     def get_list_filter(self, request):
         return ()  # a pipeline filter would name pipelines of other clients
@@ -172,6 +181,7 @@ class DeploymentAdmin(ReadOnlyMixin, GovernedModelAdmin):
     readonly_fields = ("pipeline", "environment", "release", "canary_release", "canary_share", "canary_sources",
                        "canary_started_at", "paused", "pause_reason", "updated_at")  # fmt: skip
     actions = [roll_back, *DEPLOYMENT_ACTIONS]
+    action_rights = {action.__name__: ("deploy_pipeline",) for action in actions}
     change_list_template = "admin/keel/deployment_changelist.html"
 
     def get_urls(self):
@@ -252,6 +262,7 @@ class RunAdmin(ReadOnlyMixin, GovernedModelAdmin):
     )  # fmt: skip
     inlines = [StepRunInline, DeliveryInline]
     actions = [cancel_runs, retry_runs, runs_to_cases]
+    action_rights = {"cancel_runs": ("deploy_pipeline",), "retry_runs": ("deploy_pipeline",)}
 
     def get_actions(self, request):
         actions = super().get_actions(request)

@@ -217,3 +217,17 @@ def budget_save(*, budget: Budget, actor) -> Budget:
                                     "hard_limit": str(budget.hard_limit), "on_hard_limit": budget.on_hard_limit,
                                     "spend": str(spend), "unpaused": unpaused}, actor=actor)  # fmt: skip
     return budget
+
+
+@transaction.atomic
+def budget_delete(*, budget: Budget, actor) -> None:
+    """Remove a budget (governance leads of its scope); the pipelines it paused
+    stay paused until someone resumes them."""
+    if budget.scope is None or not budget_can_manage(actor, budget):
+        raise PermissionDenied("Budgets are removed by governance leads who may change their workspace or pipeline.")
+    pk, scope = budget.pk, str(budget.scope)
+    workspace_id, pipeline_id = budget.audit_workspace_id, budget.pipeline_id
+    budget.delete()
+    audit_record(action="budget.deleted", object_type="budget", object_id=pk,
+                 payload={"scope": scope, "unit": budget.unit, "paused_deployments": budget.paused_deployments},
+                 workspace_id=workspace_id, pipeline_id=pipeline_id, actor=actor)  # fmt: skip

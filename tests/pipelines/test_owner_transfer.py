@@ -165,7 +165,7 @@ def test_the_admin_action_refuses_a_selection_with_an_object_the_user_may_only_v
 
     assert response.status_code == 302
     messages = [str(m) for m in get_messages(response.wsgi_request)]
-    assert messages == [f"You may not change {globex_config['prompt']}; nothing was transferred."]
+    assert messages == [f"You may not change {globex_config['prompt']}: that needs the change right; nothing was done."]
     assert not PromptTemplate.objects.filter(owner=author).exists()
 
 
