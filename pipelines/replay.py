@@ -304,6 +304,7 @@ def _replay(run: Run, step_runs: list[StepRun], event_rows: list[tuple[str, str]
         "policy": snapshot["approval_policy"],
         "input_schema": snapshot["input_schema"],
         "source": run.source,
+        "workspace_id": run.pipeline.workspace_id,
     }
     document: dict | None = copy.deepcopy(run.input)
     for expected, step_run in enumerate(step_runs, start=1):

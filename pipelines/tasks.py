@@ -1,4 +1,6 @@
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.db import close_old_connections
 
 from pipelines.engine import run_execute, runs_recover
@@ -98,3 +100,24 @@ def notice_send_task(self, delivery_pk: int) -> str | None:
     finally:
         close_old_connections()
     return record["status"] if record else None
+
+
+@shared_task(
+    name="pipelines.evaluate_release",
+    time_limit=settings.KEEL_EVALUATION_TIME_LIMIT,
+    soft_time_limit=settings.KEEL_EVALUATION_TIME_LIMIT - 5,
+)
+def evaluation_execute_task(evaluation_pk: int) -> str | None:
+    """Run a queued evaluation; past its time limit it is marked failed."""
+    from pipelines.evaluation import evaluation_execute, evaluation_fail
+
+    close_old_connections()
+    try:
+        evaluation = evaluation_execute(evaluation_pk)
+    except SoftTimeLimitExceeded:
+        limit = settings.KEEL_EVALUATION_TIME_LIMIT
+        evaluation_fail(evaluation_pk=evaluation_pk, error=f"The evaluation took longer than its limit ({limit} s).")
+        return "failed"
+    finally:
+        close_old_connections()
+    return evaluation.status if evaluation else None

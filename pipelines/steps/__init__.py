@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
+SLUG = r"^[-a-zA-Z0-9_]+$"
 FIELD_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$"
 
 
@@ -96,7 +96,8 @@ KINDS: dict[str, StepKind] = {
                     {
                         "channel": {"enum": ["webhook", "stored"]},
                         "url": {"type": "string", "pattern": "^https?://"},
-                        "secret_env": {"type": "string", "pattern": ENV_NAME},
+                        # The slug of the workspace credential that signs the body.
+                        "credential": {"type": "string", "pattern": SLUG, "maxLength": 100},
                         # "pdf": a PDF report of the output with its provenance (pipelines/reports.py).
                         "format": {"enum": ["json", "pdf"]},
                         "title": {"type": "string", "minLength": 1, "maxLength": 200},
@@ -104,7 +105,7 @@ KINDS: dict[str, StepKind] = {
                     required=("channel",),
                 ),
                 "if": {"properties": {"channel": {"const": "webhook"}}},
-                "then": {"required": ["url", "secret_env"]},
+                "then": {"required": ["url", "credential"]},
             },
         ),
     ]
