@@ -10,7 +10,7 @@ shared, reserved and multicast ranges are refused by default.
 ``egress_target`` resolves the host once, checks every address, and returns
 the checked address to connect to, with the host name for the ``Host`` header
 and TLS (SNI and certificate), so a second lookup cannot lead elsewhere (DNS
-rebinding). Checked on save (without resolving) and again at call time.
+rebinding). Checked on save and again at call time.
 """
 
 import ipaddress
@@ -93,13 +93,13 @@ def _parse(url: str, allowed_hosts: list[str]) -> httpx.URL:
 
 
 def url_problem(url: str, allowed_hosts: list[str]) -> str | None:
-    """The save-time check: everything but resolving the host."""
+    """The save-time check: the same as at call time (the host resolved and
+    each address checked), so a URL that would be refused is never saved."""
     try:
-        parsed = _parse(url, allowed_hosts)
+        egress_target(url, allowed_hosts)
     except EgressError as error:
         return str(error)
-    literal = _ip(parsed.host)
-    return address_problem(literal) if literal is not None else None
+    return None
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import jsonschema
 from celery import signature
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -155,6 +157,10 @@ def evaluation_execute(evaluation_pk: int, *, call=call_model) -> Evaluation | N
     try:
         outcomes, baseline = _cases_run(evaluation, release, cases, call=call)
         return _evaluation_record(evaluation, outcomes, baseline)
+    except SoftTimeLimitExceeded:  # the task's time limit (pipelines/tasks.py)
+        limit = settings.KEEL_EVALUATION_TIME_LIMIT
+        evaluation_fail(evaluation_pk=evaluation.pk, error=f"The evaluation took longer than its limit ({limit} s).")
+        raise
     except Exception as error:
         evaluation_fail(evaluation_pk=evaluation.pk, error=f"{type(error).__name__}: {error}")
         raise
