@@ -265,8 +265,14 @@ class Step(PipelinePart, models.Model):
                 errors[field] = f"The {noun} #{related_id} no longer exists."
             elif related != workspace_id:
                 errors[field] = f"The {noun} must belong to the pipeline's workspace."
-        if not errors and self.kind == "deliver" and self.config.get("channel") == "webhook" and workspace_id:
-            errors.update(_webhook_problems(self.config, self.pipeline.workspace))
+        if not errors and self.kind == "deliver" and self.config.get("channel") == "webhook":
+            # Followed rather than read from pipeline_id: a step added with a new pipeline has no id yet.
+            try:
+                workspace = self.pipeline.workspace
+            except (Pipeline.DoesNotExist, Workspace.DoesNotExist):
+                workspace = None
+            if workspace is not None:
+                errors.update(_webhook_problems(self.config, workspace))
         if errors:
             raise ValidationError(errors)
 

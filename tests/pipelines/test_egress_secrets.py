@@ -297,3 +297,24 @@ def test_a_webhook_receiver_echoing_the_signing_secret_leaves_no_trace_of_it(
     delivery = Delivery.objects.get(run=run)
     assert "[redacted]" in delivery.last_error and ACME_KEY not in delivery.last_error + delivery.receiver
     assert not AuditEvent.objects.filter(payload__contains=ACME_KEY).exists()
+
+
+def test_a_webhook_step_added_with_a_new_pipeline_is_checked_too(client, acme, author, credentials, listener):
+    _allow(acme, ["api.acme.test"])
+    client.force_login(author)
+    form = {
+        "workspace": acme.pk,
+        "name": "Hook",
+        "slug": "hook",
+        "input_schema": '{"type": "object"}',
+        "owner": author.pk,
+        "steps-TOTAL_FORMS": "1",
+        "steps-INITIAL_FORMS": "0",
+        "steps-0-position": "1",
+        "steps-0-name": "hook",
+        "steps-0-kind": "deliver",
+        "steps-0-config": json.dumps({"channel": "webhook", "url": listener.base_url, "credential": "provider"}),
+    }
+    page = client.post(reverse("admin:pipelines_pipeline_add"), form)  # fmt: skip
+    assert page.status_code == 200 and "not among the workspace&#x27;s allowed hosts" in page.content.decode()
+    assert not Pipeline.objects.filter(slug="hook").exists()
