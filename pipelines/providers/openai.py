@@ -4,10 +4,10 @@ Ollama, llama.cpp, vLLM: anything serving ``POST {base_url}/chat/completions``).
 The key is the workspace credential the model config names, read at call time;
 it never leaves this module except in the Authorization header, and is scrubbed
 from the recorded reply, the attempts, the error messages and the logs. The
-request goes only to an address the workspace's egress policy allows. Transient failures (429, 5xx, timeouts, connection
-errors) are retried a few times with exponential backoff inside one call; what
-still fails is a transient ``ProviderError`` that the step's own retry may try
-again later.
+request goes only to an address the workspace's egress policy allows.
+Transient failures (429, 5xx, timeouts, connection errors) are retried a few
+times with exponential backoff inside one call; what still fails is a
+transient ``ProviderError`` that the step's own retry may try again later.
 """
 
 import dataclasses

@@ -70,3 +70,18 @@ def test_allowed_hosts_are_host_names_patterns_or_addresses():
     problems = allowed_hosts_problems(["https://api.openai.com", "api.openai.com:443", "*", "a b"])
     assert len(problems) == 4
     assert allowed_hosts_problems("api.openai.com") != []
+
+
+def test_a_request_reaches_the_checked_address_with_the_host_name_in_its_host_header(settings):
+    from pipelines.http import post_to, shared_client
+    from tests.pipelines.chat_server import ChatServer, completion
+
+    settings.KEEL_EGRESS_ALLOW_PRIVATE = ["127.0.0.1/32", "::1/128"]
+    with ChatServer() as server:
+        server.script = [completion()]
+        port = server.base_url.split(":")[2].split("/")[0]
+        target = egress_target(f"http://localhost:{port}/v1/chat/completions", ["localhost"])
+        reply = post_to(shared_client(), target, content=b"{}", headers={"Content-Type": "application/json"},
+                        timeout=5)  # fmt: skip
+    assert reply.status_code == 200 and target.url.startswith("http://127.0.0.1:")
+    assert server.requests[0]["headers"]["host"] == f"localhost:{port}"
