@@ -128,8 +128,11 @@ def release_evaluate(*, release: Release, actor) -> Evaluation:
             payload={"number": release.number, "evaluation": evaluation.pk, "cases": evaluation.total},
             workspace_id=pipeline.workspace_id, pipeline_id=pipeline.pk, actor=actor,
         )  # fmt: skip
-        # By name (the task module sits above this one); at once where tasks run eagerly.
-        transaction.on_commit(lambda: signature(EVALUATE_TASK, args=(evaluation.pk,)).delay())
+        # By name (the task module sits above this one), at once where tasks run eagerly,
+        # with its time limits in the message (soft: time to record the failure).
+        limit = settings.KEEL_EVALUATION_TIME_LIMIT
+        task = signature(EVALUATE_TASK, args=(evaluation.pk,), time_limit=limit, soft_time_limit=limit - 5)
+        transaction.on_commit(task.delay)
     return evaluation
 
 

@@ -74,8 +74,15 @@ def test_an_evaluation_that_cannot_finish_is_marked_failed_with_its_reason(acme,
     assert event.payload_data["evaluation"] == evaluation.pk
 
 
-def test_the_evaluation_task_has_a_time_limit():
+def test_the_evaluation_task_has_a_time_limit(acme, superuser, author, listener, django_capture_on_commit_callbacks):
     from pipelines.tasks import evaluation_execute_task
+
+    release = release_cut(pipeline=_remote_pipeline(acme, superuser, listener), actor=author)
+    with django_capture_on_commit_callbacks(execute=False) as enqueued:
+        release_evaluate(release=release, actor=author)
+    [send] = enqueued
+    assert (send.__self__.options["time_limit"], send.__self__.options["soft_time_limit"]) == (
+        settings.KEEL_EVALUATION_TIME_LIMIT, settings.KEEL_EVALUATION_TIME_LIMIT - 5)  # fmt: skip
 
     task = current_app.tasks["pipelines.evaluate_release"]
     assert task.name == evaluation_execute_task.name
@@ -105,7 +112,8 @@ def test_a_worker_runs_the_evaluation_and_its_page_shows_the_progress(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_evaluation_past_its_time_limit_is_marked_failed(acme, superuser, author, listener, tmp_path):
+def test_an_evaluation_past_its_time_limit_is_marked_failed(acme, superuser, author, listener, settings, tmp_path):
+    settings.KEEL_EVALUATION_TIME_LIMIT = 10  # the message carries the limits of the process that asks
     listener.script = [Reply(delay=20.0, body=completion().body)]
     release = release_cut(pipeline=_remote_pipeline(acme, superuser, listener, cases=1), actor=author)
     # Time limits hold in the prefork pool (Keel's production pool), not in the solo one.
