@@ -12,6 +12,7 @@ import os
 import threading
 
 import httpx
+from django.db import connection
 
 from governance.egress import Target, egress_target
 from governance.models import Workspace
@@ -40,6 +41,11 @@ def workspace_target(url: str, workspace_id: int | None) -> Target:
     """Where a call of the workspace to ``url`` goes: the checked address
     (``governance.egress``); raises EgressError when it may not go there."""
     allowed = Workspace.objects.filter(pk=workspace_id).values_list("allowed_hosts", flat=True).first()
+    # The last read before the call (the credential is read first): as the engine does before
+    # a step that reaches outside, the connection goes back to its pool (DATABASE_POOL_MAX_SIZE)
+    # rather than being held while the call waits on the network.
+    if connection.settings_dict.get("OPTIONS", {}).get("pool") and not connection.in_atomic_block:
+        connection.close()
     return egress_target(url, allowed or [])
 
 
