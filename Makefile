@@ -22,6 +22,8 @@ migrate: install
 
 # Demo data, a Celery worker on the filesystem broker, 20 sample tickets run
 # through the demo pipeline on that worker, then the web server.
+# The demo's workspaces may reach model and webhook servers on this machine.
+demo: export KEEL_EGRESS_ALLOW_PRIVATE ?= 127.0.0.1/32
 demo: migrate
 	@trap 'kill $$WORKER 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/celery -A config worker --pool=solo --loglevel=WARNING & WORKER=$$!; \

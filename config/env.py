@@ -82,3 +82,16 @@ def env_database(name: str, default: dict) -> dict:
             f"{name} must be a postgres:// or sqlite:// URL; Keel supports PostgreSQL and SQLite."
         )
     return config
+
+
+def env_networks(name: str) -> list[str]:
+    """A comma-separated list of networks in CIDR form (``127.0.0.1/32``, ``10.0.0.0/8``, ``::1/128``)."""
+    import ipaddress
+
+    networks = []
+    for item in env_list(name):
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must list networks such as 10.0.0.0/8, not {item!r}.") from None
+    return networks

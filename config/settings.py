@@ -11,7 +11,7 @@ from pathlib import Path
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_choice, env_database, env_int, env_list, env_str
+from config.env import env_bool, env_choice, env_database, env_int, env_list, env_networks, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("KEEL_VAR_DIR", str(BASE_DIR / "var")))
@@ -396,6 +396,17 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = KEEL_API_MAX_BODY_BYTES
 KEEL_OUTAGE_RETRY_AFTER_SECONDS = env_int("KEEL_OUTAGE_RETRY_AFTER_SECONDS", 5, minimum=1)
 # A worker or beat heartbeat older than this makes /health/ready answer 503.
 KEEL_HEARTBEAT_MAX_AGE_SECONDS = env_int("KEEL_HEARTBEAT_MAX_AGE_SECONDS", 180, minimum=10)
+
+# Credentials (docs/credentials-and-egress.md). A workspace's named credential
+# maps to an environment variable on this list (names, or PREFIX_* patterns),
+# or to a file in KEEL_CREDENTIAL_FILE_DIR; Keel's own settings never qualify.
+KEEL_CREDENTIAL_ENV_ALLOWLIST = env_list("KEEL_CREDENTIAL_ENV_ALLOWLIST")
+KEEL_CREDENTIAL_FILE_DIR = env_str("KEEL_CREDENTIAL_FILE_DIR")
+# Egress: model and webhook calls go only to public addresses of hosts their
+# workspace allows; these CIDRs (e.g. 127.0.0.1/32, 10.0.0.0/8) are allowed too.
+KEEL_EGRESS_ALLOW_PRIVATE = env_networks("KEEL_EGRESS_ALLOW_PRIVATE")
+# The longest an evaluation of a release may run on a worker (its task's hard limit).
+KEEL_EVALUATION_TIME_LIMIT = env_int("KEEL_EVALUATION_TIME_LIMIT", 30 * 60, minimum=10)
 # A load balancer probes over plain HTTP: the health pages are not redirected to HTTPS.
 SECURE_REDIRECT_EXEMPT = [r"^health/"]
 CELERY_BEAT_SCHEDULE["heartbeat"] = {"task": "pipelines.heartbeat", "schedule": 30.0}

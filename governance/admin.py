@@ -3,7 +3,8 @@ from django.core.exceptions import PermissionDenied
 
 from governance import admin_accounts  # noqa: F401 - registers the service account admin
 from governance.admin_base import WORKSPACE_FILTER, GovernedModelAdmin
-from governance.models import ApprovalPolicy, ChangePolicy, Workspace
+from governance.credentials import can_manage_credentials, credential_delete, credential_save
+from governance.models import ApprovalPolicy, ChangePolicy, Credential, Workspace
 from governance.permissions import can_change_change_policy, workspaces_for_user
 
 
@@ -61,3 +62,46 @@ class ChangePolicyAdmin(GovernedModelAdmin):
         if not can_change_change_policy(request.user, obj.workspace):
             raise PermissionDenied("Only a governance lead of the workspace changes its change policies.")
         super().save_model(request, obj, form, change)
+
+
+@admin.register(Credential)
+class CredentialAdmin(GovernedModelAdmin):
+    """Names and sources only: a value is never asked for, stored or shown."""
+
+    list_display = ("name", "slug", "workspace", "source", "env_name", "file_name")
+    list_filter = (WORKSPACE_FILTER, "source")
+    list_select_related = ("workspace",)
+    search_fields = ("name", "slug", "env_name", "file_name")
+    prepopulated_fields = {"slug": ("name",)}
+    fields = ("workspace", "name", "slug", "source", "env_name", "file_name", "description")
+
+    # Only a lead of the credential's workspace (or a superuser) adds, changes or deletes one.
+    def has_add_permission(self, request, *args):
+        return super().has_add_permission(request) and any(
+            can_manage_credentials(request.user, w) for w in workspaces_for_user(request.user, "change")
+        )
+
+    def has_change_permission(self, request, obj=None):
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or can_manage_credentials(request.user, obj.workspace))
+
+    def has_delete_permission(self, request, obj=None):
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or can_manage_credentials(request.user, obj.workspace))
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        formfield = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if db_field.name == "workspace" and not request.user.is_superuser:
+            led = [w.pk for w in formfield.queryset if can_manage_credentials(request.user, w)]
+            formfield.queryset = formfield.queryset.filter(pk__in=led)
+        return formfield
+
+    def save_model(self, request, obj, form, change):
+        credential_save(credential=obj, actor=request.user, reason="Edited in the admin")
+
+    def delete_model(self, request, obj):
+        credential_delete(credential=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for credential in queryset:
+            credential_delete(credential=credential, actor=request.user)

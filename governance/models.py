@@ -8,6 +8,8 @@ from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 from simple_history.models import HistoricalRecords
 
 from audit.context import history_user
+from governance.credential_sources import env_name_problem, file_name_problem
+from governance.egress import allowed_hosts_problems
 from governance.rules import validate_rules
 
 # Rights that can be granted on a pipeline, or on a workspace for every pipeline in it.
@@ -27,6 +29,12 @@ class Workspace(models.Model):
     slug = models.SlugField(max_length=100, unique=True)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     description = models.TextField(blank=True)
+    allowed_hosts = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Hosts its model calls and webhooks may reach, e.g. ["api.openai.com", "*.example.com"]; '
+        "none when empty. Private and loopback addresses need the operator's KEEL_EGRESS_ALLOW_PRIVATE too.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     history = HistoricalRecords(get_user=history_user)
@@ -43,6 +51,12 @@ class Workspace(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        problems = allowed_hosts_problems(self.allowed_hosts)
+        if problems:
+            raise ValidationError({"allowed_hosts": problems})
+        self.allowed_hosts = [host.lower() for host in self.allowed_hosts]
+
     @property
     def audit_workspace_id(self) -> int:
         return self.pk
@@ -54,6 +68,66 @@ class WorkspaceUserObjectPermission(UserObjectPermissionBase):
 
 class WorkspaceGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(Workspace, on_delete=models.CASCADE)
+
+
+class Credential(models.Model):
+    """A named key or signing secret of a workspace: where its value lives (an
+    environment variable the operator allow-lists, or a file in the operator's
+    credential directory), never the value. Model configs and webhook steps of
+    the workspace refer to it by its slug; only a governance lead of the
+    workspace, or a superuser, manages one."""
+
+    class Source(models.TextChoices):
+        ENV = "env", "Environment variable"
+        FILE = "file", "File in the credential directory"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="credentials")
+    slug = models.SlugField(max_length=100)
+    name = models.CharField(max_length=200)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.ENV)
+    env_name = models.CharField(
+        "environment variable",
+        max_length=100,
+        blank=True,
+        help_text="The variable that holds the value; it must be in KEEL_CREDENTIAL_ENV_ALLOWLIST.",
+    )
+    file_name = models.CharField(
+        max_length=200, blank=True, help_text="The file in KEEL_CREDENTIAL_FILE_DIR that holds the value."
+    )
+    description = models.TextField(blank=True)
+
+    history = HistoricalRecords(get_user=history_user)
+
+    audit_noun = "credential"
+    permission_parent_field = "workspace"
+
+    class Meta:
+        ordering = ["workspace__name", "slug"]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "slug"], name="credential_slug_unique_in_workspace")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.slug})"
+
+    def clean(self) -> None:
+        if self.source == self.Source.ENV:
+            problem, field = env_name_problem(self.env_name), "env_name"
+            self.file_name = ""
+        else:
+            problem, field = file_name_problem(self.file_name), "file_name"
+            self.env_name = ""
+        if problem:
+            raise ValidationError({field: problem})
+
+    @property
+    def audit_workspace_id(self) -> int:
+        return self.workspace_id
+
+
+def validate_credential_workspace(credential: Credential | None, workspace_id: int | None, field: str) -> None:
+    if credential is not None and workspace_id is not None and credential.workspace_id != workspace_id:
+        raise ValidationError({field: "The credential must belong to the same workspace."})
 
 
 class ApprovalPolicy(models.Model):

@@ -33,6 +33,9 @@ _RELEASES = (
 # Only governance leads change a change policy (the admin checks the role too).
 _CHANGE_POLICY = [f"governance.changepolicy:{a}" for a in ("view", "add", "change", "delete")]
 _CASES = [f"pipelines.evaluationcase:{a}" for a in ("view", "add", "change", "delete")]
+# Only governance leads manage credentials (the admin checks leading the workspace too);
+# those who build model configs and audit them see their names and sources, never values.
+_CREDENTIALS = [f"governance.credential:{a}" for a in ("view", "add", "change", "delete")]
 
 # role -> (model-level permissions, the object rights a workspace grant of the role gives)
 ROLES: dict[str, tuple[list[str], list[str]]] = {
@@ -40,7 +43,8 @@ ROLES: dict[str, tuple[list[str], list[str]]] = {
         [f"{m}:{a}" for m in (*_CONFIG, "governance.approvalpolicy") for a in ("view", "add", "change", "delete")]
         + ["governance.workspace:view", "governance.workspace:add", "governance.workspace:change", *_RELEASES]
         + _CHANGE_POLICY
-        + _CASES,
+        + _CASES
+        + _CREDENTIALS,
         [
             "view_workspace",
             "change_workspace",
@@ -53,13 +57,14 @@ ROLES: dict[str, tuple[list[str], list[str]]] = {
     ),
     PROMPT_ENGINEERS: (
         [f"{m}:{a}" for m in _CONFIG for a in ("view", "add", "change")]
-        + ["governance.approvalpolicy:view", "governance.workspace:view", *_RELEASES]
+        + ["governance.approvalpolicy:view", "governance.workspace:view", "governance.credential:view", *_RELEASES]
         + _CASES,
         ["view_workspace", "change_config", "deploy_pipeline"],
     ),
     REVIEWERS: ([], ["review_output"]),
     AUDITORS: (
-        [f"{m}:view" for m in (*_CONFIG, "governance.approvalpolicy", "governance.workspace")] + list(_RELEASES),
+        [f"{m}:view" for m in (*_CONFIG, "governance.approvalpolicy", "governance.workspace", "governance.credential")]
+        + list(_RELEASES),
         ["view_workspace", "view_audit"],
     ),
     OPERATORS: (

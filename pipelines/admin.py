@@ -6,7 +6,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.template.response import TemplateResponse
 
 from governance.admin_base import WORKSPACE_FILTER, GovernedInline, GovernedModelAdmin
-from governance.permissions import user_can
+from governance.models import Credential
+from governance.permissions import filter_for_user, user_can
 from pipelines.admin_change import pause_pipelines, resume_pipelines
 from pipelines.admin_releases import cut_release
 from pipelines.models import ModelConfig, Pipeline, PromptTemplate, Step
@@ -96,6 +97,12 @@ class ModelConfigAdmin(GovernedModelAdmin):
     list_select_related = ("workspace",)
     search_fields = ("name", "slug", "model_name")
     prepopulated_fields = {"slug": ("name",)}
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        # A credential of a workspace the user works in; the model's clean() holds it to the config's own.
+        if db_field.name == "credential":
+            kwargs["queryset"] = filter_for_user(request.user, "view", Credential.objects.select_related("workspace"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 from pipelines import admin_integration  # noqa: E402, F401  (tokens, dead letters, schedules, budgets)

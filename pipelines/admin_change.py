@@ -162,7 +162,7 @@ def evaluate_releases(modeladmin, request, queryset):
         request,
         queryset.select_related("pipeline"),
         lambda r: release_evaluate(release=r, actor=request.user),
-        "{obj}: passed {result.passed} of {result.cases} cases ({result.fixed} fixed, {result.broken} broken).",
+        "{obj}: evaluation of {result.total} cases queued; a worker runs it (see Evaluations for its progress).",
     )
 
 
@@ -415,6 +415,8 @@ class EvaluationResultInline(admin.TabularInline):
 class EvaluationAdmin(GovernedModelAdmin):
     list_display = (
         "release",
+        "status",
+        "progress",
         "baseline",
         "cases",
         "passed",
@@ -425,8 +427,12 @@ class EvaluationAdmin(GovernedModelAdmin):
         "created_at",
     )
     list_select_related = ("release__pipeline", "baseline", "created_by")
+    list_filter = ("status",)
     readonly_fields = (
         "release",
+        "status",
+        "progress",
+        "error",
         "baseline",
         "cases",
         "passed",
@@ -435,8 +441,13 @@ class EvaluationAdmin(GovernedModelAdmin):
         "unchanged",
         "created_by",
         "created_at",
+        "finished_at",
     )
     inlines = [EvaluationResultInline]
+
+    @admin.display(description="progress")
+    def progress(self, obj: Evaluation) -> str:
+        return f"{obj.done} of {obj.total} cases"
 
     def has_add_permission(self, request, *args):
         return False

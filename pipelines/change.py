@@ -199,7 +199,7 @@ def release_retire(*, release: Release, actor, reason: str) -> ReleaseTransition
 
 
 def evaluation_latest(release: Release) -> Evaluation | None:
-    return release.evaluations.order_by("-created_at", "-pk").first()
+    return release.evaluations.filter(status=Evaluation.Status.DONE).order_by("-created_at", "-pk").first()
 
 
 def release_gate_problems(release: Release, policy: ChangePolicy | None = None) -> list[str]:

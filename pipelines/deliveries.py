@@ -13,13 +13,15 @@ headers:
 - ``X-Keel-Timestamp``: when this attempt was sent, in Unix seconds.
 
 The secret is read at call time and goes nowhere but into the HMAC: not into
-the database, the audit trail, the errors or the logs.
+the database, the audit trail, the errors or the logs (what the receiver
+answers is scrubbed of it). The body goes only to an address the workspace's
+egress policy allows (``governance.egress``).
 """
 
+import dataclasses
 import hashlib
 import hmac
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -32,7 +34,10 @@ from django.utils import timezone
 
 from audit.canonical import canonical_bytes
 from audit.services import audit_record
-from pipelines.http import shared_client
+from governance.credential_sources import CredentialError, scrub
+from governance.credentials import credential_value
+from governance.egress import EgressError
+from pipelines.http import post_to, shared_client, workspace_target
 from pipelines.models import Delivery, Deployment, Run, StepRun
 from pipelines.steps.base import StepError
 
@@ -74,7 +79,7 @@ def delivery_send(config: dict, document: dict, *, run_id: int, position: int) -
     if run.environment != Deployment.Environment.PRODUCTION:
         # Staging and evaluation runs never reach an external consumer.
         return {"status": "withheld", "environment": run.environment, "delivery_id": None}
-    secret = _secret(config.get("secret_env", ""))
+    secret = _secret(config, run.pipeline.workspace_id)
     make_body, content_type = _content(run, position, config, document)
     delivery, body = _delivery_for(run, position, config["url"], make_body)
     if delivery.status == Delivery.Status.DELIVERED:
@@ -95,14 +100,20 @@ def _send(delivery: Delivery, run: Run, body: bytes, *, secret: str, content_typ
         "X-Keel-Signature": f"sha256={signature}",
         **(headers or {}),
     }
+    where = f"Webhook delivery {delivery.delivery_id} to {_host(url)}"
+    try:
+        target = workspace_target(url, run.pipeline.workspace_id)
+    except EgressError as error:
+        _record_attempt(delivery, run, _Outcome(delivered=False, transient=False, error=f"egress refused: {error}"))
+        raise StepError(f"{where} was refused: egress refused: {error}", transient=False) from None
     # Redirects are not followed: the signed body goes only to the configured URL.
     client = shared_client()
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        outcome = _post(client, url, body, {**headers, "X-Keel-Timestamp": str(int(time.time()))})
+        stamped = {**headers, "X-Keel-Timestamp": str(int(time.time()))}
+        outcome = _post(client, target, url, body, stamped, secret)
         delivery = _record_attempt(delivery, run, outcome)
         if outcome.delivered:
             return _record(delivery)
-        where = f"Webhook delivery {delivery.delivery_id} to {_host(url)}"
         if not outcome.transient:
             raise StepError(f"{where} was refused: {outcome.error}", transient=False)
         if attempt == MAX_ATTEMPTS:
@@ -113,14 +124,16 @@ def _send(delivery: Delivery, run: Run, body: bytes, *, secret: str, content_typ
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def _secret(name: str) -> str:
-    secret = os.environ.get(name, "") if name else ""
-    if not secret:
-        raise StepError(
-            f"The environment variable {name or '(none named)'} that should hold the webhook secret is not set.",
-            transient=False,
-        )
-    return secret
+def _secret(config: dict, workspace_id: int) -> str:
+    """The signing secret: the workspace credential the step names (a release
+    cut before credentials names its variable in ``secret_env``)."""
+    slug, legacy = config.get("credential", ""), config.get("secret_env", "")
+    if not (slug or legacy):
+        raise StepError("The webhook step names no credential to sign with.", transient=False)
+    try:
+        return credential_value(workspace_id=workspace_id, slug=slug, env_name=legacy)
+    except CredentialError as error:
+        raise StepError(f"Webhook signing secret: {error}", transient=False) from None
 
 
 def _body(run: Run, delivery_id: uuid.UUID, document: dict) -> bytes:
@@ -177,10 +190,18 @@ def _delivery_for(run: Run, position: int, url: str, make_body) -> tuple[Deliver
     return delivery, body
 
 
-def _post(client: httpx.Client, url: str, body: bytes, headers: dict) -> _Outcome:
-    """One attempt; never raises for what the network or the receiver does."""
+def _post(client: httpx.Client, target, url: str, body: bytes, headers: dict, secret: str) -> _Outcome:
+    """One attempt; never raises for what the network or the receiver does.
+    What the receiver says is scrubbed of the secret before it is recorded."""
+    outcome = _attempt(client, target, url, body, headers)
+    return dataclasses.replace(
+        outcome, error=scrub(outcome.error, [secret]), receiver=scrub(outcome.receiver, [secret])
+    )
+
+
+def _attempt(client: httpx.Client, target, url: str, body: bytes, headers: dict) -> _Outcome:
     try:
-        reply = client.post(url, content=body, headers=headers, timeout=TIMEOUT_SECONDS)
+        reply = post_to(client, target, content=body, headers=headers, timeout=TIMEOUT_SECONDS)
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as error:
         return _Outcome(delivered=False, transient=False, error=f"bad URL: {error}")
     except httpx.TimeoutException as error:

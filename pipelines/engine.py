@@ -540,6 +540,7 @@ def run_execute(run_id: int, *, owner: str | None = None, call=call_model) -> Ru
                 call_model=call,
                 source=run.source,
                 deliver=functools.partial(delivery_send, run_id=run.pk, position=position),
+                workspace_id=run.pipeline.workspace_id,
             )
             began = timezone.now()
             try:

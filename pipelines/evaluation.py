@@ -6,7 +6,8 @@ functions (``execute_step``), seed rule and input validation, but writes no
 run, step or delivery row: a deliver step's consumer is never called, a gate
 that would hold ends the case instead of reaching a reviewer, and nothing
 enters metrics or canary statistics, which count production runs. Cases run
-inline, in the caller.
+on a worker (``evaluation_execute``, from the ``pipelines.evaluate_release``
+task), never in a web request.
 """
 
 import csv
@@ -15,8 +16,12 @@ import io
 import json
 from dataclasses import dataclass
 
+from celery import signature
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from audit.canonical import canonical_bytes
 from audit.services import audit_record
@@ -76,7 +81,7 @@ def sandbox_execute(release: Release, input: dict, *, call=call_model) -> Sandbo
         ctx = StepContext(
             run_id=0, pipeline_slug=snapshot["pipeline"]["slug"], step_position=step["position"], seed=seed,
             step=step, policy=snapshot["approval_policy"], input_schema=snapshot["input_schema"], call_model=call,
-            source=EVALUATION, deliver=_withheld,
+            source=EVALUATION, deliver=_withheld, workspace_id=snapshot["pipeline"]["workspace_id"],
         )  # fmt: skip
         try:
             result = execute_step(step["kind"], document, ctx)
@@ -96,30 +101,85 @@ def case_run(release: Release, case: EvaluationCase, *, call=call_model) -> tupl
 def _baseline_results(baseline: Release | None) -> dict[int, bool]:
     if baseline is None:
         return {}
-    latest = baseline.evaluations.order_by("-created_at", "-pk").first()
+    latest = baseline.evaluations.filter(status=Evaluation.Status.DONE).order_by("-created_at", "-pk").first()
     return dict(latest.results.values_list("case_id", "passed")) if latest else {}
 
 
-def release_evaluate(*, release: Release, actor, call=call_model) -> Evaluation:
-    """Run every evaluation case of the release's pipeline on it, record each
-    result, and compare it with production's release (fixed, broken, unchanged).
+EVALUATE_TASK = "pipelines.evaluate_release"
 
-    1. Refuse without the change or approve right on the pipeline.
-    2. Run each case in the sandbox (no transaction is held across a model call).
-    3. For production's release, reuse its latest evaluation's results and run
-       only the cases it lacks.
-    4. Record the evaluation, its results and ``release.evaluated`` together.
-    """
+
+def release_evaluate(*, release: Release, actor) -> Evaluation:
+    """Ask for an evaluation of ``release`` on its pipeline's cases: the
+    Evaluation is made ``queued`` with its ``release.evaluation_requested``
+    event, and a worker runs it (``evaluation_execute``) once this commits.
+    No model is called in the caller. Refused without the change or approve
+    right on the pipeline."""
     pipeline = release.pipeline
     if not (user_can(actor, "change", pipeline) or user_can(actor, "approve_release", pipeline)):
         raise PermissionDenied("Evaluating a release needs the change or approve right on the pipeline.")
+    with transaction.atomic():
+        evaluation = Evaluation.objects.create(
+            release=release,
+            total=_runnable_cases(pipeline).count(),
+            created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        )
+        audit_record(
+            action="release.evaluation_requested", object_type="release", object_id=release.pk,
+            payload={"number": release.number, "evaluation": evaluation.pk, "cases": evaluation.total},
+            workspace_id=pipeline.workspace_id, pipeline_id=pipeline.pk, actor=actor,
+        )  # fmt: skip
+        # By name (the task module sits above this one), at once where tasks run eagerly,
+        # with its time limits in the message (soft: time to record the failure).
+        limit = settings.KEEL_EVALUATION_TIME_LIMIT
+        task = signature(EVALUATE_TASK, args=(evaluation.pk,), time_limit=limit, soft_time_limit=limit - 5)
+        transaction.on_commit(task.delay)
+    return evaluation
+
+
+def _runnable_cases(pipeline: Pipeline):
     # A case whose input was redacted (retention, erasure) has nothing left to run.
-    cases = list(pipeline.evaluation_cases.exclude(input={"redacted": True}).order_by("pk"))
-    live = Deployment.objects.filter(pipeline=pipeline, environment=Deployment.Environment.PRODUCTION).first()
+    return pipeline.evaluation_cases.exclude(input={"redacted": True})
+
+
+def evaluation_execute(evaluation_pk: int, *, call=call_model) -> Evaluation | None:
+    """Run a queued evaluation (on a worker): every case of the release's
+    pipeline, compared with production's release (fixed, broken, unchanged).
+
+    1. Claim it (queued to running, with the number of cases); None when
+       another worker has it or it is over.
+    2. Run each case in the sandbox, counting progress on the row (no
+       transaction is held across a model call). For production's release,
+       reuse its latest evaluation's results and run only the cases it lacks.
+    3. Record the results, the counts and ``release.evaluated`` together.
+    A failure marks it ``failed`` with ``release.evaluation_failed``.
+    """
+    claimed = Evaluation.objects.filter(pk=evaluation_pk, status=Evaluation.Status.QUEUED)
+    evaluation = claimed.select_related("release__pipeline", "created_by").first()
+    if evaluation is None:
+        return None
+    release = evaluation.release
+    pipeline = release.pipeline
+    cases = list(_runnable_cases(pipeline).order_by("pk"))
+    if not claimed.update(status=Evaluation.Status.RUNNING, total=len(cases), done=0):
+        return None
+    try:
+        outcomes, baseline = _cases_run(evaluation, release, cases, call=call)
+        return _evaluation_record(evaluation, outcomes, baseline)
+    except SoftTimeLimitExceeded:  # the task's time limit (pipelines/tasks.py)
+        limit = settings.KEEL_EVALUATION_TIME_LIMIT
+        evaluation_fail(evaluation_pk=evaluation.pk, error=f"The evaluation took longer than its limit ({limit} s).")
+        raise
+    except Exception as error:
+        evaluation_fail(evaluation_pk=evaluation.pk, error=f"{type(error).__name__}: {error}")
+        raise
+
+
+def _cases_run(evaluation: Evaluation, release: Release, cases: list, *, call) -> tuple[list, Release | None]:
+    live = Deployment.objects.filter(pipeline=release.pipeline, environment=Deployment.Environment.PRODUCTION).first()
     baseline = live.release if live and live.release_id and live.release_id != release.pk else None
     known = _baseline_results(baseline)
     outcomes = []
-    for case in cases:
+    for done, case in enumerate(cases, start=1):
         outcome, failures = case_run(release, case, call=call)
         baseline_passed = None
         if baseline is not None:
@@ -127,10 +187,14 @@ def release_evaluate(*, release: Release, actor, call=call_model) -> Evaluation:
                 known[case.pk] = not case_run(baseline, case, call=call)[1]
             baseline_passed = known[case.pk]
         outcomes.append((case, outcome, failures, baseline_passed))
+        Evaluation.objects.filter(pk=evaluation.pk).update(done=done)
+    return outcomes, baseline
+
+
+def _evaluation_record(evaluation: Evaluation, outcomes: list, baseline: Release | None) -> Evaluation:
+    release = evaluation.release
+    pipeline = release.pipeline
     with transaction.atomic():
-        evaluation = Evaluation.objects.create(
-            release=release, baseline=baseline, created_by=actor if getattr(actor, "is_authenticated", False) else None
-        )
         results = []
         for case, outcome, failures, baseline_passed in outcomes:
             passed = not failures
@@ -146,6 +210,7 @@ def release_evaluate(*, release: Release, actor, call=call_model) -> Evaluation:
         EvaluationResult.objects.bulk_create(results)
         counts = {c: sum(1 for r in results if r.comparison == c) for c in Comparison.values}
         Evaluation.objects.filter(pk=evaluation.pk).update(
+            status=Evaluation.Status.DONE, baseline=baseline, finished_at=timezone.now(),
             cases=len(results), passed=sum(r.passed for r in results),
             fixed=counts["fixed"], broken=counts["broken"], unchanged=counts["unchanged"],
         )  # fmt: skip
@@ -155,9 +220,26 @@ def release_evaluate(*, release: Release, actor, call=call_model) -> Evaluation:
             payload={"number": release.number, "evaluation": evaluation.pk, "cases": evaluation.cases,
                      "passed": evaluation.passed, "baseline": baseline.number if baseline else None,
                      "fixed": evaluation.fixed, "broken": evaluation.broken, "unchanged": evaluation.unchanged},
-            workspace_id=pipeline.workspace_id, pipeline_id=pipeline.pk, actor=actor,
+            workspace_id=pipeline.workspace_id, pipeline_id=pipeline.pk, actor=evaluation.created_by,
         )  # fmt: skip
     return evaluation
+
+
+def evaluation_fail(*, evaluation_pk: int, error: str) -> None:
+    """An evaluation that could not finish (an error, or its time limit)."""
+    with transaction.atomic():
+        evaluation = Evaluation.objects.select_related("release__pipeline", "created_by").get(pk=evaluation_pk)
+        unfinished = (Evaluation.Status.QUEUED, Evaluation.Status.RUNNING)
+        if not Evaluation.objects.filter(pk=evaluation_pk, status__in=unfinished).update(
+            status=Evaluation.Status.FAILED, error=error[:2000], finished_at=timezone.now()
+        ):
+            return
+        release = evaluation.release
+        audit_record(
+            action="release.evaluation_failed", object_type="release", object_id=release.pk,
+            payload={"number": release.number, "evaluation": evaluation.pk, "error": error[:2000]},
+            workspace_id=release.pipeline.workspace_id, pipeline_id=release.pipeline_id, actor=evaluation.created_by,
+        )  # fmt: skip
 
 
 # Building the case set

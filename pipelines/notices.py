@@ -97,7 +97,7 @@ def notice_send(delivery: Delivery) -> dict:
         return _record(_hold(delivery, run))
     config = _webhook_after(run.release.snapshot_data, delivery.position) or {}
     try:
-        secret = _secret(config.get("secret_env", ""))
+        secret = _secret(config, run.pipeline.workspace_id)
     except StepError as error:
         notice_give_up(delivery_pk=delivery.pk, error=str(error))
         raise

@@ -312,6 +312,7 @@ def _replay(run: Run, step_runs: list[StepRun], event_rows: list[tuple[str, str]
         "policy": snapshot["approval_policy"],
         "input_schema": snapshot["input_schema"],
         "source": run.source,
+        "workspace_id": run.pipeline.workspace_id,
     }
     for expected, step_run in enumerate(step_runs if document is not None else [], start=1):
         if step_run.position != expected or step_run.position not in steps:

@@ -172,7 +172,6 @@ _MODEL_FIELDS = (
     "extra_params",
     "price_input_per_1k",
     "price_output_per_1k",
-    "api_key_env",
 )
 _POLICY_FIELDS = (
     "review_mode",
@@ -199,7 +198,7 @@ def release_snapshot(pipeline: Pipeline) -> dict:
     """The whole resolved configuration a release freezes, with the history
     version of every object it was read from."""
     steps = []
-    for step in pipeline.steps.select_related("prompt", "model_config").order_by("position"):
+    for step in pipeline.steps.select_related("prompt", "model_config__credential").order_by("position"):
         prompt = step.prompt
         model = step.model_config
         steps.append(
@@ -224,6 +223,8 @@ def release_snapshot(pipeline: Pipeline) -> dict:
                     "slug": model.slug,
                     "version": _version_of(model),
                     **{name: _plain(getattr(model, name)) for name in _MODEL_FIELDS},
+                    # The credential's slug, resolved in the run's workspace at call time; never a value.
+                    "credential": model.credential.slug if model.credential_id else "",
                 },
             }
         )

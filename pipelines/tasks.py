@@ -1,4 +1,6 @@
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 
 from pipelines.engine import run_execute, run_lease_release, runs_recover, runs_resend
@@ -120,3 +122,23 @@ def notice_send_task(self, delivery_pk: int) -> str | None:
     finally:
         close_old_connections()
     return record["status"] if record else None
+
+
+@shared_task(
+    name="pipelines.evaluate_release",
+    time_limit=settings.KEEL_EVALUATION_TIME_LIMIT,
+    soft_time_limit=settings.KEEL_EVALUATION_TIME_LIMIT - 5,
+)
+def evaluation_execute_task(evaluation_pk: int) -> str | None:
+    """Run a queued evaluation; past its soft time limit it is marked failed
+    (evaluation_execute records why) and the task ends."""
+    from pipelines.evaluation import evaluation_execute
+
+    close_old_connections()
+    try:
+        evaluation = evaluation_execute(evaluation_pk)
+    except SoftTimeLimitExceeded:
+        return "failed"
+    finally:
+        close_old_connections()
+    return evaluation.status if evaluation else None

@@ -7,10 +7,17 @@ from decimal import Decimal
 from audit.context import acting_as
 from governance.models import ChangePolicy
 from pipelines.change import release_approve, release_submit
-from pipelines.evaluation import release_evaluate
+from pipelines.evaluation import evaluation_execute, release_evaluate
 from pipelines.models import Deployment, Release
 from pipelines.services import deployment_set
 from tests import factories
+
+
+def evaluate_now(*, release: Release, actor):
+    """Ask for an evaluation and run it here, as the worker's task would
+    (tests that are about a worker start one: tests/pipelines/test_evaluation_worker.py)."""
+    evaluation = release_evaluate(release=release, actor=actor)
+    return evaluation_execute(evaluation.pk)
 
 
 def checker():
@@ -30,7 +37,7 @@ def release_approved(release: Release, *, approver=None) -> Release:
             )
         release_submit(release=release, actor=release.created_by or approver, notes="For the test.")
         release_approve(release=release, actor=approver)
-        release_evaluate(release=release, actor=approver)
+        evaluate_now(release=release, actor=approver)
     return release
 
 

@@ -56,6 +56,14 @@ def _fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
+def _operator_allows_loopback(settings):
+    """As the demo does, the tests' operator lets workspaces reach 127.0.0.1
+    (the test servers) and allow-lists TEST_* variables for credentials."""
+    settings.KEEL_EGRESS_ALLOW_PRIVATE = ["127.0.0.1/32"]
+    settings.KEEL_CREDENTIAL_ENV_ALLOWLIST = ["TEST_*"]
+
+
+@pytest.fixture(autouse=True)
 def _empty_cache():
     """Every test starts with an empty cache: rate-limit counters and cached
     queue counts are keyed by row ids, which a rolled-back test hands on."""

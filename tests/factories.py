@@ -1,7 +1,7 @@
 import factory
 from django.contrib.auth import get_user_model
 
-from governance.models import ApprovalPolicy, Workspace
+from governance.models import ApprovalPolicy, Credential, Workspace
 from pipelines.models import ModelConfig, Pipeline, PromptTemplate, Step
 
 
@@ -23,6 +23,21 @@ class WorkspaceFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Client {n}")
     slug = factory.Sequence(lambda n: f"client-{n}")
     owner = factory.SubFactory(UserFactory)
+    # The test servers listen on 127.0.0.1 (the tests' operator allows it: tests/conftest.py).
+    allowed_hosts = factory.LazyFunction(lambda: ["127.0.0.1"])
+
+
+class CredentialFactory(factory.django.DjangoModelFactory):
+    """A credential mapped to a TEST_* variable (allow-listed by the tests' operator)."""
+
+    class Meta:
+        model = Credential
+
+    workspace = factory.SubFactory(WorkspaceFactory)
+    slug = factory.Sequence(lambda n: f"credential-{n}")
+    name = factory.Sequence(lambda n: f"Credential {n}")
+    source = Credential.Source.ENV
+    env_name = factory.Sequence(lambda n: f"TEST_CREDENTIAL_{n}")
 
 
 class ApprovalPolicyFactory(factory.django.DjangoModelFactory):
@@ -79,3 +94,11 @@ class StepFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"step {n}")
     kind = "gate"
     config = factory.LazyFunction(dict)
+
+
+def credential_in(workspace, env_name: str, slug: str = "webhook") -> str:
+    """The slug of ``workspace``'s credential ``slug``, made mapped to ``env_name`` if missing."""
+    credential, _ = Credential.objects.get_or_create(
+        workspace=workspace, slug=slug, defaults={"name": slug, "env_name": env_name}
+    )
+    return credential.slug

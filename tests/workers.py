@@ -25,12 +25,21 @@ def database_url() -> str:
     return f"postgres://{user}@{host}:{port}/{settings['NAME']}"
 
 
+def operator_env() -> dict:
+    """The operator's credential and egress settings of this test process, for a worker to share."""
+    return {
+        "KEEL_CREDENTIAL_ENV_ALLOWLIST": ",".join(settings.KEEL_CREDENTIAL_ENV_ALLOWLIST),
+        "KEEL_EGRESS_ALLOW_PRIVATE": ",".join(settings.KEEL_EGRESS_ALLOW_PRIVATE),
+    }
+
+
 @contextmanager
 def celery_worker(
     *, var_dir: Path, broker_url: str | None, log_path: Path, extra_env: dict | None = None, pool: str = "solo",
     concurrency: int = 1,
 ):  # fmt: skip
     env = {**os.environ, "DATABASE_URL": database_url(), "KEEL_VAR_DIR": str(var_dir), "LOG_LEVEL": "INFO"}
+    env.update(operator_env())
     env.update(extra_env or {})
     env.pop("CELERY_BROKER_URL", None)
     if broker_url:

@@ -14,7 +14,6 @@ from pipelines.models.config import (
     PromptTemplateGroupObjectPermission,
     PromptTemplateUserObjectPermission,
     Step,
-    env_var_name,
 )
 from pipelines.models.deliveries import DeadLetter, Delivery
 from pipelines.models.documents import Document
@@ -51,5 +50,4 @@ __all__ = [
     "ServiceToken",
     "Step",
     "StepRun",
-    "env_var_name",
 ]

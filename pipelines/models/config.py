@@ -4,19 +4,24 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 from simple_history.models import HistoricalRecords
 
 from audit.context import history_user
-from governance.models import PIPELINE_RIGHTS, ApprovalPolicy, Workspace, validate_policy_workspace
+from governance.egress import url_problem
+from governance.models import (
+    PIPELINE_RIGHTS,
+    ApprovalPolicy,
+    Credential,
+    Workspace,
+    validate_credential_workspace,
+    validate_policy_workspace,
+)
 from pipelines.prompts import check_template
 from pipelines.steps import KIND_CHOICES, KINDS, validate_json_schema, validate_step_config
 
-env_var_name = RegexValidator(
-    r"^[A-Z_][A-Z0-9_]*$", "Name an environment variable (capitals, digits, underscores), never the key itself."
-)
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -95,12 +100,13 @@ class ModelConfig(models.Model):
     price_output_per_1k = models.DecimalField(
         max_digits=12, decimal_places=6, default=Decimal("0"), validators=[MinValueValidator(Decimal("0"))]
     )
-    api_key_env = models.CharField(
-        "API key environment variable",
-        max_length=100,
+    credential = models.ForeignKey(
+        Credential,
+        on_delete=models.PROTECT,
+        null=True,
         blank=True,
-        validators=[env_var_name],
-        help_text="The environment variable that holds the key; Keel never stores keys.",
+        related_name="model_configs",
+        help_text="The workspace credential sent as the API key; empty for a server that wants none.",
     )
 
     history = HistoricalRecords(get_user=history_user)
@@ -123,6 +129,11 @@ class ModelConfig(models.Model):
             raise ValidationError({"extra_params": "Extra parameters must be a JSON object."})
         if self.provider == self.Provider.OPENAI and not self.base_url:
             raise ValidationError({"base_url": "An OpenAI-compatible model needs the endpoint's base URL."})
+        validate_credential_workspace(self.credential, self.workspace_id, "credential")
+        if self.base_url and self.workspace_id:
+            problem = url_problem(self.base_url, self.workspace.allowed_hosts)
+            if problem:
+                raise ValidationError({"base_url": problem})
 
     @property
     def audit_workspace_id(self) -> int:
@@ -254,5 +265,25 @@ class Step(PipelinePart, models.Model):
                 errors[field] = f"The {noun} #{related_id} no longer exists."
             elif related != workspace_id:
                 errors[field] = f"The {noun} must belong to the pipeline's workspace."
+        if not errors and self.kind == "deliver" and self.config.get("channel") == "webhook":
+            # Followed rather than read from pipeline_id: a step added with a new pipeline has no id yet.
+            try:
+                workspace = self.pipeline.workspace
+            except (Pipeline.DoesNotExist, Workspace.DoesNotExist):
+                workspace = None
+            if workspace is not None:
+                errors.update(_webhook_problems(self.config, workspace))
         if errors:
             raise ValidationError(errors)
+
+
+def _webhook_problems(config: dict, workspace: Workspace) -> dict:
+    """A webhook step's URL must be one its workspace may reach, and its
+    credential one of the workspace's own."""
+    problems = []
+    problem = url_problem(config["url"], workspace.allowed_hosts)
+    if problem:
+        problems.append(f"config.url: {problem}")
+    if not Credential.objects.filter(workspace=workspace, slug=config["credential"]).exists():
+        problems.append(f"config.credential: the workspace has no credential {config['credential']!r}.")
+    return {"config": problems} if problems else {}

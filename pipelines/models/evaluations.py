@@ -58,9 +58,22 @@ class EvaluationCase(PipelinePart, models.Model):
 class Evaluation(models.Model):
     """One release run against its pipeline's evaluation set in the sandbox
     (pipelines/evaluation.py): no run rows, nothing delivered, nothing reviewed,
-    nothing counted in metrics or canary statistics."""
+    nothing counted in metrics or canary statistics. It runs on a worker:
+    ``queued`` when asked for, ``running`` with ``done`` of ``total`` cases
+    so far, then ``done`` with its results, or ``failed`` with the reason."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
 
     release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="evaluations")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    total = models.PositiveIntegerField(default=0, help_text="Cases to run.")
+    done = models.PositiveIntegerField(default=0, help_text="Cases run so far.")
+    error = models.TextField(blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
     # Production's release when the evaluation ran, compared case by case.
     baseline = models.ForeignKey(Release, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     cases = models.PositiveIntegerField(default=0)
@@ -79,6 +92,8 @@ class Evaluation(models.Model):
         ordering = ["-created_at", "-pk"]
 
     def __str__(self) -> str:
+        if self.status != self.Status.DONE:
+            return f"evaluation of {self.release}: {self.status} ({self.done}/{self.total})"
         return f"evaluation of {self.release}: {self.passed}/{self.cases}"
 
     @property

@@ -21,7 +21,11 @@ class ModelRequest:
     seed: int
     timeout_seconds: float
     base_url: str = ""
-    api_key_env: str = ""  # the name of the environment variable, never the key
+    # A release cut before credentials existed names the key's variable; the
+    # workspace's credential mapped to it is used (never the variable itself).
+    api_key_env: str = ""
+    credential: str = ""  # the slug of the workspace's credential, never the key
+    workspace_id: int | None = None  # whose credentials and allowed hosts the call uses
     extra_params: dict = field(default_factory=dict)
     price_input_per_1k: float = 0.0
     price_output_per_1k: float = 0.0

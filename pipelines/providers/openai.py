@@ -1,26 +1,30 @@
 """OpenAI-compatible chat completions over HTTP (OpenAI, Azure-style gateways,
 Ollama, llama.cpp, vLLM: anything serving ``POST {base_url}/chat/completions``).
 
-The key is read from the environment at call time and never leaves this module
-except in the Authorization header: not in the recorded body, the attempts, the
-error messages or the logs. Transient failures (429, 5xx, timeouts, connection
-errors) are retried a few times with exponential backoff inside one call; what
-still fails is a transient ``ProviderError`` that the step's own retry may try
-again later.
+The key is the workspace credential the model config names, read at call time;
+it never leaves this module except in the Authorization header, and is scrubbed
+from the recorded reply, the attempts, the error messages and the logs. The
+request goes only to an address the workspace's egress policy allows.
+Transient failures (429, 5xx, timeouts, connection errors) are retried a few
+times with exponential backoff inside one call; what still fails is a
+transient ``ProviderError`` that the step's own retry may try again later.
 """
 
 import base64
+import dataclasses
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 
 import httpx
 from django.conf import settings
 
-from pipelines.http import shared_client
+from governance.credential_sources import CredentialError, scrub
+from governance.credentials import credential_value
+from governance.egress import EgressError
+from pipelines.http import shared_client, stream_to, workspace_target
 from pipelines.providers import ModelRequest, ModelResponse, ProviderError, cost_of
 
 logger = logging.getLogger(__name__)
@@ -52,19 +56,47 @@ class _Failed(Exception):
 
 
 def complete(request: ModelRequest) -> ModelResponse:
+    """Send the request; whatever comes back is scrubbed of the key."""
+    key = _api_key(request)
+    try:
+        response = _complete(request, key)
+    except ProviderError as error:
+        raise ProviderError(scrub(str(error), [key]), transient=error.transient,
+                            attempts=scrub(error.attempts, [key]),
+                            received=_scrub_received(error.received, key)) from None  # fmt: skip
+    return dataclasses.replace(response, text=scrub(response.text, [key]),
+                               response_body=scrub(response.response_body, [key]),
+                               attempts=scrub(response.attempts, [key]))  # fmt: skip
+
+
+def _scrub_received(received: dict | None, key: str) -> dict | None:
+    """The bytes of an unusable reply as received, but for an echoed key."""
+    if not received or not key:
+        return received
+    raw = base64.b64decode(received["body_base64"])
+    if key.encode() not in raw:
+        return received
+    raw = raw.replace(key.encode(), b"[redacted]")
+    return {**received, "size": len(raw), "body_base64": base64.b64encode(raw).decode("ascii"), "scrubbed": True}
+
+
+def _complete(request: ModelRequest, key: str) -> ModelResponse:
     """Send the request, retrying transient failures.
 
-    1. Read the key (if the model config names a variable) and build the body.
-    2. POST it, up to ``MAX_ATTEMPTS`` times while the failure is transient.
+    1. Check the URL against the workspace's egress policy and build the body.
+    2. POST it to the checked address, up to ``MAX_ATTEMPTS`` times while the failure is transient.
     3. Parse the chat.completion reply: anything that cannot be used as it
        came (too large, cut off, not JSON, the wrong shape) is a permanent
        ``invalid_response`` that keeps the bytes received.
     """
     if not request.base_url:
         raise ProviderError("The model config has no base_url.", transient=False)
-    key = _api_key(request)
     body = _body(request)
     url = request.base_url.rstrip("/") + "/chat/completions"
+    try:
+        target = workspace_target(url, request.workspace_id)
+    except EgressError as error:
+        raise ProviderError(f"egress refused: {error}", transient=False) from None
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if key:
         headers["Authorization"] = f"Bearer {key}"
@@ -83,7 +115,7 @@ def complete(request: ModelRequest) -> ModelResponse:
     for attempt in range(1, MAX_ATTEMPTS + 1):
         started = time.monotonic()
         try:
-            reply = _post(client, url, payload, headers, key, request.timeout_seconds)
+            reply = _post(client, target, payload, headers, key, request.timeout_seconds)
         except _Failed as failure:
             attempts.append(_attempt(failure.status, str(failure), started))
             if not failure.transient:
@@ -101,15 +133,13 @@ def complete(request: ModelRequest) -> ModelResponse:
 
 
 def _api_key(request: ModelRequest) -> str:
-    if not request.api_key_env:
+    if not (request.credential or request.api_key_env):
         return ""  # a local server (Ollama, llama.cpp) that wants no key
-    key = os.environ.get(request.api_key_env, "")
-    if not key:
-        raise ProviderError(
-            f"The environment variable {request.api_key_env} that should hold the API key is not set.",
-            transient=False,
-        )
-    return key
+    try:
+        return credential_value(workspace_id=request.workspace_id, slug=request.credential,
+                                env_name=request.api_key_env)  # fmt: skip
+    except CredentialError as error:
+        raise ProviderError(f"API key: {error}", transient=False) from None
 
 
 def _body(request: ModelRequest) -> dict:
@@ -129,13 +159,13 @@ def _body(request: ModelRequest) -> dict:
     }
 
 
-def _post(client: httpx.Client, url: str, payload: bytes, headers: dict, key: str, timeout: float) -> "_Received":
+def _post(client: httpx.Client, target, payload: bytes, headers: dict, key: str, timeout: float) -> "_Received":
     """One attempt: the reply if it is a success, else ``_Failed``. Once a
     success status has arrived the model has answered: what goes wrong while
     reading the body is the reply's fault (``_Received.problem``), never a
     reason to call again."""
     try:
-        with client.stream("POST", url, content=payload, headers=headers, timeout=timeout) as reply:
+        with stream_to(client, target, content=payload, headers=headers, timeout=timeout) as reply:
             status = reply.status_code
             if status == 429 or status >= 500:
                 raise _Failed(f"HTTP {status}", status=status, transient=True, retry_after=_retry_after(reply))

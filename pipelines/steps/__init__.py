@@ -15,7 +15,7 @@ from jsonschema.exceptions import ValidationError as SchemaValidationError
 from governance.patterns import PatternError, linear_compile, pattern_problem
 from pipelines.prompts import parse_template
 
-ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
+SLUG = r"^[-a-zA-Z0-9_]+$"
 FIELD_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$"
 
 
@@ -100,7 +100,8 @@ KINDS: dict[str, StepKind] = {
                     {
                         "channel": {"enum": ["webhook", "stored"]},
                         "url": {"type": "string", "pattern": "^https?://"},
-                        "secret_env": {"type": "string", "pattern": ENV_NAME},
+                        # The slug of the workspace credential that signs the body.
+                        "credential": {"type": "string", "pattern": SLUG, "maxLength": 100},
                         # "pdf": a PDF report of the output with its provenance (pipelines/reports.py).
                         "format": {"enum": ["json", "pdf"]},
                         "title": {"type": "string", "minLength": 1, "maxLength": 200},
@@ -108,7 +109,7 @@ KINDS: dict[str, StepKind] = {
                     required=("channel",),
                 ),
                 "if": {"properties": {"channel": {"const": "webhook"}}},
-                "then": {"required": ["url", "secret_env"]},
+                "then": {"required": ["url", "credential"]},
             },
         ),
     ]

@@ -47,6 +47,8 @@ class StepContext:
     # a record of the delivery. The engine binds it to the run and step, so
     # the delivery row and its stable id exist before anything is sent.
     deliver: Callable[[dict, dict], dict] | None = None
+    # The run's workspace: whose credentials and allowed hosts a model call uses.
+    workspace_id: int | None = None
 
 
 @dataclass

@@ -25,7 +25,7 @@ def prompt_variables(document: dict, ctx: StepContext) -> dict:
     return {name: merged[name] for name in declared}
 
 
-def build_request(model: dict, text: str, *, seed: int) -> ModelRequest:
+def build_request(model: dict, text: str, *, seed: int, workspace_id: int | None = None) -> ModelRequest:
     # A release snapshot keeps Decimals as strings ("0.70"): numbers are converted here.
     return ModelRequest(
         provider=model["provider"],
@@ -39,6 +39,8 @@ def build_request(model: dict, text: str, *, seed: int) -> ModelRequest:
         timeout_seconds=float(model.get("timeout_seconds", 30)),
         base_url=model.get("base_url") or "",
         api_key_env=model.get("api_key_env") or "",
+        credential=model.get("credential") or "",
+        workspace_id=workspace_id,
         extra_params=json_copy(model.get("extra_params") or {}),
         price_input_per_1k=float(model.get("price_input_per_1k", 0)),
         price_output_per_1k=float(model.get("price_output_per_1k", 0)),
@@ -48,8 +50,13 @@ def build_request(model: dict, text: str, *, seed: int) -> ModelRequest:
 def request_record(request: ModelRequest) -> dict:
     """A request as recorded on its StepRun (and compared with on replay)."""
     # Field by field: dataclasses.asdict deep-copies through copy.deepcopy. It holds
-    # the key's variable name, never the key.
+    # the credential's slug, never the key. The workspace is where the call was
+    # made from, not what was sent; a release cut before credentials kept only
+    # api_key_env, and its recordings say so.
     sent = {field.name: getattr(request, field.name) for field in dataclasses.fields(request)}
+    del sent["workspace_id"]
+    if not sent["credential"]:
+        del sent["credential"]
     sent["messages"] = [dict(message) for message in request.messages]  # JSON has lists, not tuples
     sent["extra_params"] = json_copy(request.extra_params)
     return sent
@@ -74,7 +81,7 @@ def execute(document: dict, ctx: StepContext) -> StepResult:
         raise
     except Exception as exc:  # the prompt is authored code: any failure while rendering is the prompt's
         raise StepError(f"prompt {prompt.get('slug', '')!r} failed to render: {type(exc).__name__}: {exc}") from None
-    request = build_request(model, text, seed=ctx.seed)
+    request = build_request(model, text, seed=ctx.seed, workspace_id=ctx.workspace_id)
     try:
         response = ctx.call_model(request)
     except ProviderError as exc:

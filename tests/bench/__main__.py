@@ -88,6 +88,8 @@ def setup_django() -> str:
         _ensure_postgres_database(url)
     os.environ["DATABASE_URL"] = url
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    # The engine benchmark's model server listens on 127.0.0.1 (its workers inherit this).
+    os.environ.setdefault("KEEL_EGRESS_ALLOW_PRIVATE", "127.0.0.1/32")
     sys.path.insert(0, str(BASE_DIR))
 
     import django

@@ -15,10 +15,11 @@ from pipelines.dead_letters import dead_letters_for_user, delivery_redeliver, de
 from pipelines.engine import run_execute, run_start
 from pipelines.models import DeadLetter, Delivery, Pipeline, Run
 from pipelines.services import release_cut
+from tests import factories
 from tests.change import release_to_production
 from tests.pipelines.webhook_server import Answer, WebhookServer
 
-SECRET_ENV = "KEEL_TEST_DEAD_LETTER_SECRET"
+SECRET_ENV = "TEST_DEAD_LETTER_SECRET"
 TICKET = {"subject": "Where is my parcel?", "body": "Tracking has not moved.", "customer_email": "ada@example.com"}
 
 
@@ -42,7 +43,11 @@ def dead(users, receiver, django_capture_on_commit_callbacks) -> Delivery:
     admin = users["admin"]
     pipeline = Pipeline.objects.get(slug="support-triage")
     last = pipeline.steps.order_by("position").last()
-    last.config = {"channel": "webhook", "url": receiver.url, "secret_env": SECRET_ENV}
+    last.config = {
+        "channel": "webhook",
+        "url": receiver.url,
+        "credential": factories.credential_in(pipeline.workspace, SECRET_ENV),
+    }
     last.full_clean()
     last.save()
     release_to_production(release_cut(pipeline=pipeline, actor=admin))

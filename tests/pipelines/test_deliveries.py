@@ -22,10 +22,11 @@ from pipelines.models import Delivery, Pipeline, Run, StepRun
 from pipelines.services import release_cut
 from pipelines.steps.base import StepContext, StepError
 from pipelines.steps.deliver import execute as deliver_execute
+from tests import factories
 from tests.change import release_to_production
 from tests.pipelines.webhook_server import Answer, WebhookServer
 
-SECRET_ENV = "KEEL_TEST_WEBHOOK_SECRET"
+SECRET_ENV = "TEST_WEBHOOK_SECRET"
 SECRET = "s3cret-for-the-receiver"
 TICKET = {
     "subject": "Where is my parcel?",
@@ -57,6 +58,7 @@ def _release_with_last_step(config: dict) -> Pipeline:
     admin = get_user_model().objects.get(username="admin")
     pipeline = Pipeline.objects.get(slug="support-triage")
     last = pipeline.steps.order_by("position").last()
+    factories.credential_in(pipeline.workspace, SECRET_ENV)
     last.name, last.config = "notify orders", config
     last.full_clean()
     last.save()
@@ -66,7 +68,7 @@ def _release_with_last_step(config: dict) -> Pipeline:
 
 @pytest.fixture
 def triage(db, receiver):
-    return _release_with_last_step({"channel": "webhook", "url": receiver.url, "secret_env": SECRET_ENV})
+    return _release_with_last_step({"channel": "webhook", "url": receiver.url, "credential": "webhook"})
 
 
 def _start(pipeline, capture) -> Run:
@@ -157,7 +159,7 @@ def test_an_unreachable_receiver_is_a_transient_error_after_retries(db, django_c
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     pipeline = _release_with_last_step(
-        {"channel": "webhook", "url": f"http://127.0.0.1:{port}/hook", "secret_env": SECRET_ENV}
+        {"channel": "webhook", "url": f"http://127.0.0.1:{port}/hook", "credential": "webhook"}
     )
     run = _start(pipeline, django_capture_on_commit_callbacks)
     with pytest.raises(StepError, match="gave up after 3 attempts") as caught:

@@ -11,10 +11,11 @@ from django.urls import reverse
 
 from audit.context import acting_as
 from audit.models import AuditEvent
-from pipelines.evaluation import evaluation_case_from_run, evaluation_cases_import, release_evaluate
+from pipelines.evaluation import evaluation_case_from_run, evaluation_cases_import
 from pipelines.models import Delivery, EvaluationCase, Run, StepRun
 from pipelines.services import release_cut
-from tests.change import classifier_pipeline, prompt_edit, release_to_production
+from tests import factories
+from tests.change import classifier_pipeline, evaluate_now, prompt_edit, release_to_production
 from tests.pipelines.webhook_server import WebhookServer
 
 JSONL = "\n".join(
@@ -80,15 +81,16 @@ def test_importing_needs_the_change_right(pipeline, auditor):
 
 
 def test_evaluation_runs_every_case_in_a_sandbox_that_leaves_nothing_behind(pipeline, author, monkeypatch):
-    monkeypatch.setenv("KEEL_TEST_EVAL_SECRET", "x")
+    monkeypatch.setenv("TEST_EVAL_SECRET", "evaluation-secret")
     evaluation_cases_import(pipeline=pipeline, actor=author, text=JSONL, fmt="jsonl")
     with WebhookServer() as server:
         store = pipeline.steps.get(name="store")
         with acting_as(author):
-            store.config = {"channel": "webhook", "url": server.url, "secret_env": "KEEL_TEST_EVAL_SECRET"}
+            credential = factories.credential_in(pipeline.workspace, "TEST_EVAL_SECRET")
+            store.config = {"channel": "webhook", "url": server.url, "credential": credential}
             store.save()
         release = release_cut(pipeline=pipeline, actor=author)
-        evaluation = release_evaluate(release=release, actor=author)
+        evaluation = evaluate_now(release=release, actor=author)
         assert server.requests == []  # the deliver step's consumer is never called
     assert (evaluation.cases, evaluation.passed, evaluation.baseline) == (3, 3, None)
     assert not Run.objects.exists() and not StepRun.objects.exists() and not Delivery.objects.exists()
@@ -103,7 +105,7 @@ def test_results_are_compared_case_by_case_with_productions_release(pipeline, au
     release_to_production(live)
     prompt_edit(pipeline, actor=author, body="Length: {{ subject | length }}")
     candidate = release_cut(pipeline=pipeline, actor=author)
-    evaluation = release_evaluate(release=candidate, actor=author)
+    evaluation = evaluate_now(release=candidate, actor=author)
     assert evaluation.baseline == live
     comparisons = dict(evaluation.results.values_list("case__name", "comparison"))
     assert comparisons == {"parcel": "broken", "invoice": "broken", "shape": "unchanged"}
@@ -111,12 +113,12 @@ def test_results_are_compared_case_by_case_with_productions_release(pipeline, au
     # Putting the words back fixes both against the broken release, were it live.
     prompt_edit(pipeline, actor=author, body="{{ subject }}")
     third = release_cut(pipeline=pipeline, actor=author)
-    assert release_evaluate(release=third, actor=author).broken == 0
+    assert evaluate_now(release=third, actor=author).broken == 0
 
 
 def test_a_failed_expectation_names_what_failed(pipeline, author):
     evaluation_cases_import(pipeline=pipeline, actor=author, text=CSV, fmt="csv")
-    evaluation = release_evaluate(release=release_cut(pipeline=pipeline, actor=author), actor=author)
+    evaluation = evaluate_now(release=release_cut(pipeline=pipeline, actor=author), actor=author)
     short = evaluation.results.get(case__name="short")
     assert not short.passed and any("over the maximum 5" in f for f in short.failures)
 
@@ -150,7 +152,7 @@ def test_the_review_page_shows_the_diff_against_production_and_the_evaluation(cl
     release_to_production(release_cut(pipeline=pipeline, actor=author))
     prompt_edit(pipeline, actor=author, body="Customer wrote:\n{{ subject }}")
     candidate = release_cut(pipeline=pipeline, actor=author)
-    release_evaluate(release=candidate, actor=author)
+    evaluate_now(release=candidate, actor=author)
     client.force_login(lead)
     page = client.get(reverse("admin:pipelines_release_review", args=[candidate.pk])).content.decode()
     assert "+Customer wrote:" in page and "--- live/acme-classify-prompt" in page

@@ -21,10 +21,11 @@ from pipelines.replay import run_replay
 from pipelines.reports import report_build
 from pipelines.steps import validate_step_config
 from reviews.services import review_decide
+from tests import factories
 from tests.pipelines.webhook_server import WebhookServer
 from tests.reviews.conftest import gated_pipeline, hold, task_of
 
-SECRET_ENV = "KEEL_TEST_REPORT_SECRET"
+SECRET_ENV = "TEST_REPORT_SECRET"
 SECRET = "pdf-receiver-secret"
 PDF_STORED = {"channel": "stored", "format": "pdf", "title": "Acme reply report"}
 
@@ -125,7 +126,12 @@ def test_a_pdf_webhook_delivery_sends_the_report_signed_over_its_bytes(acme, sup
     monkeypatch.setenv(SECRET_ENV, SECRET)
     monkeypatch.setattr(deliveries, "BACKOFF_BASE_SECONDS", 0.0)
     with WebhookServer() as receiver:
-        config = {"channel": "webhook", "url": receiver.url, "secret_env": SECRET_ENV, "format": "pdf"}
+        config = {
+            "channel": "webhook",
+            "url": receiver.url,
+            "credential": factories.credential_in(acme, SECRET_ENV),
+            "format": "pdf",
+        }
         pipeline = gated_pipeline(acme, superuser=superuser, author=author, slug="acme-pdf-hook", deliver=config)
         run = hold(pipeline)
         _decide(task_of(run), reviewer, "approve")

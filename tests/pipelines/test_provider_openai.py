@@ -5,6 +5,7 @@ import pytest
 
 from pipelines.providers import ModelRequest, ProviderError, call_model
 from pipelines.providers import openai as provider
+from tests import factories
 from tests.pipelines.bad_replies import BAD_REPLIES, REPLY_LIMIT
 from tests.pipelines.chat_server import ChatServer, Reply, completion
 
@@ -23,9 +24,16 @@ def fast_backoff(monkeypatch):
     monkeypatch.setattr(provider, "BACKOFF_BASE_SECONDS", 0.01)
 
 
+# The workspace the calls are made for: it allows 127.0.0.1 and holds the "openai" credential.
+WORKSPACE: dict[str, int] = {}
+
+
 @pytest.fixture(autouse=True)
-def api_key(monkeypatch):
-    monkeypatch.setenv("KEEL_TEST_OPENAI_KEY", KEY)
+def api_key(monkeypatch, db):
+    monkeypatch.setenv("TEST_OPENAI_KEY", KEY)
+    workspace = factories.WorkspaceFactory()
+    factories.CredentialFactory(workspace=workspace, slug="openai", env_name="TEST_OPENAI_KEY")
+    WORKSPACE["id"] = workspace.pk
 
 
 def request_for(server: ChatServer, **fields) -> ModelRequest:
@@ -40,7 +48,8 @@ def request_for(server: ChatServer, **fields) -> ModelRequest:
         "seed": 1234,
         "timeout_seconds": 5,
         "base_url": server.base_url + "/",  # a trailing slash, as people paste it
-        "api_key_env": "KEEL_TEST_OPENAI_KEY",
+        "credential": "openai",
+        "workspace_id": WORKSPACE["id"],
         "price_input_per_1k": 0.15,
         "price_output_per_1k": 0.6,
     }
@@ -89,7 +98,7 @@ def test_it_sends_exactly_the_recorded_body_with_the_key_only_in_the_header(serv
 def test_without_a_key_variable_it_sends_no_authorization(server):
     server.script = [completion()]
 
-    call_model(request_for(server, api_key_env=""))
+    call_model(request_for(server, credential=""))
 
     assert "authorization" not in server.requests[0]["headers"]
 
@@ -194,9 +203,9 @@ def test_a_reply_without_usage_counts_no_tokens_and_says_so(server):
 
 
 def test_a_missing_key_variable_is_permanent_and_named(server, monkeypatch):
-    monkeypatch.delenv("KEEL_TEST_OPENAI_KEY")
+    monkeypatch.delenv("TEST_OPENAI_KEY")
 
-    with pytest.raises(ProviderError, match="KEEL_TEST_OPENAI_KEY") as raised:
+    with pytest.raises(ProviderError, match="TEST_OPENAI_KEY") as raised:
         call_model(request_for(server))
 
     assert raised.value.transient is False

@@ -18,10 +18,11 @@ from pipelines.notices import notice_send_by_pk
 from pipelines.steps.base import StepError
 from pipelines.tasks import notice_send_task
 from reviews.services import review_decide
+from tests import factories
 from tests.pipelines.webhook_server import Answer, WebhookServer
 from tests.reviews.conftest import gated_pipeline, hold, task_of
 
-SECRET_ENV = "KEEL_TEST_NOTICE_SECRET"
+SECRET_ENV = "TEST_NOTICE_SECRET"
 SECRET = "notice-receiver-secret"
 DRAFT = "We guarantee a full refund by Friday."
 
@@ -43,7 +44,7 @@ def _secret_and_no_waiting(monkeypatch):
 
 @pytest.fixture
 def hooked(acme, superuser, author, receiver):
-    config = {"channel": "webhook", "url": receiver.url, "secret_env": SECRET_ENV}
+    config = {"channel": "webhook", "url": receiver.url, "credential": factories.credential_in(acme, SECRET_ENV)}
     return gated_pipeline(acme, superuser=superuser, author=author, slug="acme-hooked", deliver=config)
 
 

@@ -23,11 +23,10 @@ from pipelines.change import (
     release_state,
     release_submit,
 )
-from pipelines.evaluation import release_evaluate
 from pipelines.models import Deployment, EvaluationCase, ReleaseTransition
 from pipelines.services import deployment_set, release_cut
 from tests import factories
-from tests.change import classifier_pipeline, prompt_edit
+from tests.change import classifier_pipeline, evaluate_now, prompt_edit
 
 
 @pytest.fixture
@@ -160,7 +159,7 @@ def test_production_refuses_a_release_until_approved_and_evaluated(pipeline, aut
     with pytest.raises(ValidationError, match="has not been evaluated"):
         deployment_set(release=release, environment="production", actor=author)
     assert not Deployment.objects.filter(environment="production", release=release).exists()
-    evaluation = release_evaluate(release=release, actor=author)
+    evaluation = evaluate_now(release=release, actor=author)
     assert (evaluation.cases, evaluation.passed) == (1, 1)
     deployment_set(release=release, environment="production", actor=author)
     assert Deployment.objects.get(pipeline=pipeline, environment="production").release == release
@@ -171,12 +170,12 @@ def test_a_failing_evaluation_and_a_regression_block_production(pipeline, author
     for release in [good]:
         release_submit(release=release, actor=author, notes="x")
         release_approve(release=release, actor=lead)
-        release_evaluate(release=release, actor=author)
+        evaluate_now(release=release, actor=author)
     deployment_set(release=good, environment="production", actor=author)
     bad = _cut(pipeline, author, body="Length only: {{ subject | length }}")  # the classifier sees no words
     release_submit(release=bad, actor=author, notes="shorter prompt")
     release_approve(release=bad, actor=lead)
-    evaluation = release_evaluate(release=bad, actor=author)
+    evaluation = evaluate_now(release=bad, actor=author)
     assert (evaluation.passed, evaluation.broken, evaluation.baseline) == (0, 1, good)
     result = evaluation.results.get()
     assert result.comparison == "broken" and "expected 'shipping'" in result.failures[0]
@@ -195,7 +194,7 @@ def test_evaluation_cases_added_since_the_evaluation_require_a_new_one(pipeline,
     release = _cut(pipeline, author)
     release_submit(release=release, actor=author, notes="x")
     release_approve(release=release, actor=lead)
-    release_evaluate(release=release, actor=author)
+    evaluate_now(release=release, actor=author)
     EvaluationCase.objects.create(pipeline=pipeline, name="another", input={"subject": "Invoice is wrong"})
     assert any("evaluate again" in p for p in release_gate_problems(release))
 

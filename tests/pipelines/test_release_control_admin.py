@@ -5,7 +5,8 @@ import pytest
 from django.urls import reverse
 
 from pipelines.change import release_state
-from pipelines.models import Deployment, EvaluationCase, Release
+from pipelines.evaluation import evaluation_execute
+from pipelines.models import Deployment, Evaluation, EvaluationCase, Release
 from pipelines.services import release_cut
 from tests.change import classifier_pipeline, prompt_edit
 
@@ -40,7 +41,12 @@ def test_a_change_goes_from_submission_to_production_through_the_admin(client, p
     client.force_login(lead)
     _act(client, RELEASES, "approve_releases", [release.pk])
     page = _act(client, RELEASES, "evaluate_releases", [release.pk]).content.decode()
-    assert "passed 1 of 1 cases" in page
+    assert "evaluation of 1 cases queued" in page
+    evaluation = Evaluation.objects.get(release=release)
+    assert (evaluation.status, evaluation.done, evaluation.total) == ("queued", 0, 1)
+    evaluation_execute(evaluation.pk)  # as the worker's task does
+    page = client.get(reverse("admin:pipelines_evaluation_change", args=[evaluation.pk])).content.decode()
+    assert '<div class="readonly">1 of 1 cases</div>' in page and '<div class="readonly">Done</div>' in page
     client.force_login(operator)
     _act(client, RELEASES, "deploy_production", [release.pk])
     deployment = Deployment.objects.get(pipeline=pipeline, environment="production")

@@ -25,11 +25,10 @@ from pipelines.change import (
     release_reject,
     release_submit,
 )
-from pipelines.evaluation import release_evaluate
 from pipelines.models import Deployment, EvaluationCase, Release, ReleaseTransition
 from pipelines.services import deployment_set, release_cut
 from tests import factories
-from tests.change import classifier_pipeline, prompt_edit
+from tests.change import classifier_pipeline, evaluate_now, prompt_edit
 
 REFUSED = (ValidationError, PermissionDenied)
 # Prompts that keep the case passing, and one that breaks it (the classifier sees no words).
@@ -57,7 +56,7 @@ def test_release_control_keeps_its_invariants_whatever_the_order(acme, superuser
             first = self._cut()
             release_submit(release=first, actor=author, notes="first")
             release_approve(release=first, actor=lead)
-            release_evaluate(release=first, actor=author)
+            evaluate_now(release=first, actor=author)
             deployment_set(release=first, environment="production", actor=operator)
 
         def teardown(self):
@@ -102,7 +101,7 @@ def test_release_control_keeps_its_invariants_whatever_the_order(acme, superuser
             release = self._cut(people[maker])
             release_submit(release=release, actor=people[maker], notes="end to end")
             self._attempt(lambda: release_approve(release=release, actor=people[checker]))
-            release_evaluate(release=release, actor=author)
+            evaluate_now(release=release, actor=author)
             self._attempt(lambda: deployment_set(release=release, environment="production", actor=operator))
 
         @rule(index=st.integers(0, 3), who=st.sampled_from(sorted(people)))
@@ -115,7 +114,7 @@ def test_release_control_keeps_its_invariants_whatever_the_order(acme, superuser
 
         @rule(index=st.integers(0, 3))
         def evaluate(self, index):
-            release_evaluate(release=self._release(index), actor=author)
+            evaluate_now(release=self._release(index), actor=author)
 
         @rule(index=st.integers(0, 3))
         def deploy(self, index):

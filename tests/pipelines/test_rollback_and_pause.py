@@ -14,10 +14,11 @@ from pipelines.deliveries import delivery_resend
 from pipelines.engine import RunRefused, run_execute, run_start
 from pipelines.models import Delivery, Deployment, Run
 from pipelines.services import deployment_set, release_cut
+from tests import factories
 from tests.change import classifier_pipeline, prompt_edit, release_approved, release_to_production
 from tests.pipelines.webhook_server import WebhookServer
 
-SECRET_ENV = "KEEL_TEST_PAUSE_SECRET"
+SECRET_ENV = "TEST_PAUSE_SECRET"
 TICKET = {"subject": "Where is my parcel? The tracking is stuck"}
 
 
@@ -110,7 +111,11 @@ def webhook_pipeline(pipeline, author, monkeypatch):
     with WebhookServer() as server:
         store = pipeline.steps.get(name="store")
         with acting_as(author):
-            store.config = {"channel": "webhook", "url": server.url, "secret_env": SECRET_ENV}
+            store.config = {
+                "channel": "webhook",
+                "url": server.url,
+                "credential": factories.credential_in(pipeline.workspace, SECRET_ENV),
+            }
             store.save()
         release = release_cut(pipeline=pipeline, actor=author)
         release_to_production(release)

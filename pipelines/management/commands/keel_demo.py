@@ -18,7 +18,7 @@ from governance.roles import AUDITORS, GOVERNANCE_LEADS, OPERATORS, PROMPT_ENGIN
 from governance.services import role_grant
 from pipelines.change import release_approve, release_submit
 from pipelines.engine import run_execute, run_start
-from pipelines.evaluation import release_evaluate
+from pipelines.evaluation import evaluation_execute, release_evaluate
 from pipelines.models import EvaluationCase, ModelConfig, Pipeline, PromptTemplate, Run, Step, StepRun
 from pipelines.services import deployment_set, release_cut
 
@@ -106,7 +106,9 @@ class Command(BaseCommand):
         if not pipeline.deployments.filter(environment="production", release__isnull=False).exists():
             with acting_as(users["lead"]):
                 release_approve(release=release, actor=users["lead"], note="Demo set-up")
-                release_evaluate(release=release, actor=users["lead"])
+                # The demo's models are built in (no network): its set-up runs the
+                # evaluation here rather than waiting for the worker it starts later.
+                evaluation_execute(release_evaluate(release=release, actor=users["lead"]).pk)
             with acting_as(admin):
                 deployment_set(release=release, environment="production", actor=admin, reason="Demo set-up")
 
@@ -172,7 +174,11 @@ class Command(BaseCommand):
         return user
 
     def _workspace(self, slug: str, name: str, owner) -> Workspace:
-        workspace, _ = Workspace.objects.get_or_create(slug=slug, defaults={"name": name, "owner": owner})
+        # The demo's model and webhook servers run on this machine: its workspaces reach
+        # 127.0.0.1 (with the operator's KEEL_EGRESS_ALLOW_PRIVATE=127.0.0.1/32, as `make demo` sets).
+        workspace, _ = Workspace.objects.get_or_create(
+            slug=slug, defaults={"name": name, "owner": owner, "allowed_hosts": ["127.0.0.1", "localhost"]}
+        )
         return workspace
 
     def _triage_pipeline(self, workspace: Workspace, *, owner) -> Pipeline:

@@ -22,7 +22,7 @@ MODEL = {
     "extra_params": {"stop": ["\n\n"]},
     "price_input_per_1k": "0.500000",
     "price_output_per_1k": "1.500000",
-    "api_key_env": "OPENAI_API_KEY",
+    "credential": "openai-key",
 }
 PROMPT = {
     "slug": "greet",
@@ -54,7 +54,7 @@ def test_it_renders_the_prompt_calls_the_model_and_keeps_its_text():
     assert (request.temperature, request.top_p, request.max_tokens, request.timeout_seconds) == (0.7, 0.9, 64, 20.0)
     assert (request.price_input_per_1k, request.price_output_per_1k) == (0.5, 1.5)
     assert request.base_url == "https://llm.example.com/v1" and request.extra_params == {"stop": ["\n\n"]}
-    assert request.api_key_env == "OPENAI_API_KEY"
+    assert (request.credential, request.api_key_env) == ("openai-key", "")
     assert request.seed == 1234
 
 
@@ -68,11 +68,23 @@ def test_it_records_the_call_and_reports_tokens_and_cost():
     result = execute({"name": "Ann"}, model_ctx(call_model=fixed_model("Hi")))
     (recording,) = result.recordings
     assert recording["request"]["messages"] == [{"role": "user", "content": "Hello Ann, pick one of a/b."}]
-    assert recording["request"]["api_key_env"] == "OPENAI_API_KEY"
+    assert (recording["request"]["credential"], recording["request"]["api_key_env"]) == ("openai-key", "")
+    assert "workspace_id" not in recording["request"]
     assert recording["request_body"] == {"model": "gpt-test", "messages": [recording["request"]["messages"][0]]}
     assert recording["response_body"] == {"choices": [{"message": {"content": "Hi"}}]}
     assert recording["attempts"] == [{"status": 200, "error": "", "elapsed_ms": 3}]
     assert (result.input_tokens, result.output_tokens, result.cost) == (10, 5, 0.25)
+
+
+def test_a_release_cut_before_credentials_records_its_request_as_it_always_did():
+    # Its snapshot names the key's variable; recordings made then have no credential key,
+    # so a replay of such a run compares the same request.
+    legacy = {k: v for k, v in MODEL.items() if k != "credential"} | {"api_key_env": "OPENAI_API_KEY"}
+    calls = []
+    result = execute({"name": "Ann"}, model_ctx(model=legacy, call_model=fixed_model("Hi", calls=calls)))
+    (recording,) = result.recordings
+    assert recording["request"]["api_key_env"] == "OPENAI_API_KEY" and "credential" not in recording["request"]
+    assert (calls[0].api_key_env, calls[0].credential) == ("OPENAI_API_KEY", "")
 
 
 def test_it_writes_to_the_configured_output_field_even_nested():
