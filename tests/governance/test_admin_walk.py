@@ -82,8 +82,11 @@ OVERRIDES = {
     "pipelines.ServiceToken": lambda w: {"workspace": w["governance.Workspace"].pk, "pipeline": ""},
     "pipelines.PromptTemplate": lambda w: {"body": "Walked {{ subject }}", "variables": '["subject"]'},
     "pipelines.ModelConfig": lambda w: {"provider": "builtin", "model_name": "keyword-classifier", "credential": ""},
-    "governance.Credential": lambda w: {"source": "env", "env_name": f"TEST_WALK_{uuid.uuid4().hex[:6].upper()}",
-                                        "file_name": ""},  # fmt: skip
+    "governance.Credential": lambda w: {
+        "source": "env",
+        "env_name": f"TEST_WALK_{uuid.uuid4().hex[:6].upper()}",
+        "file_name": "",
+    },  # fmt: skip
     "auth.User": lambda w: {
         "username": f"walker-{uuid.uuid4().hex[:6]}",
         "password1": "Walk-pass-7731!",
