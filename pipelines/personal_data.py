@@ -43,6 +43,8 @@ KEPT_MODELS = {
     "guardian.UserObjectPermission": "object rights by id",
     "guardian.GroupObjectPermission": "object rights by id",
     "governance.Workspace": "configuration",
+    "governance.Credential": "configuration: a credential's name and where its value lives, never the value",
+    "governance.HistoricalCredential": "configuration history",
     "governance.ServiceAccount": "a workspace's non-person account and what it is for: configuration",
     "governance.HistoricalWorkspace": "configuration history",
     "governance.ApprovalPolicy": "configuration",

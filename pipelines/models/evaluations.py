@@ -88,6 +88,9 @@ class Evaluation(models.Model):
 
     permission_parent_field = "release"
 
+    # Why it failed may quote what a case held (an exception's message).
+    personal_fields = ("error",)
+
     class Meta:
         ordering = ["-created_at", "-pk"]
 

@@ -20,12 +20,13 @@ from audit.models import AuditEvent
 from audit.selectors import audit_chain_verify
 from pipelines.documents import document_read, document_store
 from pipelines.engine import run_execute
-from pipelines.evaluation import evaluation_case_from_run, release_evaluate
-from pipelines.models import Delivery, Document, EvaluationCase, Run, StepRun
+from pipelines.evaluation import evaluation_case_from_run
+from pipelines.models import Delivery, Document, Evaluation, EvaluationCase, Run, StepRun
 from pipelines.personal_data import Holder, holders, matching_pks
 from pipelines.redaction import subject_search
 from reviews.models import ReviewDecision, ReviewTask
 from reviews.services import review_decide
+from tests.change import evaluate_now
 from tests.reviews.conftest import gated_pipeline, hold, task_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -60,7 +61,8 @@ def _plant(address: str, *, acme, superuser, author, reviewer, operator) -> Run:
             required_phrases=[f"{address} is missing"], forbidden_phrases=[address],
         )  # fmt: skip
     with acting_as(superuser):
-        release_evaluate(release=run.release, actor=superuser)
+        evaluation = evaluate_now(release=run.release, actor=superuser)
+    Evaluation.objects.filter(pk=evaluation.pk).update(error=f"stopped at the case of {address}")
     # Columns no service here writes for a stored delivery: a webhook's error and notice, a
     # remote model's recordings, a step's error, a rule hit, a QA verdict, the admin's log.
     Run.objects.filter(pk=run.pk).update(
