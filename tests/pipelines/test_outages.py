@@ -212,7 +212,11 @@ def test_a_database_outage_loses_no_run_and_answers_no_500(tmp_path, own_postgre
 
     manage("migrate", "--no-input", "-v0")
     manage("keel_demo")
-    token = manage("token_create", "engineer", "--by", "engineer", "--pipeline", SLUG, "--name", "outage").strip().splitlines()[-1]
+    token = (
+        manage("token_create", "engineer", "--by", "engineer", "--pipeline", SLUG, "--name", "outage")
+        .strip()
+        .splitlines()[-1]
+    )
 
     def statuses(ids) -> dict[int, str]:
         try:
