@@ -103,7 +103,7 @@ def test_a_run_survives_its_worker_being_killed_mid_step(slow_pipeline, tmp_path
 
 
 TRIALS = 20
-SECRET_ENV = "KEEL_TEST_WEBHOOK_SECRET"
+SECRET_ENV = "TEST_WEBHOOK_SECRET"  # a name the test deployment allows credentials to use
 
 
 @pytest.fixture
@@ -118,11 +118,12 @@ def webhook_pipeline(superuser):
             base_url=chat.base_url, timeout_seconds=30,
         )  # fmt: skip
         pipeline = factories.PipelineFactory(workspace=workspace)
+        secret = factories.credential_in(workspace, SECRET_ENV)
         steps = [
             ("check", "validate", {}, None, None),
             ("classify", "model", {"output_field": "classification"}, prompt, model),
             ("parse", "parse", {"format": "label_confidence", "input_field": "classification"}, None, None),
-            ("notify", "deliver", {"channel": "webhook", "url": receiver.url, "secret_env": SECRET_ENV}, None, None),
+            ("notify", "deliver", {"channel": "webhook", "url": receiver.url, "credential": secret}, None, None),
             ("store", "deliver", {"channel": "stored"}, None, None),
         ]
         for position, (name, kind, config, step_prompt, step_model) in enumerate(steps, start=1):
