@@ -101,7 +101,6 @@ class ServiceAccountAdmin(admin.ModelAdmin):
             raise PermissionDenied(" ".join(error.messages)) from None
         for field in ServiceAccount._meta.concrete_fields:  # the admin logs and redirects with ``obj``
             setattr(obj, field.attname, getattr(account, field.attname))
-        obj._state.adding = False
         form.instance = account
         messages.info(request, "Grant its rights on the workspace's or pipeline's permissions page.")
 
