@@ -1,5 +1,5 @@
 """Release control in the admin: submit, approve, reject, retire, evaluate,
-canary, promote, roll back to a chosen release, pause and resume; the
+canary, promote, roll back to a chosen release, pause and unpause; the
 approver's review page (diff against production and the evaluation) and the
 "what was live at time T" page. Every action calls its service, which checks
 the rights on each object; a refusal is shown with its reason."""
@@ -28,10 +28,10 @@ from pipelines.releases.approval import (
 )
 from pipelines.releases.as_of import parse_moment, pipeline_as_of
 from pipelines.releases.canary import canary_promote, canary_rollback, canary_set
-from pipelines.releases.deploy import deploy_rollback
+from pipelines.releases.deploy import deployment_rollback
 from pipelines.releases.diff import release_diff
 from pipelines.releases.gate import evaluation_latest, release_gate_problems
-from pipelines.releases.pause import pipeline_pause, pipeline_resume
+from pipelines.releases.pause import pipeline_pause, pipeline_unpause
 
 
 def _refusal(error: Exception) -> str:
@@ -232,7 +232,7 @@ def rollback_to(modeladmin, request, queryset):
         modeladmin,
         request,
         pipelines,
-        lambda p: deploy_rollback(pipeline=p, to_number=number, actor=request.user, reason=reason),
+        lambda p: deployment_rollback(pipeline=p, to_number=number, actor=request.user, reason=reason),
         "{obj}: release " + f"#{number} is live in production.",
     )
 
@@ -290,18 +290,18 @@ def pause_pipelines(modeladmin, request, queryset):
     )
 
 
-@admin.action(description="Resume (send held deliveries)")
-def resume_pipelines(modeladmin, request, queryset):
+@admin.action(description="Unpause (send held deliveries)")
+def unpause_pipelines(modeladmin, request, queryset):
     _each(
         modeladmin,
         request,
         _pipelines_of(queryset),
-        lambda p: pipeline_resume(pipeline=p, actor=request.user),
-        "{obj} resumed; {result} held deliveries are being sent.",
+        lambda p: pipeline_unpause(pipeline=p, actor=request.user),
+        "{obj} unpaused; {result} held deliveries are being sent.",
     )
 
 
-DEPLOYMENT_ACTIONS = [rollback_to, promote_canary, stop_canary, pause_pipelines, resume_pipelines]
+DEPLOYMENT_ACTIONS = [rollback_to, promote_canary, stop_canary, pause_pipelines, unpause_pipelines]
 
 
 class AsOfForm(forms.Form):

@@ -21,6 +21,7 @@ from pipelines.admin.release_control import (
     release_review_view,
     runs_to_cases,
 )
+from pipelines.delivery.reports import ReportUnavailable, report_rebuild
 from pipelines.models import Delivery, Deployment, Release, ReleaseTransition, Run, StepRun
 from pipelines.releases.cut import release_cut
 from pipelines.releases.deploy import deployment_rollback, deployment_set
@@ -304,8 +305,6 @@ class RunAdmin(ReadOnlyMixin, GovernedModelAdmin):
         served only if it is the very bytes recorded (pipelines/delivery/reports.py)."""
         from django.http import Http404, HttpResponse
         from django.shortcuts import redirect
-
-        from pipelines.delivery.reports import ReportUnavailable, report_rebuild
 
         run = self.get_object(request, str(object_id))  # None outside the user's pipelines
         if run is None or not self.has_view_permission(request, run):

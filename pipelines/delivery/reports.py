@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from audit.canonical import canonical_bytes
+from audit.models import AuditEvent
 from pipelines.models import Run, StepRun
 
 MAX_OUTPUT_LINES = 2_000  # a longer output is cut in the report; its SHA-256 still covers all of it
@@ -108,7 +109,6 @@ def _review(run: Run, position: int, snapshot: dict) -> tuple[str, str, tuple[Ap
 def _started_at(run: Run) -> datetime:
     """When the run started, as its run.started event in the audit chain says:
     unlike the run row's own columns, the chain never changes."""
-    from audit.models import AuditEvent
 
     events = AuditEvent.objects.filter(object_type="run", object_id=str(run.pk), action="run.started")
     started = events.order_by("seq").values_list("ts", flat=True).first()
@@ -222,7 +222,6 @@ class ReportUnavailable(Exception):
 
 def _chain_sha256(run_id: int, position: int) -> str | None:
     """The pdf_sha256 the step's step.completed event carries (the last one for the position)."""
-    from audit.models import AuditEvent
 
     events = AuditEvent.objects.filter(object_type="run", object_id=str(run_id), action="step.completed")
     for payload in events.order_by("-seq").values_list("payload", flat=True):

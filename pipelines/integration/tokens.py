@@ -20,7 +20,7 @@ from django.utils import timezone
 from audit.services import audit_record
 from governance.accounts import acting_as_check
 from governance.models import Workspace
-from governance.permissions import rights_sql, user_can, user_can_record
+from governance.permissions import can_manage_permissions, rights_sql, user_can, user_can_record
 from pipelines.models import Pipeline, ServiceToken
 from pipelines.rows import Columns, fetch_row
 
@@ -116,7 +116,6 @@ def token_revoke(*, token: ServiceToken, actor) -> ServiceToken:
 
 def token_can_manage(user, token: ServiceToken) -> bool:
     """Superusers, leads who manage rights on the scope, and the token's own user."""
-    from governance.permissions import can_manage_permissions
 
     if user is None or not getattr(user, "is_authenticated", False):
         return False

@@ -26,11 +26,14 @@ from audit.canonical import canonical_bytes
 from audit.services import audit_append
 from governance.permissions import user_can
 from pipelines.broker import enqueue, enqueue_on_commit, waiting_messages
+from pipelines.delivery.errors import DeliveryError
+from pipelines.delivery.reports import report_build
 from pipelines.delivery.webhooks import delivery_send
 from pipelines.models import Budget, Deployment, Pipeline, Release, Run, StepRun
 from pipelines.providers import call_model
 from pipelines.releases.canary import deployment_release_for
 from pipelines.rows import Columns, fetch_row, insert_one, insert_statement, update_where
+from pipelines.runs.budgets import budget_assess, budget_hold
 from pipelines.runs.documents import DocumentRefused, run_first_document
 from pipelines.runs.inputs import input_canonical
 from pipelines.signals import run_held, run_sampled
@@ -38,6 +41,9 @@ from pipelines.steps import SchemaValidator, execute_step, run_input_check, step
 from pipelines.steps.base import StepContext, StepError, StepResult
 
 logger = logging.getLogger(__name__)
+
+# The task that executes a run (pipelines/tasks/runs.py), sent by name: services never import tasks.
+RUN_TASK = "pipelines.execute_run"
 
 
 def _lease() -> timedelta:
@@ -118,7 +124,6 @@ def run_start(
     """
     if actor is not None and getattr(actor, "is_authenticated", False) and not user_can(actor, "change", pipeline):
         raise PermissionDenied("Starting a run needs the change right on the pipeline.")
-    from pipelines.runs.budgets import budget_assess, budget_hold
 
     deployment, budgeted, earlier_id, run_id = _deployment_read(pipeline, environment, idempotency_key)
     if idempotency_key:
@@ -539,7 +544,8 @@ def run_execute(run_id: int, *, owner: str | None = None, call=call_model) -> Ru
                 input_schema=snapshot["input_schema"],
                 call_model=call,
                 source=run.source,
-                deliver=functools.partial(delivery_send, run_id=run.pk, position=position),
+                deliver=functools.partial(_deliver, run_id=run.pk, position=position),
+                report=functools.partial(report_build, run_id=run.pk, position=position),
                 workspace_id=run.pipeline.workspace_id,
             )
             began = timezone.now()
@@ -572,6 +578,14 @@ def run_execute(run_id: int, *, owner: str | None = None, call=call_model) -> Ru
     except _LeaseLost:
         return None  # cancelled, or the lease was lost to another worker: stop quietly
     return run
+
+
+def _deliver(config: dict, document: dict, *, run_id: int, position: int) -> dict:
+    """The deliver step's way out: a delivery that was not made is the step's failure."""
+    try:
+        return delivery_send(config, document, run_id=run_id, position=position)
+    except DeliveryError as error:
+        raise StepError(str(error), transient=error.transient) from error
 
 
 def _fail_step(batch: _Batch, step: dict, document: dict, error: StepError, *, began) -> Run:
@@ -638,9 +652,7 @@ def run_enqueue_on_commit(run: Run) -> None:
     """Send the run's task message once the transaction commits. If the
     broker cannot take it, the run is recorded as unsent (``send_failed_at``)
     and ``runs_resend`` sends it again: its creator is still told it was created."""
-    from pipelines.tasks import run_execute_task
-
-    enqueue_on_commit(run_execute_task, run.pk, on_failure=functools.partial(_record_unsent, run.pk))
+    enqueue_on_commit(RUN_TASK, run.pk, on_failure=functools.partial(_record_unsent, run.pk))
 
 
 def _record_unsent(run_id: int, error: BaseException) -> None:
@@ -671,11 +683,9 @@ def runs_resend(*, now=None) -> list[int]:
     due = Q(status=Run.Status.QUEUED, send_failed_at__lt=since)
     if waiting_messages() == 0:
         due |= Q(status=Run.Status.QUEUED, attempts=0, created_at__lt=since)
-    from pipelines.tasks import run_execute_task
-
     sent = []
     for run_id in Run.objects.filter(due).order_by("pk").values_list("pk", flat=True)[:1000]:
-        if not enqueue(run_execute_task, run_id, on_failure=functools.partial(_record_unsent, run_id)):
+        if not enqueue(RUN_TASK, run_id, on_failure=functools.partial(_record_unsent, run_id)):
             break
         sent.append(run_id)
     Run.objects.filter(pk__in=sent, send_failed_at__isnull=False).update(send_failed_at=None)
@@ -706,11 +716,9 @@ def runs_recover(*, now=None) -> list[int]:
             | Q(status=Run.Status.QUEUED, created_at__lt=now - _lease())
         ).values_list("pk", flat=True)
     )
-    from pipelines.tasks import run_execute_task
-
     sent = []
     for run_id in stale:
-        if not enqueue(run_execute_task, run_id, on_failure=functools.partial(_record_unsent, run_id)):
+        if not enqueue(RUN_TASK, run_id, on_failure=functools.partial(_record_unsent, run_id)):
             break  # the broker is away: the next round tries again
         sent.append(run_id)
     return sent

@@ -13,7 +13,6 @@ import base64
 import json
 from datetime import datetime, timedelta
 
-from celery import shared_task
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, models, transaction
@@ -190,11 +189,6 @@ def retention_apply(*, now: datetime | None = None, actor="retention") -> dict[i
         done[policy.workspace_id] = counts
     _scrub_sqlite()
     return done
-
-
-@shared_task(name="pipelines.apply_retention")
-def retention_apply_task() -> dict:
-    return {str(workspace): counts for workspace, counts in retention_apply().items()}
 
 
 def subject_identifier_check(identifier: str) -> str:
