@@ -120,7 +120,6 @@ def insert_one(obj: Model) -> Model:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         setattr(obj, pk.attname, cursor.fetchone()[0])
-    obj._state.adding, obj._state.db = False, connection.alias
     return obj
 
 
@@ -132,14 +131,13 @@ def _saved_its_own_way(model: type[Model]) -> bool:
 def insert_statement(obj: Model) -> tuple[str, list]:
     """The INSERT of a new row whose primary key is already set (taken from
     its sequence), as ``(sql, params)``, for a caller that sends it with
-    another statement; values are adapted as ``insert_one`` adapts them, and
-    the instance counts as saved. Only for models ``insert_one`` inserts itself."""
+    another statement; values are adapted as ``insert_one`` adapts them. Only
+    for models ``insert_one`` inserts itself."""
     model = type(obj)
     if obj.pk is None or _saved_its_own_way(model):
         raise ValueError(f"insert_statement needs a {model.__name__} with its key and no save hooks")
     sql, fields = _insert_sql(model, connection.vendor, with_pk=True)
     params = [field.get_db_prep_save(field.pre_save(obj, add=True), connection) for field in fields]
-    obj._state.adding, obj._state.db = False, connection.alias
     return sql, params
 
 

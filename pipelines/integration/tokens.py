@@ -139,9 +139,10 @@ def token_authenticate(plain: str) -> ServiceToken | None:
         return None
     token = token_columns.instance(row, 0)
     user = user_columns.instance(row, len(token_columns))
-    token._state.fields_cache["user"] = user
+    token.user = user  # assigning a related instance caches it, as select_related would
     pipeline = pipeline_columns.instance(row, len(token_columns) + len(user_columns))
-    token._state.fields_cache["pipeline"] = pipeline
+    token.pipeline = pipeline
+    token.authenticated_pipeline = pipeline  # read with the token: the API's selectors use it
     if token.is_revoked or not user.is_active:
         return None
     rights = row[-len(PIPELINE_RIGHTS) - 1 : -1]
