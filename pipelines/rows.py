@@ -1,14 +1,12 @@
-"""Model instances from hand-written SQL, for the reads every API request makes.
+"""Model instances from hand-written SQL, and single-row INSERT and UPDATE
+statements written once per model, for the run-creation and run-execution path.
 
-The ORM builds and compiles a queryset to SQL each time it is evaluated; for
-a select_related read that costs several times what the database spends
-answering it. The two reads behind every run the API creates (its token with
-user and pipeline, the pipeline's deployment with its releases) are written
-once as SQL instead. ``Columns`` keeps them honest: the column lists come
-from the models' own metadata (a new field is read without an edit here),
-and each row becomes model instances through the fields' own converters, as
-the ORM would convert it, so that values read the same on PostgreSQL and
-SQLite (where datetimes, decimals and booleans arrive as text and integers).
+Invariants: the column lists come from the models' own metadata (a new field is
+read without an edit here); each row becomes model instances through
+``Model.from_db`` after the fields' own converters, as the ORM would convert it,
+so values read the same on PostgreSQL and SQLite (where datetimes, decimals and
+booleans arrive as text and integers); values written are adapted as ``save``
+and ``update`` adapt them; a model with save hooks is always saved the ORM's way.
 """
 
 import functools

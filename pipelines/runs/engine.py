@@ -210,9 +210,7 @@ def _deployment_read(
     PostgreSQL an id for a new run from the run table's sequence) in one round
     trip, or (None, False, None, None) without a deployment row.
 
-    Every run start makes this read, and the ORM's compilation of it (two
-    releases joined, two subqueries) cost more CPU than anything else in a
-    start: it is written as SQL once (pipelines/rows.py).
+    Every run start makes this read; it is written as SQL once (pipelines/rows.py).
     """
     sql, deployment_columns, release_columns, canary_columns = _deployment_read_sql(connection.vendor)
     row = fetch_row(sql, [pipeline.pk, pipeline.workspace_id, pipeline.pk, key or None, pipeline.pk, environment])
