@@ -40,7 +40,8 @@ def measure(checkouts: list[Checkout]) -> dict[str, dict[str, list[float]]]:
         env = envs[checkout.side] = outside.env_for(checkout, "queue")
         outside.redis_flush(checkout.redis_url)
         outside.demo_ready(checkout, env)
-        seeding = outside.manage(checkout, {**env, "KEEL_BENCH_OPEN_TASKS": str(OPEN_TASKS)}, "shell", "-c",
+        seed_env = {**env, "KEEL_BENCH_OPEN_TASKS": str(OPEN_TASKS)}
+        seeding = outside.manage(checkout, seed_env, "shell", "--no-imports", "-c",
                                  (outside.HERE / "seed_queue.py").read_text())  # fmt: skip
         if seeding.strip():
             print(f"  {checkout.side}: {seeding.strip()}", flush=True)

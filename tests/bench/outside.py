@@ -140,12 +140,14 @@ def manage(checkout: Checkout, env: dict, *args: str, timeout: float = 1800) -> 
 
 
 def demo_ready(checkout: Checkout, env: dict) -> str:
-    """Migrate the side's database, load the demo (idempotent) and return a
+    """Migrate the side's database, collect its static files (as the
+    production guide does), load the demo (idempotent) and return a
     fresh API token of the demo's prompt engineer for its workspace: not a
     superuser's, so every request pays the object-permission checks that
     production pays."""
     database_ensure(env["DATABASE_URL"])
     manage(checkout, env, "migrate", "--no-input")
+    manage(checkout, env, "collectstatic", "--no-input")  # pages name their static files by the manifest
     manage(checkout, env, "keel_demo")
     output = manage(checkout, env, "token_create", "engineer", "--by", "engineer", "--workspace", "northwind",
                     "--name", "benchmark")  # fmt: skip

@@ -24,6 +24,10 @@ target = int(os.environ["KEEL_BENCH_OPEN_TASKS"])
 pipeline = Pipeline.objects.get(slug="support-triage")
 release = pipeline.deployments.get(environment="production").release
 gate = next(n for n, step in enumerate(release.snapshot_data["steps"], start=1) if step["kind"] == "gate")
+# Held at the gate: a decision resumes the run from there.
+Run.objects.filter(source="bench-queue", status=Run.Status.WAITING_REVIEW).exclude(next_position=gate).update(
+    next_position=gate
+)
 missing = target - ReviewTask.objects.filter(pipeline=pipeline, status=ReviewTask.Status.OPEN).count()
 if missing > 0:
     print(f"seeding {missing:,} open review tasks...", flush=True)
@@ -43,7 +47,8 @@ if missing > 0:
             runs = Run.objects.bulk_create(
                 Run(pipeline=pipeline, release=release, environment="production", input=document,
                     input_sha256=hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest(),
-                    trigger="cli", source="bench-queue", seed=1, status=Run.Status.WAITING_REVIEW)
+                    trigger="cli", source="bench-queue", seed=1, status=Run.Status.WAITING_REVIEW,
+                    next_position=gate)
                 for document in documents
             )  # fmt: skip
             StepRun.objects.bulk_create(
