@@ -117,7 +117,8 @@ def run_outside(name: str) -> None:
 
 def compare(base: Path, names: list[str]) -> list[str]:
     """The outside benchmarks for BASE's servers and this checkout's, in turn;
-    both sides' spreads and the after÷before change per figure."""
+    both sides' spreads, the after÷before change of the medians, and the
+    spread of each repeat's own after÷before."""
     sides = outside.checkouts(base)
     report = {"before": str(sides[0].path), "after": str(sides[1].path), "machine": machine(),
               "load_before": load_average(), "benchmarks": {}}  # fmt: skip
@@ -134,10 +135,18 @@ def compare(base: Path, names: list[str]) -> list[str]:
         for figure in values["head"]:
             before, after = outside.spread(values["base"][figure]), outside.spread(values["head"][figure])
             change = after["median"] / before["median"] if before["median"] else None
-            figures[figure] = {"before": before, "after": after, "change": change}
-            print(f"{figure}: before {before['median']:,.3f} ({before['min']:,.3f}-{before['max']:,.3f}), "
-                  f"after {after['median']:,.3f} ({after['min']:,.3f}-{after['max']:,.3f}), "
-                  f"after/before {change:.3f}" if change is not None else "after/before: n/a", flush=True)  # fmt: skip
+            # Each repeat measured both sides moments apart: its own after/before
+            # is what drift on a shared machine moves least.
+            pairs = [a / b for a, b in zip(values["head"][figure], values["base"][figure], strict=True) if b]
+            figures[figure] = {"before": before, "after": after, "change": change,
+                               "change_by_repeat": outside.spread(pairs) if pairs else None}  # fmt: skip
+            line = (f"{figure}: before {before['median']:,.3f} ({before['min']:,.3f}-{before['max']:,.3f}), "
+                    f"after {after['median']:,.3f} ({after['min']:,.3f}-{after['max']:,.3f})")  # fmt: skip
+            if change is not None:
+                line += f", after/before {change:.3f}"
+            if pairs:
+                line += f" (by repeat {min(pairs):.3f}-{max(pairs):.3f})"
+            print(line, flush=True)
         report["benchmarks"][name] = figures
     report["load_after"] = load_average()
     report["time"] = datetime.now(UTC).isoformat(timespec="seconds")
