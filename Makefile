@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/base.txt requirements/dev.t
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install demo test bench lint format migrate
+.PHONY: install demo test bench bench-compare lint format migrate
 
 $(STAMP): requirements/base.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,8 +35,16 @@ test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # make bench [ONLY=<benchmark>]: prints each figure and writes var/bench/<benchmark>.json
+# (docs/benchmarks.md); exits non-zero naming any benchmark that failed.
 bench: install
 	$(BIN)/python -m tests.bench $(ONLY)
+
+# make bench-compare BASE=<other checkout with its own .venv>: the api, e2e and
+# queue figures of BASE's servers (before) and this checkout's (after), in turn;
+# writes var/bench/compare.json.
+bench-compare: install
+	@test -n "$(BASE)" || { echo "make bench-compare BASE=/path/to/other/checkout"; exit 2; }
+	$(BIN)/python -m tests.bench --compare $(BASE) $(ONLY)
 
 lint: install
 	$(BIN)/ruff check .
