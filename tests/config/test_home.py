@@ -6,8 +6,6 @@ import re
 import pytest
 from django.urls import reverse
 
-from tests.config.home_world import home_world  # noqa: F401 - a fixture
-
 PASSWORD = "keel-test-password"  # tests.factories.UserFactory's
 
 
