@@ -43,8 +43,8 @@ def test_the_lead_sees_reviews_approvals_failures_what_is_live_budgets_and_healt
     assert reverse("admin:pipelines_release_review", args=[acme["second"].pk]) in page
     assert "Acme Replies #2" in page
     # The budget's failed run and the dead letter, with their reasons.
-    assert re.search(r"<b>1</b> failed runs", page) and "budget_exceeded" in page
-    assert re.search(r"<b>1</b> dead letters", page) and "HTTP 400: Acme receiver refused" in page
+    assert re.search(r"<b>1</b> failed run in", page) and "budget_exceeded" in page
+    assert re.search(r"<b>1</b> dead letter<", page) and "HTTP 400: Acme receiver refused" in page
     # What is live: release #1 in production, and the paused pipeline with its reason.
     assert "Acme refund wording under review" in page
     assert "Globex" not in page
