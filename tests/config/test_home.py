@@ -69,6 +69,7 @@ def test_a_reviewer_sees_only_the_review_queue(client, home_world):
     assert _sections(page) == {"reviews"}
     assert reverse("reviews-queue") in page
     assert 'href="/admin/"' not in page  # not staff: no admin link, in the bar or among the places
+    assert 'href="/audit/"' not in page
     assert "Globex" not in page
 
 
