@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET
 
 from audit.access import audit_scope_for
 from governance.permissions import filter_for_user, permission_cache
-from pipelines.health import readiness
+from pipelines.integration.health import readiness
 from pipelines.integration.overview import (
     FAILED_RUNS_DAYS,
     budgets_use_for_user,

@@ -13,10 +13,10 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from governance.permissions import filter_for_user, workspaces_for_user
-from pipelines.budgets import budget_spend
-from pipelines.change import release_approvers, release_editors, release_state
-from pipelines.dead_letters import dead_letters_for_user
+from pipelines.delivery.dead_letters import dead_letters_for_user
 from pipelines.models import Budget, DeadLetter, Deployment, Pipeline, Release, ReleaseTransition, Run
+from pipelines.releases.approval import release_approvers, release_editors, release_state
+from pipelines.runs.budgets import budget_spend
 
 # How far back the home page looks for failed runs.
 FAILED_RUNS_DAYS = 7

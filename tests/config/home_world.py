@@ -13,11 +13,12 @@ import pytest
 from django.utils import timezone
 
 from audit.context import acting_as
-from pipelines.budgets import budget_save
-from pipelines.change import pipeline_pause, release_submit
-from pipelines.engine import run_start
 from pipelines.models import Budget, Delivery, Run
-from pipelines.services import release_cut
+from pipelines.releases.approval import release_submit
+from pipelines.releases.cut import release_cut
+from pipelines.releases.pause import pipeline_pause
+from pipelines.runs.budgets import budget_save
+from pipelines.runs.engine import run_start
 from reviews.models import ReviewTask
 from tests.reviews.conftest import gated_pipeline, hold, task_of
 

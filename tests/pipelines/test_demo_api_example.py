@@ -10,8 +10,8 @@ import sys
 from django.conf import settings
 from django.core.management import call_command
 
-from pipelines.engine import run_execute
 from pipelines.models import Document, Run
+from pipelines.runs.engine import run_execute
 from tests.workers import ROOT, database_url
 
 SOURCES = ("README.md", "docs/home-and-demo.md")

@@ -60,9 +60,9 @@ def test_the_demo_has_a_second_lead_who_approves_what_the_lead_releases(db):
     from django.core.exceptions import PermissionDenied
 
     from audit.context import acting_as
-    from pipelines.change import release_approve, release_state, release_submit
     from pipelines.models import PromptTemplate
-    from pipelines.services import release_cut
+    from pipelines.releases.approval import release_approve, release_state, release_submit
+    from pipelines.releases.cut import release_cut
 
     call_command("keel_demo")
     users = get_user_model().objects
@@ -82,8 +82,8 @@ def test_the_demo_has_a_second_lead_who_approves_what_the_lead_releases(db):
 
 
 def test_the_demo_deploys_a_pipeline_for_uploaded_letters(db):
-    from pipelines.engine import run_execute, run_start
     from pipelines.models import Run
+    from pipelines.runs.engine import run_execute, run_start
 
     call_command("keel_demo")
     letters = Pipeline.objects.get(slug="customer-letters")
