@@ -20,16 +20,16 @@ install: $(STAMP)
 migrate: install
 	$(BIN)/python manage.py migrate --no-input
 
-# Demo data, a Celery worker on the filesystem broker, 20 sample tickets run
-# through the demo pipeline on that worker, then the web server.
+# Demo data and 20 sample tickets (run here, in this process), then the web server,
+# a Celery worker and Celery beat together (Procfile, run by honcho; Ctrl-C stops
+# all three). The embedded default: SQLite and the filesystem broker under var/.
 # The demo's workspaces may reach model and webhook servers on this machine.
 demo: export KEEL_EGRESS_ALLOW_PRIVATE ?= 127.0.0.1/32
 demo: migrate
-	@trap 'kill $$WORKER 2>/dev/null' EXIT INT TERM; \
-	$(BIN)/celery -A config worker --pool=solo --loglevel=WARNING & WORKER=$$!; \
-	$(BIN)/python manage.py keel_demo --runs 20 || echo "The sample runs did not all settle; see the worker's output above."; \
-	echo "Serving http://$(HOST):$(PORT)/admin/ and the reviewer app at /review/ (Ctrl-C stops the server and the worker)"; \
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	$(BIN)/python manage.py keel_demo --runs 20 --inline
+	@echo "Serving http://$(HOST):$(PORT)/ (your home page), the admin at /admin/, the reviewer app at /review/," \
+		"the auditor's desk at /audit/ and the API docs at /api/docs/; Ctrl-C stops the web server, the worker and beat"
+	HOST=$(HOST) $(BIN)/honcho start --port $(PORT)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
 
+from config.home import home
 from config.two_factor import two_factor
 from pipelines.integration import health
 
@@ -13,7 +13,7 @@ admin.site.index_title = "Governance"
 handler500 = "config.outages.server_error"
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+    path("", home, name="home"),
     path("admin/", admin.site.urls),
     path("audit/", include("audit.urls")),
     path("account/two-factor/", two_factor, name="two-factor"),

@@ -57,9 +57,9 @@ def _heartbeats(now) -> dict[str, dict]:
     return checks
 
 
-@require_GET
-@never_cache
-def ready(request) -> JsonResponse:
+def readiness() -> dict:
+    """What ``/health/ready`` answers: ``{"status", "down", "checks"}``, each
+    check ``ok`` with an age or a reason (a kind of failure, never its text)."""
     checks: dict[str, dict] = {}
     problem = _database()
     checks["database"] = {"ok": problem is None, **({"reason": problem} if problem else {})}
@@ -70,5 +70,11 @@ def ready(request) -> JsonResponse:
     else:
         checks.update({c: {"ok": False, "reason": "unknown: the database is down"} for c in COMPONENTS})
     down = [name for name, check in checks.items() if not check["ok"]]
-    body = {"status": "ok" if not down else "unavailable", "down": down, "checks": checks}
-    return JsonResponse(body, status=200 if not down else 503)
+    return {"status": "ok" if not down else "unavailable", "down": down, "checks": checks}
+
+
+@require_GET
+@never_cache
+def ready(request) -> JsonResponse:
+    body = readiness()
+    return JsonResponse(body, status=200 if not body["down"] else 503)

@@ -1,3 +1,4 @@
+import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
@@ -51,3 +52,47 @@ def test_a_negative_run_count_is_refused(db):
 
     with pytest.raises(CommandError, match="--runs must be zero or more"):
         call_command("keel_demo", "--runs", "-1")
+
+
+def test_the_demo_has_a_second_lead_who_approves_what_the_lead_releases(db):
+    """The README's walk-through has the lead edit a prompt and cut a release; the
+    lead may not approve their own release, so the demo's approver does."""
+    from django.core.exceptions import PermissionDenied
+
+    from audit.context import acting_as
+    from pipelines.models import PromptTemplate
+    from pipelines.releases.approval import release_approve, release_state, release_submit
+    from pipelines.releases.cut import release_cut
+
+    call_command("keel_demo")
+    users = get_user_model().objects
+    lead, approver = users.get(username="lead"), users.get(username="approver")
+    pipeline = Pipeline.objects.get(slug="support-triage")
+    with acting_as(lead):
+        prompt = PromptTemplate.objects.get(slug="reply-draft")
+        prompt.body += "\nSign off as the Northwind support team."
+        prompt.save()
+        release = release_cut(pipeline=pipeline, actor=lead, notes="A sign-off in every reply.")
+        release_submit(release=release, actor=lead, notes="A sign-off in every reply.")
+        with pytest.raises(PermissionDenied, match="author of a release cannot approve it"):
+            release_approve(release=release, actor=lead)
+    with acting_as(approver):
+        release_approve(release=release, actor=approver)
+    assert release_state(release) == "approved"
+
+
+def test_the_demo_deploys_a_pipeline_for_uploaded_letters(db):
+    from pipelines.models import Run
+    from pipelines.runs.engine import run_execute, run_start
+
+    call_command("keel_demo")
+    letters = Pipeline.objects.get(slug="customer-letters")
+    assert letters.deployments.get(environment="production").release.number == 1
+    assert [s.kind for s in letters.steps.all()][:3] == ["ingest", "transform", "redact"]
+    document = {"text": "The parcel never came. Call me on +44 20 7946 1000.", "filename": "letter.txt"}
+    run, _ = run_start(pipeline=letters, input={"document": document}, actor=None, trigger="cli", enqueue=False)
+    run = run_execute(run.pk)
+    assert run.status in (Run.Status.COMPLETED, Run.Status.WAITING_REVIEW), run.failure_reason
+    redacted = run.steps.get(kind="redact").output
+    assert "7946" not in redacted["body"] and "7946" not in redacted["document"]["text"]
+    assert run.steps.get(kind="parse").output["label"] == "shipping"

@@ -1,7 +1,9 @@
-"""Demo data: role groups, a demo workspace with a support-triage pipeline, a
-second client workspace, and one demo user per role. Idempotent: a second run
-changes nothing but a demo user's password that differs from the documented one
-(reset to it)."""
+"""Demo data: role groups, a demo workspace with two pipelines (support tickets
+as JSON, and customer letters uploaded as documents), a second client
+workspace, and one demo user per role, with a second governance lead who
+approves the releases the first one cuts. Idempotent: a second run changes
+nothing but a demo user's password that differs from the documented one (reset
+to it)."""
 
 import json
 import time
@@ -29,6 +31,9 @@ DEMO_PASSWORD = "keel-demo"
 # username -> (role, staff)
 DEMO_USERS = {
     "lead": (GOVERNANCE_LEADS, True),
+    # A second governance lead: a release needs an approver other than its author
+    # and its editors, so the releases lead cuts are approved by approver.
+    "approver": (GOVERNANCE_LEADS, True),
     "engineer": (PROMPT_ENGINEERS, True),
     "reviewer": (REVIEWERS, False),
     "auditor": (AUDITORS, True),
@@ -66,6 +71,17 @@ Message:
 
 LABELS = ["billing", "refund", "shipping", "technical", "account", "complaint", "other"]
 
+# Customer letters arrive as uploaded documents (text or PDF): the run's input is
+# {"document": {sha256, size, content_type, filename, pages, text}} and any form fields.
+LETTER_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "document": {"type": "object"},
+        "customer_email": {"type": "string", "format": "email"},
+    },
+    "required": ["document"],
+}
+
 
 class Command(BaseCommand):
     help = "Create (or refresh) the demo workspace, pipeline and one user per role."
@@ -97,21 +113,29 @@ class Command(BaseCommand):
             for name, (role, _) in DEMO_USERS.items():
                 if not users[name].groups.filter(name=role).exists():
                     role_grant(actor=admin, role=role, user=users[name], workspace=northwind)
-            pipeline = self._triage_pipeline(northwind, owner=users["lead"])
-            self._evaluation_cases(pipeline)
-            if not pipeline.deployments.filter(environment="production", release__isnull=False).exists():
-                # Through release control like any change: cut and submitted by the
-                # admin, approved by the lead (a second person), evaluated, deployed.
-                release = release_cut(pipeline=pipeline, actor=admin, notes="The demo's first release.")
-                release_submit(release=release, actor=admin, notes="The demo's first release.")
-        if not pipeline.deployments.filter(environment="production", release__isnull=False).exists():
-            with acting_as(users["lead"]):
-                release_approve(release=release, actor=users["lead"], note="Demo set-up")
-                # The demo's models are built in (no network): its set-up runs the
-                # evaluation here rather than waiting for the worker it starts later.
-                evaluation_execute(release_evaluate(release=release, actor=users["lead"]).pk)
-            with acting_as(admin):
-                deployment_set(release=release, environment="production", actor=admin, reason="Demo set-up")
+            triage = self._triage_pipeline(northwind, owner=users["lead"])
+            self._evaluation_cases(triage)
+            letters = self._letters_pipeline(triage, owner=users["lead"])
+            self._letter_cases(letters)
+        for pipeline in (triage, letters):
+            self._release(pipeline, admin=admin, lead=users["lead"])
+
+    def _release(self, pipeline: Pipeline, *, admin, lead) -> None:
+        """Put the pipeline's first release live through release control like any
+        change: cut and submitted by the admin, approved by the lead (a second
+        person), evaluated, deployed to production. Nothing when one is live."""
+        if pipeline.deployments.filter(environment="production", release__isnull=False).exists():
+            return
+        with acting_as(admin):
+            release = release_cut(pipeline=pipeline, actor=admin, notes="The demo's first release.")
+            release_submit(release=release, actor=admin, notes="The demo's first release.")
+        with acting_as(lead):
+            release_approve(release=release, actor=lead, note="Demo set-up")
+            # The demo's models are built in (no network): its set-up runs the
+            # evaluation here rather than waiting for the worker it starts later.
+            evaluation_execute(release_evaluate(release=release, actor=lead).pk)
+        with acting_as(admin):
+            deployment_set(release=release, environment="production", actor=admin, reason="Demo set-up")
 
     def _evaluation_cases(self, pipeline: Pipeline) -> None:
         """The first sample tickets as evaluation cases: every reply has a
@@ -130,6 +154,26 @@ class Command(BaseCommand):
                 forbidden_phrases=["guarantee"],
             )
             for n, ticket in enumerate(tickets, start=1)
+        ]
+        EvaluationCase.objects.bulk_create(cases)
+
+    def _letter_cases(self, pipeline: Pipeline) -> None:
+        """Three sample tickets as uploaded letters: each gets a known label and a draft."""
+        if pipeline.evaluation_cases.exists():
+            return
+        schema = {"type": "object", "required": ["label", "draft"],
+                  "properties": {"label": {"enum": LABELS}, "draft": {"type": "string"}}}  # fmt: skip
+        cases = [
+            EvaluationCase(
+                pipeline=pipeline,
+                name=f"sample letter {n}",
+                input={
+                    "document": {"text": ticket["body"], "filename": f"letter-{n}.txt", "content_type": "text/plain"}
+                },
+                output_schema=schema,
+                forbidden_phrases=["guarantee"],
+            )
+            for n, ticket in enumerate(json.loads(TICKETS.read_text())[:3], start=1)
         ]
         EvaluationCase.objects.bulk_create(cases)
 
@@ -287,10 +331,49 @@ class Command(BaseCommand):
             step.save()
         return pipeline
 
+    def _letters_pipeline(self, triage: Pipeline, *, owner) -> Pipeline:
+        """Customer letters, uploaded as documents over the API: the letter's text
+        becomes the ticket's body, then the triage pipeline's steps follow."""
+        if Pipeline.objects.filter(slug="customer-letters").exists():
+            return Pipeline.objects.get(slug="customer-letters")
+        pipeline = Pipeline.objects.create(
+            workspace=triage.workspace,
+            slug="customer-letters",
+            name="Customer letters",
+            description="Letters customers send (text or PDF), classified with a reply drafted for a person to check.",
+            owner=owner,
+            escalation_contact=triage.escalation_contact,
+            runbook=triage.runbook,
+            approval_policy=triage.approval_policy,
+            input_schema=LETTER_SCHEMA,
+        )
+        triage_steps = {step.name: step for step in triage.steps.all()}
+        steps = [
+            ("read the letter", "ingest", {"text_field": "document.text"}, None, None),
+            ("letter as a ticket", "transform",
+             {"mapping": {"subject": "Letter {{ document.filename }}", "body": "{{ document.text }}"}}, None, None),
+            ("redact PII", "redact", {"fields": ["body", "document.text"], "builtin": ["email", "phone", "card"]},
+             None, None),
+        ]  # fmt: skip
+        for name in ("classify", "parse label", "draft reply", "human gate", "store result"):
+            step = triage_steps[name]
+            steps.append((step.name, step.kind, step.config, step.prompt, step.model_config))
+        for position, (name, kind, config, prompt, model) in enumerate(steps, start=1):
+            step = Step(pipeline=pipeline, position=position, name=name, kind=kind, config=config, prompt=prompt,
+                        model_config=model)  # fmt: skip
+            step.full_clean()
+            step.save()
+        return pipeline
+
     def _print_credentials(self) -> None:
         self.stdout.write(self.style.SUCCESS("Keel demo ready."))
-        self.stdout.write(f"Sign in to the admin (/admin/) with any of these (password: {DEMO_PASSWORD}):")
+        self.stdout.write(
+            f"Sign in at / (your home page: links to the admin, the review queue and the audit desk) with any of "
+            f"these (password: {DEMO_PASSWORD}):"
+        )
         self.stdout.write("  admin     superuser")
         for name, (role, staff) in DEMO_USERS.items():
             note = "" if staff else "  (not staff: works the review queue at /review/)"
+            if name == "approver":
+                note = "  (approves the releases lead cuts)"
             self.stdout.write(f"  {name:<9} {role} of Northwind Traders{note}")
