@@ -18,7 +18,7 @@ from audit.models import AuditEvent
 from governance.models import Credential, Workspace
 from pipelines.engine import run_execute, run_start
 from pipelines.models import Delivery, EvaluationCase, EvaluationResult, ModelConfig, Pipeline, Run, Step, StepRun
-from pipelines.providers import openai as provider
+from pipelines.providers import exchange
 from pipelines.services import release_cut
 from tests import factories
 from tests.change import classifier_pipeline, evaluate_now, release_to_production
@@ -37,7 +37,7 @@ def secrets_in_the_environment(monkeypatch, settings):
     monkeypatch.setenv("SECRET_KEY", SERVER_SECRET)
     monkeypatch.setenv("KEEL_CHECKPOINT_KEY", SERVER_SECRET)
     settings.SECRET_KEY = SERVER_SECRET
-    monkeypatch.setattr(provider, "BACKOFF_BASE_SECONDS", 0.0)
+    monkeypatch.setattr(exchange, "BACKOFF_BASE_SECONDS", 0.0)
 
 
 @pytest.fixture
