@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+from jinja2 import meta
 from simple_history.models import HistoricalRecords
 
 from audit.context import history_user
@@ -19,7 +20,7 @@ from governance.models import (
     validate_credential_workspace,
     validate_policy_workspace,
 )
-from pipelines.prompts import check_template
+from pipelines.prompts import check_template, parse_template
 from pipelines.steps import KIND_CHOICES, KINDS, validate_json_schema, validate_step_config
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -298,11 +299,15 @@ class Step(PipelinePart, models.Model):
         validate_step_config(self.kind, self.config)
         kind = KINDS[self.kind]
         errors = {}
-        if kind.needs_prompt and self.prompt_id is None:
-            errors["prompt"] = f"A {self.kind} step needs a prompt template."
+        # An e-mail's body is the step's prompt template.
+        email = self.kind == "deliver" and self.config.get("channel") == "email"
+        needs_prompt = kind.needs_prompt or email
+        if needs_prompt and self.prompt_id is None:
+            needed = "An e-mail step needs a prompt template (its body)."
+            errors["prompt"] = needed if email else f"A {self.kind} step needs a prompt template."
         if kind.needs_model and self.model_config_id is None:
             errors["model_config"] = f"A {self.kind} step needs a model config."
-        if not kind.needs_prompt and self.prompt_id is not None:
+        if not needs_prompt and self.prompt_id is not None:
             errors["prompt"] = f"A {self.kind} step takes no prompt template."
         if not kind.needs_model and self.model_config_id is not None:
             errors["model_config"] = f"A {self.kind} step takes no model config."
@@ -328,8 +333,19 @@ class Step(PipelinePart, models.Model):
                 workspace = None
             if workspace is not None:
                 errors.update(_webhook_problems(self.config, workspace))
+        if not errors and email:
+            errors.update(_subject_problems(self.config["subject"], self.prompt_id))
         if errors:
             raise ValidationError(errors)
+
+
+def _subject_problems(subject: str, prompt_id: int) -> dict:
+    """An e-mail's subject renders over its prompt's variables: it may use no other."""
+    declared = PromptTemplate.objects.filter(pk=prompt_id).values_list("variables", flat=True).first() or []
+    undeclared = sorted(meta.find_undeclared_variables(parse_template(subject, field="config")) - set(declared))
+    if undeclared:
+        return {"config": f"config.subject uses variables its prompt does not declare: {', '.join(undeclared)}."}
+    return {}
 
 
 def _webhook_problems(config: dict, workspace: Workspace) -> dict:
