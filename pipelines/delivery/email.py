@@ -10,8 +10,8 @@ The step's config:
   step naming the field, never quoting the address);
 - ``subject``: a template over the prompt's variables; the body is the step's
   prompt template. Both render in Keel's bounded Jinja2 sandbox
-  (``pipelines.prompts``) over the step's document, as a model step's prompt does;
-- ``"format": "pdf"`` attaches the run's PDF report (``pipelines/reports.py``).
+  (``pipelines.steps.prompts``) over the step's document, as a model step's prompt does;
+- ``"format": "pdf"`` attaches the run's PDF report (``pipelines/delivery/reports.py``).
 
 As a webhook delivery does, it makes its Delivery row before anything is sent
 (in a transaction of its own), with a ``Message-ID`` derived from the delivery
@@ -49,11 +49,11 @@ from django.utils import timezone
 
 from audit.canonical import canonical_bytes
 from audit.services import audit_record
+from pipelines.delivery.errors import DeliveryError
+from pipelines.delivery.reports import report_build
 from pipelines.models import Delivery, Deployment, Run
-from pipelines.prompts import render_prompt
-from pipelines.reports import report_build
-from pipelines.steps.base import StepError
 from pipelines.steps.documents import MISSING, get_path
+from pipelines.steps.prompts import render_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -96,26 +96,32 @@ class _Outcome:
 
 def email_recipients(config: dict, document: dict) -> tuple[str, ...]:
     """The step's recipients: its fixed ``to``, or the addresses in the output's
-    ``to_field``; a StepError naming the field (never an address) otherwise."""
+    ``to_field``; a DeliveryError naming the field (never an address) otherwise."""
     if "to" in config:
         where, value = "config.to", config["to"]
     else:
         where = f"the output's field {config.get('to_field', '')!r} (config.to_field)"
         value = get_path(document, config.get("to_field", ""))
         if value is MISSING:
-            raise StepError(f"E-mail recipients: {where} is missing.")
+            raise DeliveryError(f"E-mail recipients: {where} is missing.", transient=False)
     addresses = [value] if isinstance(value, str) else value
     if not isinstance(addresses, list) or not addresses:
-        raise StepError(f"E-mail recipients: {where} holds no address (an address or a list of them).")
+        raise DeliveryError(
+            f"E-mail recipients: {where} holds no address (an address or a list of them).", transient=False
+        )
     if len(addresses) > MAX_RECIPIENTS:
-        raise StepError(f"E-mail recipients: {where} holds {len(addresses)} addresses, over {MAX_RECIPIENTS}.")
+        raise DeliveryError(
+            f"E-mail recipients: {where} holds {len(addresses)} addresses, over {MAX_RECIPIENTS}.", transient=False
+        )
     for number, address in enumerate(addresses, start=1):
         try:
             if not isinstance(address, str):
                 raise ValidationError("not text")
             validate_email(address)
         except ValidationError:
-            raise StepError(f"E-mail recipients: item {number} of {where} is not a valid e-mail address.") from None
+            raise DeliveryError(
+                f"E-mail recipients: item {number} of {where} is not a valid e-mail address.", transient=False
+            ) from None
     return tuple(dict.fromkeys(address.strip() for address in addresses))  # each once, in order
 
 
@@ -152,15 +158,20 @@ def _letter(run: Run, position: int, config: dict, document: dict) -> Letter:
     declared = prompt.get("variables") or []
     missing = [name for name in declared if name not in merged]
     if missing:
-        raise StepError(f"The e-mail's prompt {prompt.get('slug', '')!r} needs variables missing from the document: "
-                        f"{', '.join(missing)}")  # fmt: skip
+        slug = prompt.get("slug", "")
+        raise DeliveryError(
+            f"The e-mail's prompt {slug!r} needs variables missing from the document: {', '.join(missing)}",
+            transient=False,
+        )
     variables = {name: merged[name] for name in declared}
     texts = {}
     for part, template in (("subject", config.get("subject", "")), ("body", prompt.get("body", ""))):
         try:
             texts[part] = render_prompt(template, variables)
         except Exception as exc:  # a template is authored code: any failure in it is the template's
-            raise StepError(f"The e-mail's {part} failed to render: {type(exc).__name__}: {exc}") from None
+            raise DeliveryError(
+                f"The e-mail's {part} failed to render: {type(exc).__name__}: {exc}", transient=False
+            ) from None
     # A header holds one line: the subject's line breaks become spaces.
     subject = " ".join(texts["subject"].split())
     attachment = None
@@ -198,7 +209,7 @@ def _delivery_for(run: Run, position: int, letter: Letter) -> Delivery:
     if letter.sha256 != delivery.payload_sha256:
         # The engine feeds a step the same document every time; if it ever did
         # not, resending would put one Message-ID on two different e-mails.
-        raise StepError(
+        raise DeliveryError(
             f"Delivery {delivery.delivery_id} of step {position} was made for a different e-mail; "
             "it is not sent with this one.",
             transient=False,
@@ -214,9 +225,9 @@ def _send(delivery: Delivery, run: Run, letter: Letter) -> dict:
         if delivery.status == Delivery.Status.DELIVERED:
             return _record(delivery)
         if delivery.status == Delivery.Status.FAILED:
-            raise StepError(f"{where} was refused: {delivery.last_error}", transient=False)
+            raise DeliveryError(f"{where} was refused: {delivery.last_error}", transient=False)
         if attempt == MAX_ATTEMPTS:
-            raise StepError(f"{where} failed: {delivery.last_error} (gave up after {attempt} attempts)",
+            raise DeliveryError(f"{where} failed: {delivery.last_error} (gave up after {attempt} attempts)",
                             transient=True)  # fmt: skip
         delay = min(BACKOFF_BASE_SECONDS * 2 ** (attempt - 1), BACKOFF_CAP_SECONDS)
         logger.warning("%s failed (%s); retrying in %.2fs", where, delivery.last_error, delay)

@@ -40,7 +40,7 @@ class Delivery(models.Model):
     receiver = models.CharField(max_length=500, blank=True)
     # "" for a deliver step's output; an event name (run.rejected) for a notice
     # that tells the consumer what became of a run it gets no output for
-    # (pipelines/notices.py), with the notice's fields, sent again as recorded.
+    # (pipelines/delivery/notices.py), with the notice's fields, sent again as recorded.
     event = models.CharField(max_length=40, blank=True, default="")
     notice = models.JSONField(null=True, blank=True)
     # An e-mail (pipelines/delivery/email.py): the Message-ID every attempt carries, and each
