@@ -206,6 +206,8 @@ def _delivery_for(run: Run, position: int, letter: Letter) -> Delivery:
             return delivery
         except IntegrityError:
             delivery = Delivery.objects.get(run=run, position=position)  # another worker made it first
+    if not isinstance(delivery.recipients, list):
+        raise DeliveryError(f"Delivery {delivery.delivery_id}: its recipients were erased.", transient=False)
     if letter.sha256 != delivery.payload_sha256:
         # The engine feeds a step the same document every time; if it ever did
         # not, resending would put one Message-ID on two different e-mails.
@@ -260,24 +262,28 @@ def _attempt(delivery: Delivery, letter: Letter) -> _Outcome:
     try:
         connection.open()
         try:
-            connection.send_messages([message])
+            sent = connection.send_messages([message])
             smtp = getattr(connection, "connection", None)  # Keel's SMTP backend keeps the replies there
             reply, refused = getattr(smtp, "keel_reply", None), getattr(smtp, "keel_refused", None) or {}
         finally:
             connection.close()
     except smtplib.SMTPRecipientsRefused as error:  # every recipient refused
-        return _refusals(waiting, addresses, error.recipients, mask, accepted_reply=None)
+        return _refusals(waiting, addresses, error.recipients, mask, sent=False, reply=None)
     except smtplib.SMTPResponseException as error:  # the sender, the data, or the login refused
         code, text = error.smtp_code, _text(error.smtp_error)
         transient = 400 <= code < 500
         return _Outcome(transient=transient, code=code, error=mask(f"SMTP {code}: {text}"), receiver=_server())
     except (smtplib.SMTPException, OSError) as error:  # refused, dropped or timed out: try again
         return _Outcome(transient=True, error=mask(f"connection failed: {type(error).__name__}: {error}"))
-    return _refusals(waiting, addresses, refused, mask, accepted_reply=reply)
+    if not sent:
+        return _Outcome(transient=True, error="the mail backend sent nothing")
+    return _refusals(waiting, addresses, refused, mask, sent=True, reply=reply)
 
 
-def _refusals(waiting: list[int], addresses: list[str], refused: dict, mask, *, accepted_reply) -> _Outcome:
-    """Each waiting recipient's outcome from the server's refusals ({address: (code, text)})."""
+def _refusals(waiting: list[int], addresses: list[str], refused: dict, mask, *, sent: bool, reply) -> _Outcome:
+    """Each waiting recipient's outcome: refused as the server said ({address: (code, text)}),
+    else accepted when the message was sent (with the server's reply to it, when the
+    backend keeps one: another Django backend has none to give)."""
     by_address = {}
     for index in waiting:
         by_address[sanitize_address(addresses[index], "utf-8").lower()] = index
@@ -287,7 +293,7 @@ def _refusals(waiting: list[int], addresses: list[str], refused: dict, mask, *, 
         for address, (code, text) in refused.items()
         if address.lower() in by_address
     }
-    code, text = accepted_reply if accepted_reply else (None, b"")
+    code, text = reply if reply else (None, b"")
     said = mask(f"{code} {_text(text)}") if code else ""
     outcome = _Outcome(transient=False, code=code, receiver=f"{_server()}: {said}" if said else _server())
     for index in waiting:
@@ -295,7 +301,7 @@ def _refusals(waiting: list[int], addresses: list[str], refused: dict, mask, *, 
             refusal_code, refusal_text = refusals[index]
             status = REFUSED if refusal_code >= 500 else PENDING  # 4xx: deferred, asked again
             outcome.replies[index] = (status, mask(f"{refusal_code} {refusal_text}"))
-        elif accepted_reply is not None:
+        elif sent:
             outcome.replies[index] = (ACCEPTED, said)
     problems = [f"recipient {index + 1}: {reply}" for index, (status, reply) in sorted(outcome.replies.items())
                 if status != ACCEPTED]  # fmt: skip

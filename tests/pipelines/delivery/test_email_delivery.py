@@ -338,3 +338,34 @@ def test_an_email_step_needs_a_prompt_for_its_body(acme):
     with pytest.raises(ValidationError) as caught:
         step.full_clean()
     assert caught.value.message_dict["prompt"] == ["An e-mail step needs a prompt template (its body)."]
+
+
+def test_another_django_backend_delivers_without_a_server_reply(
+    pipeline, smtp, settings, mailoutbox, django_capture_on_commit_callbacks
+):
+    settings.KEEL_EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+    run = execute(pipeline, django_capture_on_commit_callbacks)
+
+    assert run.status == Run.Status.COMPLETED, run.failure_reason
+    [sent] = mailoutbox
+    delivery = Delivery.objects.get(run=run)
+    assert sent.extra_headers["Message-ID"] == delivery.message_id and sent.to == [ANA]
+    assert (delivery.status, delivery.last_status_code) == ("delivered", None)
+    assert delivery.recipients == [{"address": ANA, "status": "accepted", "reply": ""}]
+    assert smtp.messages == []
+
+
+def test_a_delivery_whose_recipients_were_erased_is_not_sent_again(
+    pipeline, smtp, superuser, django_capture_on_commit_callbacks
+):
+    smtp.refuse = {ANA.lower()}
+    run = execute(pipeline, django_capture_on_commit_callbacks)
+    delivery = Delivery.objects.get(run=run)
+    subject_erase(identifier=ANA, reason="request 2026-119", actor=superuser)
+    smtp.refuse = set()
+
+    delivery = delivery_redeliver(delivery_pk=delivery.pk)
+
+    assert delivery.status == "failed" and delivery.attempts == 1
+    assert smtp.messages == []
