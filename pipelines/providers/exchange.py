@@ -137,7 +137,8 @@ def api_key(request: ModelRequest, *, required: bool = False) -> str:
     none is ``required``: a local server that wants no key)."""
     if not (request.credential or request.api_key_env):
         if required:
-            raise ProviderError(f"A {request.provider} model needs a credential holding its API key.", transient=False)
+            message = f"The {request.provider} provider needs a credential holding its API key."
+            raise ProviderError(message, transient=False)
         return ""
     try:
         return credential_value(workspace_id=request.workspace_id, slug=request.credential,
