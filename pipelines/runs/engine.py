@@ -92,7 +92,7 @@ def _events(run: Run, action: str, payload: dict, actor=None, along: tuple[str, 
 
 
 @functools.lru_cache(maxsize=256)
-def _input_validator(release_id: int, fingerprint: str) -> SchemaValidator:
+def input_validator(release_id: int, fingerprint: str) -> SchemaValidator:
     # Building a validator costs more than validating; a release's schema never changes.
     schema = Release.objects.get(pk=release_id, fingerprint=fingerprint).snapshot_data["input_schema"]
     return SchemaValidator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
@@ -146,7 +146,7 @@ def run_start(
     release = deployment_release_for(
         deployment, pipeline_slug=pipeline.slug, key=idempotency_key or input_sha256, source=source
     )
-    validator = _input_validator(release.pk, release.fingerprint)
+    validator = input_validator(release.pk, release.fingerprint)
     problems = sorted(
         f"input.{'.'.join(str(p) for p in e.absolute_path)}: {e.message}".replace("input.:", "input:")
         for e in validator.iter_errors(input)
@@ -210,9 +210,7 @@ def _deployment_read(
     PostgreSQL an id for a new run from the run table's sequence) in one round
     trip, or (None, False, None, None) without a deployment row.
 
-    Every run start makes this read, and the ORM's compilation of it (two
-    releases joined, two subqueries) cost more CPU than anything else in a
-    start: it is written as SQL once (pipelines/rows.py).
+    Every run start makes this read; it is written as SQL once (pipelines/rows.py).
     """
     sql, deployment_columns, release_columns, canary_columns = _deployment_read_sql(connection.vendor)
     row = fetch_row(sql, [pipeline.pk, pipeline.workspace_id, pipeline.pk, key or None, pipeline.pk, environment])
@@ -220,9 +218,10 @@ def _deployment_read(
         return None, False, None, None
     deployment = deployment_columns.instance(row, 0)
     start = len(deployment_columns)
-    deployment._state.fields_cache["pipeline"] = pipeline
-    deployment._state.fields_cache["release"] = release_columns.instance(row, start)
-    deployment._state.fields_cache["canary_release"] = canary_columns.instance(row, start + len(release_columns))
+    # Assigning a related instance caches it, as select_related would.
+    deployment.pipeline = pipeline
+    deployment.release = release_columns.instance(row, start)
+    deployment.canary_release = canary_columns.instance(row, start + len(release_columns))
     budgeted, earlier_id, run_id = row[-3:]
     return deployment, bool(budgeted), earlier_id, run_id
 
@@ -278,8 +277,8 @@ def _load(run_id: int) -> Run | None:
         return None
     run = run_columns.instance(row, 0)
     start = len(run_columns)
-    run._state.fields_cache["pipeline"] = pipeline_columns.instance(row, start)
-    run._state.fields_cache["release"] = release_columns.instance(row, start + len(pipeline_columns))
+    run.pipeline = pipeline_columns.instance(row, start)
+    run.release = release_columns.instance(row, start + len(pipeline_columns))
     return run
 
 
@@ -726,12 +725,21 @@ def runs_recover(*, now=None) -> list[int]:
 
 @transaction.atomic
 def run_cancel(*, run: Run, actor, reason: str) -> Run:
-    """Stop a run that has not finished; a worker holding it stops after its current step.
-
-    ``actor`` is a person, who needs the deploy right, or a component of Keel
-    named by a string (retention), which only code can pass."""
-    if not isinstance(actor, str) and not user_can(actor, "deploy_pipeline", run.pipeline):
+    """Stop a run that has not finished; a worker holding it stops after its current
+    step. ``actor`` is a user with the deploy right on the run's pipeline."""
+    if not user_can(actor, "deploy_pipeline", run.pipeline):
         raise PermissionDenied("Cancelling a run needs the deploy right on its pipeline.")
+    return _run_stop(run=run, actor=actor, reason=reason)
+
+
+@transaction.atomic
+def run_expire(*, run: Run, reason: str, component: str = "retention") -> Run:
+    """Cancel a run past its workspace's retention period: Keel applying the
+    workspace's policy, recorded as the system component ``component``."""
+    return _run_stop(run=run, actor=component, reason=reason)
+
+
+def _run_stop(*, run: Run, actor, reason: str) -> Run:
     if not (reason or "").strip():
         raise ValidationError({"reason": "Say why you are cancelling the run."})
     run = Run.objects.select_for_update().get(pk=run.pk)

@@ -22,7 +22,7 @@ from django.utils.crypto import salted_hmac
 from audit.models import AuditEvent, RetentionPolicy
 from audit.services import audit_record, audit_redact
 from pipelines.models import Evaluation, EvaluationCase, EvaluationResult, Run
-from pipelines.runs.engine import run_cancel
+from pipelines.runs.engine import run_expire
 from pipelines.runs.personal_data import (
     TOMBSTONE,
     descendants,
@@ -152,7 +152,7 @@ def retention_apply(*, now: datetime | None = None, actor="retention") -> dict[i
     """Redact each workspace's personal data older than its retention period.
 
     1. Runs that never finished (queued, running, waiting for review) are
-       cancelled first, through ``run_cancel``, so no worker or reviewer
+       cancelled first, through ``run_expire``, so no worker or reviewer
        carries them on.
     2. Finished runs are redacted with their whole story (documents,
        deliveries, reviews, cases made from them).
@@ -169,7 +169,7 @@ def retention_apply(*, now: datetime | None = None, actor="retention") -> dict[i
         counts = {"cancelled": 0, "runs": 0, "evaluation_cases": 0, "evaluations": 0}
         for run in old_runs.exclude(status__in=Run.FINISHED).order_by("pk"):
             try:
-                run_cancel(run=run, actor=actor, reason=reason)
+                run_expire(run=run, reason=reason, component=actor)
                 counts["cancelled"] += 1
             except ValidationError:
                 pass  # it finished meanwhile: redacted below as any finished run
