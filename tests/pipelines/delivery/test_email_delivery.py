@@ -9,6 +9,7 @@ import logging
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 
 from audit.context import acting_as
 from audit.models import AuditEvent
@@ -369,3 +370,18 @@ def test_a_delivery_whose_recipients_were_erased_is_not_sent_again(
 
     assert delivery.status == "failed" and delivery.attempts == 1
     assert smtp.messages == []
+
+
+def test_the_dead_letter_page_shows_no_recipient_address(pipeline, smtp, superuser, client,
+                                                         django_capture_on_commit_callbacks):  # fmt: skip
+    smtp.refuse = {ANA.lower()}
+    run = execute(pipeline, django_capture_on_commit_callbacks)
+    delivery = Delivery.objects.get(run=run)
+    client.force_login(superuser)
+
+    listing = client.get(reverse("admin:pipelines_deadletter_changelist"))
+    page = client.get(reverse("admin:pipelines_deadletter_change", args=[delivery.pk]))
+
+    assert listing.status_code == page.status_code == 200
+    assert str(delivery.delivery_id) in page.content.decode()
+    assert_no_address(listing.content.decode() + page.content.decode())
