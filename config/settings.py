@@ -356,6 +356,17 @@ KEEL_SUBJECT_KEY = env_str("KEEL_SUBJECT_KEY", "")
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "keel@localhost")
 
+# E-mail delivery (the deliver step's email channel, pipelines/delivery/email.py): sent through
+# this backend, Django's SMTP backend keeping the server's replies, to the EMAIL_* server.
+KEEL_EMAIL_BACKEND = env_str("KEEL_EMAIL_BACKEND", "pipelines.delivery.smtp.EmailBackend")
+KEEL_EMAIL_TIMEOUT_SECONDS = env_int("KEEL_EMAIL_TIMEOUT_SECONDS", 30, minimum=1)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")  # a secret: from the environment only
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+
 # The integration surface: API, cache, throttling, health, documents.
 # The cache holds throttle counters: Redis (KEEL_CACHE_URL=redis://...) so that
 # every web process counts against the same limit; per process otherwise.

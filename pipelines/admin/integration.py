@@ -209,6 +209,8 @@ class DeadLetterAdmin(ReadOnlyMixin, GovernedModelAdmin):
     readonly_fields = ("delivery_id", "run", "position", "event", "channel", "url", "status", "attempts",
                        "last_status_code", "last_error", "receiver", "payload_sha256", "created_at",
                        "delivered_at")  # fmt: skip
+    # An e-mail's recipients are people's addresses (pipelines/delivery/email.py): never on a page.
+    exclude = ("recipients",)
     actions = [resend_deliveries]
     action_rights = {"resend_deliveries": ("deploy_pipeline",)}
 

@@ -37,6 +37,7 @@ from audit.services import audit_record
 from governance.credential_sources import CredentialError, scrub
 from governance.credentials import credential_value
 from governance.egress import EgressError
+from pipelines.delivery.email import email_send
 from pipelines.delivery.errors import DeliveryError
 from pipelines.delivery.reports import report_build
 from pipelines.http import post_to, shared_client, workspace_target
@@ -74,6 +75,8 @@ def delivery_send(config: dict, document: dict, *, run_id: int, position: int) -
        transient, recording each attempt on the row and in the audit trail. No
        transaction or lock is held while a request is in flight.
     """
+    if config.get("channel") == Delivery.Channel.EMAIL:
+        return email_send(config, document, run_id=run_id, position=position)
     if config.get("channel") != Delivery.Channel.WEBHOOK:
         raise DeliveryError(f"Delivery channel {config.get('channel')!r} is not a webhook.")
     run = Run.objects.select_related("pipeline").get(pk=run_id)

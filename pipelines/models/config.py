@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+from jinja2 import meta
 from simple_history.models import HistoricalRecords
 
 from audit.context import history_user
@@ -20,7 +21,7 @@ from governance.models import (
     validate_policy_workspace,
 )
 from pipelines.steps import KIND_CHOICES, KINDS, validate_json_schema, validate_step_config
-from pipelines.steps.prompts import check_template
+from pipelines.steps.prompts import check_template, parse_template
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -70,6 +71,8 @@ class ModelConfig(models.Model):
     class Provider(models.TextChoices):
         BUILTIN = "builtin", "Built-in deterministic model (no network)"
         OPENAI = "openai", "OpenAI-compatible chat completions"
+        ANTHROPIC = "anthropic", "Anthropic Messages API"
+        AZURE_OPENAI = "azure_openai", "Azure OpenAI (a deployment of a resource)"
 
     workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="model_configs")
     slug = models.SlugField(max_length=100)
@@ -77,7 +80,18 @@ class ModelConfig(models.Model):
     provider = models.CharField(max_length=20, choices=Provider.choices)
     model_name = models.CharField(max_length=200)
     model_version = models.CharField(max_length=100, blank=True)
-    base_url = models.URLField(blank=True, help_text="The chat-completions endpoint's base URL (openai provider).")
+    base_url = models.URLField(
+        blank=True,
+        help_text="The API's base URL: the chat-completions endpoint's (openai), https://api.anthropic.com "
+        "(anthropic), the resource's endpoint https://<resource>.openai.azure.com (azure_openai).",
+    )
+    deployment = models.CharField(max_length=64, blank=True, help_text="Azure OpenAI: the deployment's name.")
+    api_version = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="Azure OpenAI: the api-version, e.g. 2024-10-21. Anthropic: the anthropic-version "
+        "header (empty sends 2023-06-01).",
+    )
     temperature = models.DecimalField(
         max_digits=3,
         decimal_places=2,
@@ -129,6 +143,8 @@ class ModelConfig(models.Model):
             raise ValidationError({"extra_params": "Extra parameters must be a JSON object."})
         if self.provider == self.Provider.OPENAI and not self.base_url:
             raise ValidationError({"base_url": "An OpenAI-compatible model needs the endpoint's base URL."})
+        if problems := _provider_problems(self):
+            raise ValidationError(problems)
         validate_credential_workspace(self.credential, self.workspace_id, "credential")
         if self.base_url and self.workspace_id:
             problem = url_problem(self.base_url, self.workspace.allowed_hosts)
@@ -138,6 +154,46 @@ class ModelConfig(models.Model):
     @property
     def audit_workspace_id(self) -> int:
         return self.workspace_id
+
+
+# Azure's deployment names; the API versions both providers date (2024-10-21, 2025-04-01-preview).
+DEPLOYMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+API_VERSION = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(-preview)?$")
+
+
+def _provider_problems(config: "ModelConfig") -> dict:
+    """What the Anthropic and Azure OpenAI providers need that a model config lacks, by field
+    (docs/providers.md has the table)."""
+    provider, problems = config.provider, {}
+    anthropic, azure = provider == ModelConfig.Provider.ANTHROPIC, provider == ModelConfig.Provider.AZURE_OPENAI
+    if not (anthropic or azure):
+        if config.deployment:
+            problems["deployment"] = "Only an Azure OpenAI model names a deployment."
+        if config.api_version:
+            problems["api_version"] = "Only Azure OpenAI and Anthropic models take an api_version."
+        return problems
+    if not config.base_url:
+        problems["base_url"] = (
+            "An Anthropic model needs the API's base URL, e.g. https://api.anthropic.com."
+            if anthropic
+            else "An Azure OpenAI model needs the resource's endpoint, e.g. https://<resource>.openai.azure.com."
+        )
+    if config.credential_id is None:
+        header = "x-api-key" if anthropic else "api-key"
+        problems["credential"] = f"This provider needs the workspace credential holding its API key (sent as {header})."
+    if anthropic and config.temperature is not None and config.temperature > 1:
+        problems["temperature"] = "Anthropic takes a temperature from 0 to 1."
+    if anthropic and config.deployment:
+        problems["deployment"] = "Only an Azure OpenAI model names a deployment."
+    if azure and not config.deployment:
+        problems["deployment"] = "An Azure OpenAI model needs its deployment's name (it chooses the model)."
+    elif azure and not DEPLOYMENT.match(config.deployment):
+        problems["deployment"] = "A deployment name is up to 64 letters, digits, '.', '_' and '-'."
+    if azure and not config.api_version:
+        problems["api_version"] = "An Azure OpenAI model needs the api-version, e.g. 2024-10-21."
+    elif config.api_version and not API_VERSION.match(config.api_version):
+        problems["api_version"] = "An API version is a date, e.g. 2024-10-21 (or 2025-04-01-preview)."
+    return problems
 
 
 class ModelConfigUserObjectPermission(UserObjectPermissionBase):
@@ -237,11 +293,15 @@ class Step(PipelinePart, models.Model):
         validate_step_config(self.kind, self.config)
         kind = KINDS[self.kind]
         errors = {}
-        if kind.needs_prompt and self.prompt_id is None:
-            errors["prompt"] = f"A {self.kind} step needs a prompt template."
+        # An e-mail's body is the step's prompt template.
+        email = self.kind == "deliver" and self.config.get("channel") == "email"
+        needs_prompt = kind.needs_prompt or email
+        if needs_prompt and self.prompt_id is None:
+            needed = "An e-mail step needs a prompt template (its body)."
+            errors["prompt"] = needed if email else f"A {self.kind} step needs a prompt template."
         if kind.needs_model and self.model_config_id is None:
             errors["model_config"] = f"A {self.kind} step needs a model config."
-        if not kind.needs_prompt and self.prompt_id is not None:
+        if not needs_prompt and self.prompt_id is not None:
             errors["prompt"] = f"A {self.kind} step takes no prompt template."
         if not kind.needs_model and self.model_config_id is not None:
             errors["model_config"] = f"A {self.kind} step takes no model config."
@@ -267,8 +327,19 @@ class Step(PipelinePart, models.Model):
                 workspace = None
             if workspace is not None:
                 errors.update(_webhook_problems(self.config, workspace))
+        if not errors and email:
+            errors.update(_subject_problems(self.config["subject"], self.prompt_id))
         if errors:
             raise ValidationError(errors)
+
+
+def _subject_problems(subject: str, prompt_id: int) -> dict:
+    """An e-mail's subject renders over its prompt's variables: it may use no other."""
+    declared = PromptTemplate.objects.filter(pk=prompt_id).values_list("variables", flat=True).first() or []
+    undeclared = sorted(meta.find_undeclared_variables(parse_template(subject, field="config")) - set(declared))
+    if undeclared:
+        return {"config": f"config.subject uses variables its prompt does not declare: {', '.join(undeclared)}."}
+    return {}
 
 
 def _webhook_problems(config: dict, workspace: Workspace) -> dict:

@@ -23,6 +23,7 @@ class Delivery(models.Model):
 
     class Channel(models.TextChoices):
         WEBHOOK = "webhook"
+        EMAIL = "email"
 
     run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="deliveries")
     position = models.PositiveSmallIntegerField()
@@ -42,11 +43,16 @@ class Delivery(models.Model):
     # (pipelines/delivery/notices.py), with the notice's fields, sent again as recorded.
     event = models.CharField(max_length=40, blank=True, default="")
     notice = models.JSONField(null=True, blank=True)
+    # An e-mail (pipelines/delivery/email.py): the Message-ID every attempt carries, and each
+    # recipient's address, whether the server accepted it, and what it said.
+    message_id = models.CharField(max_length=200, blank=True, default="")
+    recipients = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
 
-    # A receiver's error may quote the body; a notice carries the run's reason.
-    personal_fields = ("last_error", "notice")
+    # A receiver's error may quote the body; a notice carries the run's reason; an
+    # e-mail's recipients are people's addresses.
+    personal_fields = ("last_error", "notice", "recipients")
     personal_parent = "run"
 
     class Meta:

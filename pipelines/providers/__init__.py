@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class ModelRequest:
-    provider: str  # "builtin" or "openai"
+    provider: str  # "builtin", "openai", "anthropic" or "azure_openai"
     model_name: str
     model_version: str
     messages: tuple[dict, ...]  # chat messages: ({"role": "user", "content": "..."},)
@@ -29,6 +29,10 @@ class ModelRequest:
     extra_params: dict = field(default_factory=dict)
     price_input_per_1k: float = 0.0
     price_output_per_1k: float = 0.0
+    # Azure OpenAI: the deployment the URL names; its api-version (Anthropic: its
+    # anthropic-version header, when not the default). Empty for the others.
+    deployment: str = ""
+    api_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,30 @@ def cost_of(request: ModelRequest, input_tokens: int, output_tokens: int) -> flo
     return spent / 1000
 
 
+def recorded_response(request: ModelRequest, recording: dict) -> ModelResponse:
+    """A recorded answer as a ModelResponse, read as its provider reads a live
+    one: Anthropic's ``message``, else the chat.completion that the builtin,
+    openai and azure_openai providers record."""
+    body = recording["response_body"]
+    if request.provider == "anthropic":
+        from pipelines.providers import anthropic
+
+        text, input_tokens, output_tokens = anthropic.reply_read(body)
+    else:
+        usage = body.get("usage") or {}
+        input_tokens, output_tokens = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+        text = body["choices"][0]["message"]["content"]
+    return ModelResponse(
+        text=text,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost=cost_of(request, input_tokens, output_tokens),
+        request_body=recording.get("request_body") or {},
+        response_body=body,
+        attempts=tuple(recording.get("attempts") or ()),
+    )
+
+
 def call_model(request: ModelRequest) -> ModelResponse:
     """Dispatch to the provider the request names."""
     if request.provider == "builtin":
@@ -74,4 +102,12 @@ def call_model(request: ModelRequest) -> ModelResponse:
         from pipelines.providers import openai
 
         return openai.complete(request)
+    if request.provider == "anthropic":
+        from pipelines.providers import anthropic
+
+        return anthropic.complete(request)
+    if request.provider == "azure_openai":
+        from pipelines.providers import azure_openai
+
+        return azure_openai.complete(request)
     raise ProviderError(f"Unknown provider {request.provider!r}.", transient=False)

@@ -81,6 +81,8 @@ def release_snapshot(pipeline: Pipeline) -> dict:
                     "slug": model.slug,
                     "version": _version_of(model),
                     **{name: _plain(getattr(model, name)) for name in _MODEL_FIELDS},
+                    # Azure's and Anthropic's settings, only where set: other snapshots stay as they were.
+                    **{name: getattr(model, name) for name in ("deployment", "api_version") if getattr(model, name)},
                     # The credential's slug, resolved in the run's workspace at call time; never a value.
                     "credential": model.credential.slug if model.credential_id else "",
                 },

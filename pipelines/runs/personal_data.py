@@ -99,6 +99,7 @@ KEPT_FIELDS = {
         "payload_sha256": "a hash",
         "receiver": "the receiving server's host and name",
         "event": "a fixed event name",
+        "message_id": "an e-mail's Message-ID, made from the delivery id",
     },
     "pipelines.Document": {"sha256": "a hash"},
     "pipelines.EvaluationCase": {

@@ -23,7 +23,7 @@ from audit.canonical import canonical_bytes
 from audit.models import AuditEvent
 from pipelines.delivery.reports import report_build
 from pipelines.models import Run, StepRun
-from pipelines.providers import ModelRequest, ModelResponse, ProviderError, cost_of
+from pipelines.providers import ModelRequest, ModelResponse, ProviderError, recorded_response
 from pipelines.providers import call_model as live_call_model
 from pipelines.runs.documents import DocumentRefused, run_first_document
 from pipelines.runs.engine import derive_seed
@@ -69,23 +69,6 @@ def _sha256(value) -> str:
     return hashlib.sha256(canonical_bytes(value)).hexdigest()
 
 
-def _response(request: ModelRequest, recording: dict) -> ModelResponse:
-    """The recorded answer as a ModelResponse: both providers record an
-    OpenAI-shaped chat.completion, so text and tokens are read from it."""
-    body = recording["response_body"]
-    usage = body.get("usage") or {}
-    input_tokens, output_tokens = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
-    return ModelResponse(
-        text=body["choices"][0]["message"]["content"],
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cost=cost_of(request, input_tokens, output_tokens),
-        request_body=recording.get("request_body") or {},
-        response_body=body,
-        attempts=tuple(recording.get("attempts") or ()),
-    )
-
-
 class _Recorded:
     """``call_model`` for replay: the step's recorded responses, in order,
     noting every request that differs from the one recorded."""
@@ -108,7 +91,7 @@ class _Recorded:
             )
         if "error" in recording:  # the call failed: the failure is what was learned from outside
             raise ProviderError(recording["error"], transient=bool(recording.get("transient")))
-        return _response(request, recording)
+        return recorded_response(request, recording)
 
     def unused(self) -> list[str]:
         left = len(self.recordings) - self.used

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError
 from jsonschema.exceptions import ValidationError as SchemaValidationError
@@ -99,13 +100,24 @@ KINDS: dict[str, StepKind] = {
             {
                 **_object(
                     {
-                        "channel": {"enum": ["webhook", "stored"]},
+                        "channel": {"enum": ["webhook", "stored", "email"]},
                         "url": {"type": "string", "pattern": "^https?://"},
                         # The slug of the workspace credential that signs the body.
                         "credential": {"type": "string", "pattern": SLUG, "maxLength": 100},
                         # "pdf": a PDF report of the output with its provenance (pipelines/delivery/reports.py).
                         "format": {"enum": ["json", "pdf"]},
                         "title": {"type": "string", "minLength": 1, "maxLength": 200},
+                        # email: fixed recipients, or the output's field holding them; the
+                        # subject's template (the body is the step's prompt template).
+                        "to": {
+                            "type": "array",
+                            "items": {"type": "string", "maxLength": 254},
+                            "minItems": 1,
+                            "maxItems": 50,
+                        },  # fmt: skip
+                        "to_field": {"type": "string", "pattern": FIELD_NAME},
+                        "subject": {"type": "string", "minLength": 1, "maxLength": 1000},
+                        "variables": {"type": "object"},
                     },
                     required=("channel",),
                 ),
@@ -136,6 +148,8 @@ def validate_step_config(kind: str, config: object) -> None:
         validate_json_schema(config["schema"], field="config")
     if kind == "deliver" and "title" in config and config.get("format") != "pdf":
         raise ValidationError({"config": 'config.title: a title is for PDF reports ("format": "pdf").'})
+    if kind == "deliver" and (problems := _email_problems(config)):
+        raise ValidationError({"config": problems})
     if kind == "transform":
         for field, body in config["mapping"].items():
             try:
@@ -152,6 +166,32 @@ def validate_step_config(kind: str, config: object) -> None:
         ]
         if problems:
             raise ValidationError({"config": problems})
+
+
+EMAIL_KEYS = ("to", "to_field", "subject", "variables")
+
+
+def _email_problems(config: dict) -> list[str]:
+    """An e-mail step names its recipients one way and its subject; other channels take neither."""
+    if config["channel"] != "email":
+        return [f"config.{key}: only an e-mail step takes it." for key in EMAIL_KEYS if key in config]
+    problems = [f"config.{key}: an e-mail step has none." for key in ("url", "credential") if key in config]
+    if ("to" in config) == ("to_field" in config):
+        problems.append("config.to: name the recipients as config.to (a list of addresses) "
+                        "or config.to_field (the output's field holding them), one of the two.")  # fmt: skip
+    for number, address in enumerate(config.get("to", []), start=1):
+        try:
+            validate_email(address)
+        except ValidationError:
+            problems.append(f"config.to: item {number} ({address!r}) is not a valid e-mail address.")
+    if "subject" not in config:
+        problems.append("config.subject: an e-mail step needs a subject (a template over the prompt's variables).")
+    else:
+        try:
+            parse_template(config["subject"], field="config")
+        except ValidationError as exc:
+            problems.extend(f"config.subject: {m}" for m in exc.message_dict["config"])
+    return problems
 
 
 def validate_json_schema(schema: object, *, field: str) -> None:

@@ -3,6 +3,7 @@
 ``stored``: the run keeps the document as its result (the engine saves it).
 ``webhook``: the run's delivery hook POSTs it, signed, under a delivery id
 that stays the same however often the step is retried (pipelines/delivery/webhooks.py).
+``email``: the same, as an e-mail under a stable Message-ID (pipelines/delivery/email.py).
 Either way the document passes through unchanged.
 
 ``"format": "pdf"`` makes a PDF report of the document with its provenance
@@ -24,13 +25,15 @@ def _report(document: dict, ctx: StepContext) -> dict:
 def execute(document: dict, ctx: StepContext) -> StepResult:
     config = ctx.step["config"]
     channel = config.get("channel")
-    if channel not in ("stored", "webhook"):
+    if channel not in ("stored", "webhook", "email"):
         raise StepError(f"Delivery channel {channel!r} is not available in this version of Keel.")
     report = _report(document, ctx) if config.get("format") == "pdf" else {}
     if channel == "stored":
         return StepResult(output=document, decision={"delivered_to": "stored", **report})
     if ctx.deliver is None:
-        raise StepError("Webhook delivery is unavailable outside a run.")
+        raise StepError(f"{channel.capitalize()} delivery is unavailable outside a run.")
     record = ctx.deliver(config, document)
+    # An e-mail's decision names the channel, never its recipients (personal data, kept on the Delivery row).
+    delivered_to = "email" if channel == "email" else config["url"]
     # The report's record last: on replay the rebuilt report's hash replaces the recorded one, to be compared.
-    return StepResult(output=document, decision={"delivered_to": config["url"], **record, **report})
+    return StepResult(output=document, decision={"delivered_to": delivered_to, **record, **report})

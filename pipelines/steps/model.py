@@ -44,6 +44,8 @@ def build_request(model: dict, text: str, *, seed: int, workspace_id: int | None
         extra_params=json_copy(model.get("extra_params") or {}),
         price_input_per_1k=float(model.get("price_input_per_1k", 0)),
         price_output_per_1k=float(model.get("price_output_per_1k", 0)),
+        deployment=model.get("deployment") or "",
+        api_version=model.get("api_version") or "",
     )
 
 
@@ -55,8 +57,10 @@ def request_record(request: ModelRequest) -> dict:
     # api_key_env, and its recordings say so.
     sent = {field.name: getattr(request, field.name) for field in dataclasses.fields(request)}
     del sent["workspace_id"]
-    if not sent["credential"]:
-        del sent["credential"]
+    # Fields a provider does not use are left out, as a release that predates them recorded.
+    for name in ("credential", "deployment", "api_version"):
+        if not sent[name]:
+            del sent[name]
     sent["messages"] = [dict(message) for message in request.messages]  # JSON has lists, not tuples
     sent["extra_params"] = json_copy(request.extra_params)
     return sent

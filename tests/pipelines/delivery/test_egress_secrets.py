@@ -17,7 +17,7 @@ from audit.context import acting_as
 from audit.models import AuditEvent
 from governance.models import Credential, Workspace
 from pipelines.models import Delivery, EvaluationCase, EvaluationResult, ModelConfig, Pipeline, Run, Step, StepRun
-from pipelines.providers import openai as provider
+from pipelines.providers import exchange
 from pipelines.releases.cut import release_cut
 from pipelines.runs.engine import run_execute, run_start
 from tests import factories
@@ -37,7 +37,7 @@ def secrets_in_the_environment(monkeypatch, settings):
     monkeypatch.setenv("SECRET_KEY", SERVER_SECRET)
     monkeypatch.setenv("KEEL_CHECKPOINT_KEY", SERVER_SECRET)
     settings.SECRET_KEY = SERVER_SECRET
-    monkeypatch.setattr(provider, "BACKOFF_BASE_SECONDS", 0.0)
+    monkeypatch.setattr(exchange, "BACKOFF_BASE_SECONDS", 0.0)
 
 
 @pytest.fixture

@@ -3,8 +3,7 @@ import json
 
 import pytest
 
-from pipelines.providers import ModelRequest, ProviderError, call_model
-from pipelines.providers import openai as provider
+from pipelines.providers import ModelRequest, ProviderError, call_model, exchange
 from tests import factories
 from tests.pipelines.bad_replies import BAD_REPLIES, REPLY_LIMIT
 from tests.pipelines.chat_server import ChatServer, Reply, completion
@@ -21,7 +20,7 @@ def server():
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
-    monkeypatch.setattr(provider, "BACKOFF_BASE_SECONDS", 0.01)
+    monkeypatch.setattr(exchange, "BACKOFF_BASE_SECONDS", 0.01)
 
 
 # The workspace the calls are made for: it allows 127.0.0.1 and holds the "openai" credential.

@@ -14,7 +14,7 @@ from django.utils import timezone
 from audit.context import acting_as
 from audit.models import AuditEvent
 from pipelines.models import ModelConfig, Pipeline, Run, StepRun
-from pipelines.providers import openai as openai_provider
+from pipelines.providers import exchange
 from pipelines.releases.cut import release_cut
 from pipelines.runs.engine import run_execute, run_start
 from pipelines.runs.replay import run_replay, runs_replay
@@ -80,7 +80,7 @@ def chat_classifier(triage):
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
-    monkeypatch.setattr(openai_provider, "BACKOFF_BASE_SECONDS", 0.01)
+    monkeypatch.setattr(exchange, "BACKOFF_BASE_SECONDS", 0.01)
 
 
 def replay_command(*args) -> str:
