@@ -74,7 +74,9 @@ def inherited_rights(obj: Model) -> list[InheritedRight]:
     meaning = inherited_from_workspace(type(obj)) if workspace is not None else {}
     if meaning:
         labels = {codename: ACTION_LABELS[action] for codename, action in meaning.items()}
-        users = get_users_with_perms(workspace, attach_perms=True, with_group_users=False, only_with_perms_in=list(labels))
+        users = get_users_with_perms(
+            workspace, attach_perms=True, with_group_users=False, only_with_perms_in=list(labels)
+        )
         for user, codenames in sorted(users.items(), key=lambda item: item[0].get_username()):
             rights = [labels[c] for c in labels if c in codenames]
             rows.append(InheritedRight(user.get_username(), "user", rights, f"workspace {workspace}"))

@@ -14,7 +14,5 @@ def diff_lines(lines: list[str] | None) -> list[DiffLine]:
     """A unified diff's lines, each with its kind, for the coloured diff the
     history pages use (``_history_styles.html``); the file headers dropped."""
     return [
-        DiffLine(_KINDS.get(line[:1], "same"), line)
-        for line in lines or []
-        if not line.startswith(("--- ", "+++ "))
+        DiffLine(_KINDS.get(line[:1], "same"), line) for line in lines or [] if not line.startswith(("--- ", "+++ "))
     ]

@@ -14,13 +14,26 @@ from django.utils.html import format_html
 
 from audit.services import audit_record
 from governance.admin_base import GovernedModelAdmin
+from pipelines.admin.columns import (
+    badge,
+    created_column,
+    pipeline_column,
+    release_column,
+    release_runs,
+    run_failure,
+    run_finished,
+    run_number,
+    run_source,
+    run_status,
+    run_trigger,
+)
 from pipelines.admin.release_control import (
     DEPLOYMENT_ACTIONS,
     RELEASE_ACTIONS,
     as_of_view,
-    release_review_view,
     runs_to_cases,
 )
+from pipelines.admin.release_review import release_review_view
 from pipelines.models import Delivery, Deployment, Release, ReleaseTransition, Run, StepRun
 from pipelines.releases.cut import release_cut
 from pipelines.releases.deploy import deployment_rollback, deployment_set
@@ -126,12 +139,12 @@ class ReadOnlyMixin:
 
 @admin.register(Release)
 class ReleaseAdmin(ReadOnlyMixin, GovernedModelAdmin):
-    list_display = ("__str__", "pipeline", "number", "state", "short_fingerprint", "created_by", "created_at")
+    list_display = ("__str__", pipeline_column, "number", "state", "short_fingerprint", "created_by", created_column)
     list_filter = ("pipeline",)
     list_select_related = ("pipeline", "created_by")
     search_fields = ("pipeline__slug", "fingerprint", "notes")
     readonly_fields = ("pipeline", "number", "fingerprint", "keel_version", "notes", "created_by", "created_at")
-    fields = (*readonly_fields, "review_link", "snapshot_pretty")
+    fields = (*readonly_fields, "review_link", "runs_link", "snapshot_pretty")
     actions = [deploy_staging, deploy_production, *RELEASE_ACTIONS]
     action_rights = {
         "deploy_staging": ("deploy_pipeline",),
@@ -160,7 +173,11 @@ class ReleaseAdmin(ReadOnlyMixin, GovernedModelAdmin):
 
     @admin.display(description="state", ordering="latest_state")
     def state(self, obj):
-        return getattr(obj, "latest_state", None) or "draft"
+        return badge(getattr(obj, "latest_state", None) or "draft")
+
+    @admin.display(description="runs")
+    def runs_link(self, obj):
+        return release_runs(obj)
 
     def get_urls(self):
         from django.urls import path
@@ -182,7 +199,7 @@ class ReleaseAdmin(ReadOnlyMixin, GovernedModelAdmin):
 
 @admin.register(Deployment)
 class DeploymentAdmin(ReadOnlyMixin, GovernedModelAdmin):
-    list_display = ("pipeline", "environment", "release", "canary_release", "canary_share", "paused", "updated_at")
+    list_display = (pipeline_column, "environment", "release", "canary_release", "canary_share", "paused", "updated_at")
     list_select_related = ("pipeline", "release", "canary_release")
     list_filter = ("environment", "paused")
     readonly_fields = ("pipeline", "environment", "release", "canary_release", "canary_share", "canary_sources",
@@ -256,7 +273,8 @@ def retry_runs(modeladmin, request, queryset):
 
 @admin.register(Run)
 class RunAdmin(ReadOnlyMixin, GovernedModelAdmin):
-    list_display = ("pk", "pipeline", "release", "status", "trigger", "source", "created_at", "finished_at")
+    list_display = (run_number, pipeline_column, release_column, run_status, run_trigger, run_source, run_failure,
+                    created_column, run_finished)  # fmt: skip
     list_filter = ("status", "trigger", "environment")
     list_select_related = ("pipeline", "release", "release__pipeline")
     search_fields = ("=pk", "idempotency_key", "source")
