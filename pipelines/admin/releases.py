@@ -15,15 +15,15 @@ from django.utils.html import format_html
 from audit.services import audit_record
 from governance.admin_base import GovernedModelAdmin
 from pipelines.admin.columns import (
+    TriggerFilter,
     badge,
     created_column,
     pipeline_column,
-    release_column,
     release_runs,
     run_failure,
     run_finished,
     run_number,
-    run_source,
+    run_pipeline,
     run_status,
     run_trigger,
 )
@@ -273,9 +273,8 @@ def retry_runs(modeladmin, request, queryset):
 
 @admin.register(Run)
 class RunAdmin(ReadOnlyMixin, GovernedModelAdmin):
-    list_display = (run_number, pipeline_column, release_column, run_status, run_trigger, run_source, run_failure,
-                    created_column, run_finished)  # fmt: skip
-    list_filter = ("status", "trigger", "environment")
+    list_display = (run_number, run_pipeline, run_status, run_trigger, run_failure, run_finished)
+    list_filter = ("status", TriggerFilter, "environment")
     list_select_related = ("pipeline", "release", "release__pipeline")
     search_fields = ("=pk", "idempotency_key", "source")
     date_hierarchy = "created_at"
