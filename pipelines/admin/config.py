@@ -10,7 +10,7 @@ from governance.admin_base import FORMFIELD_OVERRIDES, WORKSPACE_FILTER, Governe
 from governance.models import Credential
 from governance.permissions import filter_for_user, user_can
 from pipelines.admin.links import pipeline_related_links
-from pipelines.admin.release_control import pause_pipelines, resume_pipelines
+from pipelines.admin.release_control import pause_pipelines, unpause_pipelines
 from pipelines.admin.releases import cut_release
 from pipelines.models import ModelConfig, Pipeline, PromptTemplate, Step
 from pipelines.releases.config import config_owner_transfer
@@ -74,8 +74,8 @@ class PipelineAdmin(GovernedModelAdmin):
     search_fields = ("name", "slug", "description")
     prepopulated_fields = {"slug": ("name",)}
     inlines = [StepInline]
-    actions = [transfer_ownership, cut_release, pause_pipelines, resume_pipelines]
-    action_rights = {"pause_pipelines": ("deploy_pipeline",), "resume_pipelines": ("deploy_pipeline",)}
+    actions = [transfer_ownership, cut_release, pause_pipelines, unpause_pipelines]
+    action_rights = {"pause_pipelines": ("deploy_pipeline",), "unpause_pipelines": ("deploy_pipeline",)}
     readonly_fields = ("related",)
     fieldsets = [
         (None, {"fields": ("workspace", "name", "slug", "description", "related", "input_schema")}),
