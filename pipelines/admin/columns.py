@@ -76,6 +76,11 @@ def created_column(obj) -> str:
     return when(obj.created_at)
 
 
+@admin.display(description="Updated", ordering="updated_at")
+def updated_column(obj) -> str:
+    return when(obj.updated_at)
+
+
 @admin.display(description="Finished", ordering="finished_at")
 def run_finished(run: Run) -> str:
     return when(run.finished_at) or "-"

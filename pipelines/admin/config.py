@@ -9,6 +9,7 @@ from django.template.response import TemplateResponse
 from governance.admin_base import FORMFIELD_OVERRIDES, WORKSPACE_FILTER, GovernedModelAdmin, GovernedStackedInline
 from governance.models import Credential
 from governance.permissions import filter_for_user, user_can
+from pipelines.admin.columns import updated_column
 from pipelines.admin.links import pipeline_related_links
 from pipelines.admin.release_control import pause_pipelines, unpause_pipelines
 from pipelines.admin.releases import cut_release
@@ -68,7 +69,7 @@ class StepInline(GovernedStackedInline):
 
 @admin.register(Pipeline)
 class PipelineAdmin(GovernedModelAdmin):
-    list_display = ("name", "slug", "workspace", "owner", "approval_policy", "updated_at")
+    list_display = ("name", "slug", "workspace", "owner", "approval_policy", updated_column)
     list_filter = (WORKSPACE_FILTER,)
     list_select_related = ("workspace", "owner", "approval_policy")
     search_fields = ("name", "slug", "description")
@@ -98,7 +99,7 @@ class PipelineAdmin(GovernedModelAdmin):
 class PromptTemplateAdmin(GovernedModelAdmin):
     # A prompt is kept exactly as typed (trailing newlines too), so a save that changes nothing is no new version.
     formfield_overrides = {**FORMFIELD_OVERRIDES, models.TextField: {"strip": False}}
-    list_display = ("name", "slug", "workspace", "owner", "updated_at")
+    list_display = ("name", "slug", "workspace", "owner", updated_column)
     list_filter = (WORKSPACE_FILTER,)
     list_select_related = ("workspace", "owner")
     search_fields = ("name", "slug", "body")

@@ -24,6 +24,7 @@ from pipelines.admin.columns import (
     run_pipeline,
     run_status,
     run_trigger,
+    updated_column,
 )
 from pipelines.admin.release_control import (
     DEPLOYMENT_ACTIONS,
@@ -183,7 +184,15 @@ class ReleaseAdmin(ReadOnlyMixin, GovernedModelAdmin):
 
 @admin.register(Deployment)
 class DeploymentAdmin(ReadOnlyMixin, GovernedModelAdmin):
-    list_display = (pipeline_column, "environment", "release", "canary_release", "canary_share", "paused", "updated_at")
+    list_display = (
+        pipeline_column,
+        "environment",
+        "release",
+        "canary_release",
+        "canary_share",
+        "paused",
+        updated_column,
+    )
     list_select_related = ("pipeline", "release", "canary_release")
     list_filter = ("environment", "paused")
     readonly_fields = ("pipeline", "environment", "release", "canary_release", "canary_share", "canary_sources",
