@@ -45,7 +45,7 @@ def run_status(run: Run) -> str:
     return badge(run.status, run.status.replace("_", " ").capitalize())
 
 
-@admin.display(description="Triggered by", ordering="trigger")
+@admin.display(description="Trigger", ordering="trigger")
 def run_trigger(run: Run) -> str:
     return TRIGGER_LABELS.get(run.trigger, run.trigger)
 

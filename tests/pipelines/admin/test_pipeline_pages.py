@@ -39,7 +39,7 @@ def test_the_runs_list_has_named_columns_badges_and_the_failure_reason(client, l
     client.force_login(lead)
     response = client.get(reverse("admin:pipelines_run_changelist"))
     headers = [header["text"] for header in response.context["result_headers"]]
-    assert headers[1:] == ["Run", "Pipeline", "Status", "Triggered by", "Failure reason", "Finished"]
+    assert headers[1:] == ["Run", "Pipeline", "Status", "Trigger", "Failure reason", "Finished"]
     html = response.content.decode()
     assert '<span class="keel-badge keel-badge-failed">Failed</span>' in html
     assert '<span class="keel-badge keel-badge-waiting_review">Waiting review</span>' in html
