@@ -61,7 +61,7 @@ def run_failure(run: Run) -> str:
 class TriggerFilter(admin.SimpleListFilter):
     """The trigger filter with names a person reads ("API", not "Api")."""
 
-    title = "triggered by"
+    title = "trigger"
     parameter_name = "trigger__exact"
 
     def lookups(self, request, model_admin):
