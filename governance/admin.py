@@ -5,6 +5,7 @@ from guardian.shortcuts import assign_perm
 from governance import admin_accounts  # noqa: F401 - registers the service account admin
 from governance.admin_base import WORKSPACE_FILTER, GovernedModelAdmin
 from governance.credentials import can_manage_credentials, credential_delete, credential_save
+from governance.forms import CHANGE_REASON
 from governance.models import ApprovalPolicy, ChangePolicy, Credential, Workspace
 from governance.permissions import can_change_change_policy, workspaces_for_user
 from governance.roles import GOVERNANCE_LEADS, ROLES
@@ -96,7 +97,8 @@ class CredentialAdmin(GovernedModelAdmin):
         return formfield
 
     def save_model(self, request, obj, form, change):
-        credential_save(credential=obj, actor=request.user, reason="Edited in the admin")
+        reason = form.cleaned_data.get(CHANGE_REASON) or "Edited in the admin"
+        credential_save(credential=obj, actor=request.user, reason=reason)
 
     def delete_model(self, request, obj):
         credential_delete(credential=obj, actor=request.user)

@@ -14,6 +14,11 @@ naming the field); every save and delete goes through
 rights again and record the audit event in the same transaction; every bulk
 action first needs a right on each selected object (``action_rights``), then
 its service checks its own.
+
+Every change form of history-tracked configuration asks why (the reason goes
+into the history record and its audit event; the workspace decides whether
+it is required), and JSON fields are edited pretty-printed, with syntax
+errors named by line and column (governance.forms).
 """
 
 import functools
@@ -24,6 +29,7 @@ from django.db import models, transaction
 
 from governance.admin_history import HistoryAdminMixin
 from governance.admin_permissions import ObjectPermissionsAdminMixin
+from governance.forms import CHANGE_REASON, ChangeReasonForm, JSONEditorField
 from governance.models import Workspace
 from governance.permissions import (
     filter_for_user,
@@ -33,7 +39,7 @@ from governance.permissions import (
     user_can_link,
     workspaces_for_user,
 )
-from governance.services import object_delete, object_save
+from governance.services import is_history_tracked, object_delete, object_save
 
 # The right an action needs on each selected object unless its admin says otherwise.
 DEFAULT_ACTION_RIGHTS = ("change",)
@@ -75,9 +81,20 @@ def _model_perm(request, model, action: str) -> bool:
     return request.user.has_perm(f"{opts.app_label}.{action}_{opts.model_name}")
 
 
+# URLs typed without a scheme are taken as https (Django 6's default, today);
+# JSON is edited pretty-printed in a monospace editor.
+FORMFIELD_OVERRIDES = {
+    models.URLField: {"assume_scheme": "https"},
+    models.JSONField: {"form_class": JSONEditorField},
+}
+
+
+def _reason(form) -> str:
+    return (getattr(form, "cleaned_data", None) or {}).get(CHANGE_REASON, "")
+
+
 class GovernedModelAdmin(HistoryAdminMixin, ObjectPermissionsAdminMixin, admin.ModelAdmin):
-    # URLs typed without a scheme are taken as https (Django 6's default, today).
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    formfield_overrides = FORMFIELD_OVERRIDES
     # action name -> the rights (any one) it needs on each selected object.
     action_rights: dict[str, tuple[str, ...]] = {}
 
@@ -113,13 +130,36 @@ class GovernedModelAdmin(HistoryAdminMixin, ObjectPermissionsAdminMixin, admin.M
     def formfield_for_manytomany(self, db_field, request, **kwargs):
         return super().formfield_for_manytomany(db_field, request, **_narrowed(db_field, request, kwargs))
 
+    class Media:
+        css = {"all": ("governance/admin.css",)}
+
     def get_form(self, request, obj=None, change=False, **kwargs):
+        if is_history_tracked(self.model):
+            # The reason for the change rides on the form (rendered above the save buttons).
+            base = kwargs.get("form", self.form)
+            kwargs["form"] = type(base.__name__, (ChangeReasonForm, base), {})
         return link_checked(super().get_form(request, obj, change=change, **kwargs), request.user)
+
+    def get_fieldsets(self, request, obj=None):
+        # The reason is not one of the object's fields: the change form shows it by the save buttons.
+        return [
+            (name, {**options, "fields": [f for f in options["fields"] if f != CHANGE_REASON]})
+            for name, options in super().get_fieldsets(request, obj)
+        ]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        form = context["adminform"].form
+        may_write = self.has_add_permission(request) if add else self.has_change_permission(request, obj)
+        if CHANGE_REASON in form.fields and may_write:
+            context["change_reason_field"] = form[CHANGE_REASON]
+            workspace = form.policy_workspace() if obj is not None else None
+            context["change_reason_required"] = bool(workspace and workspace.change_reason_required)
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
     # Writes: each through the services that check the rights and record the event.
 
     def save_model(self, request, obj, form, change):
-        object_save(obj=obj, actor=request.user)
+        object_save(obj=obj, actor=request.user, reason=_reason(form))
 
     def delete_model(self, request, obj):
         object_delete(obj=obj, actor=request.user)
@@ -130,10 +170,12 @@ class GovernedModelAdmin(HistoryAdminMixin, ObjectPermissionsAdminMixin, admin.M
             self.delete_model(request, obj)
 
     def save_formset(self, request, form, formset, change):
+        # The rows (a pipeline's steps) carry the reason given for the whole form.
+        reason = _reason(form)
         for obj in formset.save(commit=False):
-            object_save(obj=obj, actor=request.user)
+            object_save(obj=obj, actor=request.user, reason=reason)
         for obj in formset.deleted_objects:
-            object_delete(obj=obj, actor=request.user)
+            object_delete(obj=obj, actor=request.user, reason=reason)
         formset.save_m2m()
 
     def get_actions(self, request):
@@ -166,8 +208,10 @@ class GovernedModelAdmin(HistoryAdminMixin, ObjectPermissionsAdminMixin, admin.M
         return action
 
 
-class GovernedInline(admin.TabularInline):
+class GovernedInlineMixin:
     """An inline answers to its parent object's rights."""
+
+    formfield_overrides = FORMFIELD_OVERRIDES
 
     def has_view_permission(self, request, obj=None):
         return obj is None or user_can(request.user, "view", obj)
@@ -191,6 +235,14 @@ class GovernedInline(admin.TabularInline):
         formset = super().get_formset(request, obj, **kwargs)
         formset.form = link_checked(formset.form, request.user)
         return formset
+
+
+class GovernedInline(GovernedInlineMixin, admin.TabularInline):
+    pass
+
+
+class GovernedStackedInline(GovernedInlineMixin, admin.StackedInline):
+    """For rows too wide for a table (a step's JSON config)."""
 
 
 class PermittedWorkspaceFilter(admin.RelatedFieldListFilter):

@@ -2,12 +2,15 @@
 leads who may change the object and to superusers; nobody grants themselves.
 
 Guardian's own views check only the model-level change permission and write
-rows with ``assign_perm`` directly. Here every page first finds the object in
+rows with ``assign_perm`` directly, and list only rights held on the object
+itself; here the page also lists the rights that reach it from its workspace
+and from superuser status, each with where it comes from. Here every page first finds the object in
 the admin's own (rights-filtered) queryset, then asks ``can_manage_permissions``,
 and every save goes through ``permission_grant`` / ``permission_revoke`` so the
 same checks and audit events apply as anywhere else.
 """
 
+from dataclasses import dataclass
 from functools import partial
 
 from django import forms
@@ -29,8 +32,10 @@ from guardian.admin import (
     UserManage,
 )
 from guardian.models import UserObjectPermissionBase
+from guardian.shortcuts import get_groups_with_perms, get_users_with_perms
 
-from governance.permissions import can_manage_permissions
+from governance.models import PIPELINE_RIGHTS
+from governance.permissions import can_manage_permissions, inherited_from_workspace
 from governance.services import assignable_permissions, permission_grant, permission_revoke
 
 SELF_GRANT_MESSAGE = "You cannot change your own rights; ask another governance lead."
@@ -48,6 +53,45 @@ def has_own_permission_tables(model: type[Model]) -> bool:
     )
 
 
+ACTION_LABELS = {"view": "View", "change": "Change", **dict(PIPELINE_RIGHTS)}
+
+
+@dataclass(frozen=True)
+class InheritedRight:
+    """Rights on an object that come from somewhere else: who, which, from where."""
+
+    holder: str
+    kind: str  # "user", "group" or "superuser"
+    rights: list[str]
+    source: str
+
+
+def inherited_rights(obj: Model) -> list[InheritedRight]:
+    """Who holds rights on ``obj`` without a grant on it: through its
+    workspace (directly or through a group) and as a superuser."""
+    rows = []
+    workspace = getattr(obj, "workspace", None)
+    meaning = inherited_from_workspace(type(obj)) if workspace is not None else {}
+    if meaning:
+        labels = {codename: ACTION_LABELS[action] for codename, action in meaning.items()}
+        users = get_users_with_perms(
+            workspace, attach_perms=True, with_group_users=False, only_with_perms_in=list(labels)
+        )
+        for user, codenames in sorted(users.items(), key=lambda item: item[0].get_username()):
+            rights = [labels[c] for c in labels if c in codenames]
+            rows.append(InheritedRight(user.get_username(), "user", rights, f"workspace {workspace}"))
+        groups = get_groups_with_perms(workspace, attach_perms=True)
+        for group, codenames in sorted(groups.items(), key=lambda item: item[0].name):
+            rights = [labels[c] for c in labels if c in codenames]
+            if rights:
+                members = ", ".join(sorted(u.get_username() for u in group.user_set.filter(is_active=True)))
+                source = f"workspace {workspace}, to the group's members ({members or 'none'})"
+                rows.append(InheritedRight(group.name, "group", rights, source))
+    for user in get_user_model().objects.filter(is_superuser=True, is_active=True).order_by("username"):
+        rows.append(InheritedRight(user.get_username(), "superuser", ["Every right"], "superuser status"))
+    return rows
+
+
 def _own_principal_message(actor, *, user=None, group: Group | None = None) -> str | None:
     """Why ``actor`` may not manage this principal's rights, or None."""
     if actor.is_superuser:
@@ -63,6 +107,8 @@ class _KeelUserManage(UserManage):
     def __init__(self, *args, actor, **kwargs) -> None:
         self.actor = actor
         super().__init__(*args, **kwargs)
+        self.fields["user"].label = "Username"
+        self.fields["user"].help_text = "The person or service account whose rights on this object to change."
 
     def clean_user(self):
         user = super().clean_user()
@@ -75,6 +121,8 @@ class _KeelGroupManage(GroupManage):
     def __init__(self, *args, actor, **kwargs) -> None:
         self.actor = actor
         super().__init__(*args, **kwargs)
+        self.fields["group"].label = "Group name"
+        self.fields["group"].help_text = "The group (e.g. a role) whose rights on this object to change."
 
     def clean_group(self):
         group = super().clean_group()
@@ -129,6 +177,7 @@ class ObjectPermissionsAdminMixin(GuardedModelAdminMixin):
     # None: switch the pages on exactly for models with their own guardian tables.
     include_object_permissions_urls: bool | None = None
     change_form_template = "admin/keel/permissions/change_form.html"
+    obj_perms_manage_template = "admin/keel/permissions/obj_perms_manage.html"
 
     def __init__(self, model: type[Model], admin_site) -> None:
         super().__init__(model, admin_site)
@@ -174,6 +223,7 @@ class ObjectPermissionsAdminMixin(GuardedModelAdminMixin):
         context = super().get_obj_perms_base_context(request, obj)
         allowed = set(assignable_permissions(obj))
         context["model_perms"] = [p for p in context["model_perms"] if p.codename in allowed]
+        context["inherited_rights"] = inherited_rights(obj)
         return context
 
     # Helpers.

@@ -35,6 +35,12 @@ class Workspace(models.Model):
         help_text='Hosts its model calls and webhooks may reach, e.g. ["api.openai.com", "*.example.com"]; '
         "none when empty. Private and loopback addresses need the operator's KEEL_EGRESS_ALLOW_PRIVATE too.",
     )
+    change_reason_required = models.BooleanField(
+        default=False,
+        verbose_name="change reasons required",
+        help_text="Every edit of this workspace's configuration must say why (the reason goes into the history "
+        "and the audit trail); otherwise a reason is asked for but optional.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     history = HistoricalRecords(get_user=history_user)

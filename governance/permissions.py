@@ -294,6 +294,19 @@ def filter_for_user(user, action: str, queryset: QuerySet) -> QuerySet:
     return queryset.filter(condition)
 
 
+def inherited_from_workspace(model: type[Model]) -> dict[str, str]:
+    """The workspace rights that reach every ``model`` object in the
+    workspace, as {workspace permission codename: action on the object}
+    (what ``_grants`` consults besides the object's own rights)."""
+    if model is Workspace:
+        return {}
+    return {
+        _workspace_codename(action, inside=True).split(".", 1)[1]: action
+        for action in ACTIONS
+        if action not in PIPELINE_ONLY or _own_codename(model, action)
+    }
+
+
 def is_governance_lead(user) -> bool:
 
     return user.is_superuser or user.groups.filter(name=GOVERNANCE_LEADS).exists()

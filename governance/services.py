@@ -154,14 +154,28 @@ def object_write_check(*, obj: Model, actor) -> None:
             raise PermissionDenied(f"{field.verbose_name}: you may not change {target}.")
 
 
+def object_unchanged(obj: Model) -> bool:
+    """True when ``obj`` is stored and none of its recorded fields differ
+    from the stored row (automatic timestamps aside)."""
+    if obj.pk is None:
+        return False
+    stored = type(obj)._default_manager.filter(pk=obj.pk).first()
+    if stored is None:
+        return False
+    fields = [f for f in _recorded_fields(type(obj)) if not getattr(f, "auto_now", False)]
+    return all(f.value_from_object(stored) == f.value_from_object(obj) for f in fields)
+
+
 @transaction.atomic
-def object_save(*, obj: Model, actor) -> Model:
+def object_save(*, obj: Model, actor, reason: str = "") -> Model:
     """Save a governed object as an admin form left it.
 
     1. Check the rights (``object_write_check``).
     2. Save. A history-tracked model is recorded by its history record
-       (``<noun>.created`` / ``<noun>.changed``, with the changed fields);
-       any other model gets the same event here, in the same transaction.
+       (``<noun>.created`` / ``<noun>.changed``, with the changed fields and
+       ``reason``); a save that changes nothing makes no version and no event
+       (simple-history's ``save_without_historical_record``). Any other model
+       gets the same event here, in the same transaction.
     """
     object_write_check(obj=obj, actor=actor)
     model = type(obj)
@@ -169,12 +183,18 @@ def object_save(*, obj: Model, actor) -> Model:
     stored = None if tracked or obj.pk is None else model._default_manager.filter(pk=obj.pk).first()
     created = obj.pk is None or (stored is None and not tracked)
     if tracked:
+        if object_unchanged(obj):
+            obj.save_without_historical_record()
+            return obj
         obj._history_user = actor
-    obj.save()
-    if tracked:
+        obj._change_reason = reason
+        obj.save()
         return obj
+    obj.save()
     noun = getattr(obj, "audit_noun", model._meta.model_name)
     payload = {"object": str(obj)}
+    if reason:
+        payload["reason"] = reason
     if not created:
         changes = {}
         for field in _recorded_fields(model):
@@ -194,14 +214,15 @@ def object_save(*, obj: Model, actor) -> Model:
 
 
 @transaction.atomic
-def object_delete(*, obj: Model, actor) -> None:
+def object_delete(*, obj: Model, actor, reason: str = "") -> None:
     """Delete a governed object: refused without the change right on it; the
     ``<noun>.deleted`` event comes from its history record when it has
-    history, else from here."""
+    history (with ``reason``), else from here."""
     if is_governed(type(obj)) and not user_can(actor, "change", obj):
         raise PermissionDenied(f"You may not delete {obj}.")
     if is_history_tracked(type(obj)):
         obj._history_user = actor
+        obj._change_reason = reason
         obj.delete()
         return
     noun = getattr(obj, "audit_noun", obj._meta.model_name)

@@ -3,11 +3,14 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models
 from django.template.response import TemplateResponse
 
-from governance.admin_base import WORKSPACE_FILTER, GovernedInline, GovernedModelAdmin
+from governance.admin_base import FORMFIELD_OVERRIDES, WORKSPACE_FILTER, GovernedModelAdmin, GovernedStackedInline
 from governance.models import Credential
 from governance.permissions import filter_for_user, user_can
+from pipelines.admin.columns import updated_column
+from pipelines.admin.links import pipeline_related_links
 from pipelines.admin.release_control import pause_pipelines, unpause_pipelines
 from pipelines.admin.releases import cut_release
 from pipelines.models import ModelConfig, Pipeline, PromptTemplate, Step
@@ -56,16 +59,17 @@ def transfer_ownership(modeladmin, request, queryset):
     return TemplateResponse(request, "admin/keel/owner_transfer.html", context)
 
 
-class StepInline(GovernedInline):
+class StepInline(GovernedStackedInline):
+    # Stacked, not a table: a step's JSON config needs the page's width (readable at 1,280 px).
     model = Step
     extra = 0
-    fields = ("position", "name", "kind", "config", "prompt", "model_config")
+    fields = (("position", "name", "kind"), ("prompt", "model_config"), "config")
     ordering = ("position",)
 
 
 @admin.register(Pipeline)
 class PipelineAdmin(GovernedModelAdmin):
-    list_display = ("name", "slug", "workspace", "owner", "approval_policy", "updated_at")
+    list_display = ("name", "slug", "workspace", "owner", "approval_policy", updated_column)
     list_filter = (WORKSPACE_FILTER,)
     list_select_related = ("workspace", "owner", "approval_policy")
     search_fields = ("name", "slug", "description")
@@ -73,16 +77,29 @@ class PipelineAdmin(GovernedModelAdmin):
     inlines = [StepInline]
     actions = [transfer_ownership, cut_release, pause_pipelines, unpause_pipelines]
     action_rights = {"pause_pipelines": ("deploy_pipeline",), "unpause_pipelines": ("deploy_pipeline",)}
+    readonly_fields = ("related",)
     fieldsets = [
-        (None, {"fields": ("workspace", "name", "slug", "description", "input_schema")}),
+        (None, {"fields": ("workspace", "name", "slug", "description", "related", "input_schema")}),
         ("Ownership", {"fields": ("owner", "team", "escalation_contact", "runbook")}),
         ("Review", {"fields": ("approval_policy",)}),
     ]
 
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:  # nothing belongs to a pipeline not yet saved
+            fieldsets = [(n, {**o, "fields": [f for f in o["fields"] if f != "related"]}) for n, o in fieldsets]
+        return fieldsets
+
+    @admin.display(description="Runs and releases")
+    def related(self, obj: Pipeline) -> str:
+        return pipeline_related_links(obj) if obj.pk else "-"
+
 
 @admin.register(PromptTemplate)
 class PromptTemplateAdmin(GovernedModelAdmin):
-    list_display = ("name", "slug", "workspace", "owner", "updated_at")
+    # A prompt is kept exactly as typed (trailing newlines too), so a save that changes nothing is no new version.
+    formfield_overrides = {**FORMFIELD_OVERRIDES, models.TextField: {"strip": False}}
+    list_display = ("name", "slug", "workspace", "owner", updated_column)
     list_filter = (WORKSPACE_FILTER,)
     list_select_related = ("workspace", "owner")
     search_fields = ("name", "slug", "body")

@@ -9,28 +9,22 @@ import json
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 
 from governance.admin_base import GovernedModelAdmin
-from governance.models import change_policy_for
-from governance.permissions import filter_for_user, user_can
+from governance.permissions import filter_for_user
 from pipelines.admin.actions import ReasonForm, act_on_each, action_form
 from pipelines.evaluation.services import evaluation_case_from_run, evaluation_cases_import, release_evaluate
-from pipelines.models import Deployment, Evaluation, EvaluationCase, EvaluationResult, Pipeline, Release
+from pipelines.models import Evaluation, EvaluationCase, EvaluationResult, Pipeline, Release
 from pipelines.releases.approval import (
     release_approve,
-    release_approvers,
     release_reject,
     release_retire,
-    release_state,
     release_submit,
 )
 from pipelines.releases.as_of import parse_moment, pipeline_as_of
 from pipelines.releases.canary import canary_promote, canary_rollback, canary_set
 from pipelines.releases.deploy import deployment_rollback
-from pipelines.releases.diff import release_diff
-from pipelines.releases.gate import evaluation_latest, release_gate_problems
 from pipelines.releases.pause import pipeline_pause, pipeline_unpause
 
 
@@ -143,34 +137,6 @@ def start_canary(modeladmin, request, queryset):
 
 
 RELEASE_ACTIONS = [submit_releases, approve_releases, reject_releases, retire_releases, evaluate_releases, start_canary]
-
-
-def release_review_view(modeladmin, request, object_id):
-    """The approver's page: state, approvals, the gate, the evaluation and the
-    diff against production's live release."""
-    release = get_object_or_404(modeladmin.get_queryset(request).select_related("pipeline"), pk=object_id)
-    pipeline = release.pipeline
-    live = Deployment.objects.filter(pipeline=pipeline, environment="production").select_related("release").first()
-    base = live.release if live and live.release_id else None
-    evaluation = evaluation_latest(release)
-    results = evaluation.results.select_related("case") if evaluation else EvaluationResult.objects.none()
-    context = {
-        **modeladmin.admin_site.each_context(request),
-        "title": f"Review {release}",
-        "opts": modeladmin.model._meta,
-        "release": release,
-        "state": release_state(release),
-        "approvers": release_approvers(release),
-        "policy": change_policy_for(pipeline),
-        "problems": release_gate_problems(release),
-        "base": base,
-        "diff": release_diff(base.snapshot_data if base else None, release.snapshot_data),
-        "evaluation": evaluation,
-        "results": results,
-        "transitions": release.transitions.select_related("actor").order_by("pk"),
-        "may_approve": user_can(request.user, "approve_release", pipeline),
-    }
-    return TemplateResponse(request, "admin/keel/release_review.html", context)
 
 
 # Deployment and pipeline actions
@@ -428,4 +394,4 @@ def runs_to_cases(modeladmin, request, queryset):
     )
 
 
-__all__ = ["DEPLOYMENT_ACTIONS", "RELEASE_ACTIONS", "Release", "as_of_view", "release_review_view", "runs_to_cases"]
+__all__ = ["DEPLOYMENT_ACTIONS", "RELEASE_ACTIONS", "Release", "as_of_view", "runs_to_cases"]

@@ -12,13 +12,27 @@ from django.utils.html import format_html
 from audit.services import audit_record
 from governance.admin_base import GovernedModelAdmin
 from pipelines.admin.actions import ReasonForm, action_form, refusal
+from pipelines.admin.columns import (
+    TriggerFilter,
+    badge,
+    created_column,
+    pipeline_column,
+    release_runs,
+    run_failure,
+    run_finished,
+    run_number,
+    run_pipeline,
+    run_status,
+    run_trigger,
+    updated_column,
+)
 from pipelines.admin.release_control import (
     DEPLOYMENT_ACTIONS,
     RELEASE_ACTIONS,
     as_of_view,
-    release_review_view,
     runs_to_cases,
 )
+from pipelines.admin.release_review import release_review_view
 from pipelines.delivery.reports import ReportUnavailable, report_rebuild
 from pipelines.models import Delivery, Deployment, Release, ReleaseTransition, Run, StepRun
 from pipelines.releases.cut import release_cut
@@ -110,12 +124,12 @@ class ReadOnlyMixin:
 
 @admin.register(Release)
 class ReleaseAdmin(ReadOnlyMixin, GovernedModelAdmin):
-    list_display = ("__str__", "pipeline", "number", "state", "short_fingerprint", "created_by", "created_at")
+    list_display = ("__str__", pipeline_column, "number", "state", "short_fingerprint", "created_by", created_column)
     list_filter = ("pipeline",)
     list_select_related = ("pipeline", "created_by")
     search_fields = ("pipeline__slug", "fingerprint", "notes")
     readonly_fields = ("pipeline", "number", "fingerprint", "keel_version", "notes", "created_by", "created_at")
-    fields = (*readonly_fields, "review_link", "snapshot_pretty")
+    fields = (*readonly_fields, "review_link", "runs_link", "snapshot_pretty")
     actions = [deploy_staging, deploy_production, *RELEASE_ACTIONS]
     action_rights = {
         "deploy_staging": ("deploy_pipeline",),
@@ -144,7 +158,11 @@ class ReleaseAdmin(ReadOnlyMixin, GovernedModelAdmin):
 
     @admin.display(description="state", ordering="latest_state")
     def state(self, obj):
-        return getattr(obj, "latest_state", None) or "draft"
+        return badge(getattr(obj, "latest_state", None) or "draft")
+
+    @admin.display(description="runs")
+    def runs_link(self, obj):
+        return release_runs(obj)
 
     def get_urls(self):
         from django.urls import path
@@ -166,7 +184,15 @@ class ReleaseAdmin(ReadOnlyMixin, GovernedModelAdmin):
 
 @admin.register(Deployment)
 class DeploymentAdmin(ReadOnlyMixin, GovernedModelAdmin):
-    list_display = ("pipeline", "environment", "release", "canary_release", "canary_share", "paused", "updated_at")
+    list_display = (
+        pipeline_column,
+        "environment",
+        "release",
+        "canary_release",
+        "canary_share",
+        "paused",
+        updated_column,
+    )
     list_select_related = ("pipeline", "release", "canary_release")
     list_filter = ("environment", "paused")
     readonly_fields = ("pipeline", "environment", "release", "canary_release", "canary_share", "canary_sources",
@@ -232,8 +258,8 @@ def retry_runs(modeladmin, request, queryset):
 
 @admin.register(Run)
 class RunAdmin(ReadOnlyMixin, GovernedModelAdmin):
-    list_display = ("pk", "pipeline", "release", "status", "trigger", "source", "created_at", "finished_at")
-    list_filter = ("status", "trigger", "environment")
+    list_display = (run_number, run_pipeline, run_status, run_trigger, run_failure, run_finished)
+    list_filter = ("status", TriggerFilter, "environment")
     list_select_related = ("pipeline", "release", "release__pipeline")
     search_fields = ("=pk", "idempotency_key", "source")
     date_hierarchy = "created_at"

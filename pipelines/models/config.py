@@ -6,6 +6,7 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils.text import normalize_newlines
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 from jinja2 import meta
 from simple_history.models import HistoricalRecords
@@ -47,7 +48,14 @@ class PromptTemplate(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.slug})"
 
+    def save(self, *args, **kwargs) -> None:
+        # A browser sends a textarea's lines ending CRLF; the body is stored with LF
+        # only, so the same text always makes the same version and release fingerprint.
+        self.body = normalize_newlines(self.body)
+        super().save(*args, **kwargs)
+
     def clean(self) -> None:
+        self.body = normalize_newlines(self.body)
         if not isinstance(self.variables, list) or not all(
             isinstance(v, str) and IDENTIFIER.match(v) for v in self.variables
         ):

@@ -261,11 +261,18 @@ def _names(form, context) -> set[str]:
 
 
 def _edited(data: dict, form) -> dict:
-    """``data`` with one descriptive text field changed, where the form has one."""
+    """``data`` with one descriptive text field changed, where the form has
+    one, else one number moved within its bounds: a save that changes nothing
+    makes no version and no event, so the walk's edit must change something."""
     for name in ("description", "name", "first_name"):
         field = form.fields.get(name)
         if field is not None and type(field).__name__ == "CharField" and name in data:
             return {**data, name: _text(field, name)}
+    for name, field in form.fields.items():
+        if type(field).__name__ == "IntegerField" and str(data.get(name, "")).isdigit():
+            value = int(data[name])
+            bigger = field.max_value is None or value + 1 <= field.max_value
+            return {**data, name: str(value + 1 if bigger else value - 1)}
     return data
 
 

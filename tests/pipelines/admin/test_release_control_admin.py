@@ -35,7 +35,7 @@ def test_a_change_goes_from_submission_to_production_through_the_admin(client, p
     _act(client, RELEASES, "submit_releases", [release.pk], apply="1", notes="Adds a preamble.")
     assert release_state(release) == "submitted"
     listing = client.get(reverse(RELEASES)).content.decode()
-    assert '<td class="field-state">submitted</td>' in listing
+    assert '<span class="keel-badge keel-badge-submitted">submitted</span>' in listing
     page = _act(client, RELEASES, "approve_releases", [release.pk]).content.decode()
     assert "author of a release cannot approve" in page or "approve right" in page
     client.force_login(lead)
