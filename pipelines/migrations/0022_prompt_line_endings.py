@@ -15,7 +15,7 @@ def bodies_to_lf(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("pipelines", "0018_credentials_and_queued_evaluations"),
+        ("pipelines", "0021_provider_choices"),
     ]
 
     operations = [migrations.RunPython(bodies_to_lf, migrations.RunPython.noop)]
