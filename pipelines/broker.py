@@ -14,7 +14,7 @@ Invariants:
 - A send that fails does not raise into the caller: a run was already
   committed and its creator is told it was created. ``on_failure`` is called
   instead (the engine records the run as unsent; the recovery beat task sends
-  it again within seconds, pipelines/engine.py ``runs_resend``).
+  it again within seconds, pipelines/runs/engine.py ``runs_resend``).
 - ``broker_down()`` says whether this process's producer can publish right
   now, for ``/health/ready``.
 """

@@ -18,7 +18,7 @@ from django.utils import timezone
 from audit.services import audit_record
 from governance.permissions import user_can
 from pipelines.models import Pipeline, Run, StepRun
-from pipelines.resume import run_reject, run_resume
+from pipelines.runs.resume import run_reject, run_resume
 from reviews.models import ReviewDecision, ReviewTask
 from reviews.selectors import review_queue_counts_changed
 

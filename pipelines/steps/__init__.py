@@ -13,7 +13,7 @@ from jsonschema.exceptions import SchemaError
 from jsonschema.exceptions import ValidationError as SchemaValidationError
 
 from governance.patterns import PatternError, linear_compile, pattern_problem
-from pipelines.prompts import parse_template
+from pipelines.steps.prompts import parse_template
 
 SLUG = r"^[-a-zA-Z0-9_]+$"
 FIELD_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$"
@@ -102,7 +102,7 @@ KINDS: dict[str, StepKind] = {
                         "url": {"type": "string", "pattern": "^https?://"},
                         # The slug of the workspace credential that signs the body.
                         "credential": {"type": "string", "pattern": SLUG, "maxLength": 100},
-                        # "pdf": a PDF report of the output with its provenance (pipelines/reports.py).
+                        # "pdf": a PDF report of the output with its provenance (pipelines/delivery/reports.py).
                         "format": {"enum": ["json", "pdf"]},
                         "title": {"type": "string", "minLength": 1, "maxLength": 200},
                     },

@@ -2,7 +2,7 @@
 
 ``stored``: the run keeps the document as its result (the engine saves it).
 ``webhook``: the run's delivery hook POSTs it, signed, under a delivery id
-that stays the same however often the step is retried (pipelines/deliveries.py).
+that stays the same however often the step is retried (pipelines/delivery/webhooks.py).
 Either way the document passes through unchanged.
 
 ``"format": "pdf"`` makes a PDF report of the document with its provenance
@@ -15,7 +15,7 @@ from pipelines.steps.base import StepContext, StepError, StepResult
 
 
 def _report(document: dict, ctx: StepContext) -> dict:
-    from pipelines.reports import report_build
+    from pipelines.delivery.reports import report_build
 
     report = report_build(run_id=ctx.run_id, position=ctx.step_position, document=document, config=ctx.step["config"])
     if report is None:  # the sandbox of an evaluation has no run to report on

@@ -45,8 +45,8 @@ def _people():
 def _through_release_control(release) -> None:
     """Submitted by its author, approved by the lead, evaluated: deployable."""
     from audit.context import acting_as
-    from pipelines.change import release_approve, release_state, release_submit
-    from pipelines.evaluation import evaluation_execute, release_evaluate
+    from pipelines.evaluation.services import evaluation_execute, release_evaluate
+    from pipelines.releases.approval import release_approve, release_state, release_submit
 
     admin, lead = _people()
     with acting_as(admin):
@@ -59,9 +59,9 @@ def _through_release_control(release) -> None:
 
 
 def _eval_figure(demo) -> float:
-    from pipelines.change import evaluation_latest
-    from pipelines.evaluation import evaluation_execute, release_evaluate
+    from pipelines.evaluation.services import evaluation_execute, release_evaluate
     from pipelines.models import EvaluationCase
+    from pipelines.releases.gate import evaluation_latest
     from tests.bench.bench_engine import _tickets
 
     tickets = _tickets()
@@ -87,9 +87,9 @@ def _bench_pipeline():
     from django.db import transaction
 
     from audit.context import acting_as
-    from pipelines.change import release_gate_problems
     from pipelines.models import EvaluationCase, Pipeline, Step
-    from pipelines.services import release_cut
+    from pipelines.releases.cut import release_cut
+    from pipelines.releases.gate import release_gate_problems
 
     admin, _ = _people()
     with acting_as(admin), transaction.atomic():
@@ -133,10 +133,9 @@ def _bench_pipeline():
 
 def _rollback_figure() -> float:
     from audit.context import acting_as
-    from pipelines.change import deploy_rollback
-    from pipelines.engine import run_start
     from pipelines.models import Run
-    from pipelines.services import deployment_set
+    from pipelines.releases.deploy import deploy_rollback, deployment_set
+    from pipelines.runs.engine import run_start
     from tests.bench.bench_engine import _tickets, _wait, _worker
 
     admin, _ = _people()

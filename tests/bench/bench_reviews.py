@@ -31,10 +31,10 @@ from governance.models import ApprovalPolicy, Workspace
 from governance.roles import REVIEWERS, role_groups_ensure
 from governance.services import role_grant
 from pipelines.models import Pipeline, Run, Step, StepRun
-from pipelines.services import release_cut
+from pipelines.releases.cut import release_cut
 from reviews.models import ReviewTask
 from tests.bench import bench_audit
-from tests.change import release_to_production
+from tests.releasing import release_to_production
 
 OPEN_TASKS = 100_000
 REQUESTS = 60

@@ -2,8 +2,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand
 
 from audit.context import acting_as
-from pipelines.change import deploy_rollback
-from pipelines.management.commands._change import pipeline_named, refusal, user_named
+from pipelines.management.commands._release import pipeline_named, refusal, user_named
+from pipelines.releases.deploy import deploy_rollback
 
 
 class Command(BaseCommand):
