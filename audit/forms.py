@@ -109,7 +109,7 @@ class TimelineFilterForm(forms.Form):
 
 
 class PermissionsAtForm(forms.Form):
-    pipeline = PipelineChoiceField(queryset=None, widget=NamedSelect("pipeline"))
+    pipeline = PipelineChoiceField(queryset=None, empty_label="choose a pipeline", widget=NamedSelect("pipeline"))
     at = forms.DateTimeField(label="As of", widget=Picker())
 
     def __init__(self, *args, pipelines, **kwargs):

@@ -26,7 +26,7 @@ from audit.exports import (
 )
 from audit.forms import PermissionsAtForm, TimelineFilterForm
 from audit.models import AuditEvent
-from audit.rights import right_in_words, right_words, rights_at
+from audit.rights import SITE, right_in_words, right_words, rights_at
 from audit.services import audit_record
 
 PAGE_SIZE = 50
@@ -161,7 +161,11 @@ def permissions_at(request):
         holdings = rights_at(
             at=form.cleaned_data["at"], objects=[("pipeline", pipeline.pk), ("workspace", pipeline.workspace_id)]
         )
-        rows = [(holding, right_in_words(holding.right, holding.on, names)) for holding in holdings]
+        # Staff status alone gives no right here: only the staff who hold one are listed,
+        # so the page names nobody from a workspace the reader cannot see.
+        here = {holding.user_id for holding in holdings if holding.on != SITE}
+        shown = [h for h in holdings if h.on != SITE or h.right == "superuser" or h.user_id in here]
+        rows = sorted(((h, right_in_words(h.right, h.on, names)) for h in shown), key=lambda r: (r[0].user, r[1]))
     status = 400 if form.is_bound and not form.is_valid() else 200
     return render(
         request, "audit/permissions_at.html", {"form": form, "holdings": holdings, "rows": rows}, status=status
