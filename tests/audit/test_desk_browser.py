@@ -169,3 +169,10 @@ def test_an_auditor_reads_rights_in_words_and_a_runs_data_as_json(live_server, b
     assert '"customer_email": "ada@example.com"' in shown and "{'" not in shown  # JSON, not Python's repr
     _no_sideways_scrolling(browser)
     _screenshot(browser, "test_an_auditor_reads_a_runs_data_as_json")
+
+    browser.find_element(By.LINK_TEXT, "Timeline").click()
+    browser.find_element(By.LINK_TEXT, "Acme").click()  # its access review
+    _wait(browser, ec.presence_of_element_located((By.ID, "access")))
+    assert "may read the audit trail of every pipeline in Acme" in browser.find_element(By.ID, "access").text
+    _no_sideways_scrolling(browser)
+    _screenshot(browser, "test_an_auditor_reads_the_access_review")
