@@ -3,6 +3,7 @@
 import json
 from dataclasses import dataclass
 
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
@@ -12,7 +13,8 @@ from audit.canonical import UnsafeNumber, canonical_text, json_safe
 from audit.chain import GENESIS_HASH, ChainResult, event_hash, format_ts, payload_sha256
 from audit.checkpoints import chain_against_checkpoint
 from audit.context import Actor, current_actor, current_via
-from audit.models import REDACTED_PAYLOAD, AuditEvent
+from audit.models import REDACTED_PAYLOAD, AuditEvent, RetentionPolicy
+from audit.selectors import audit_chain_verify
 
 # An arbitrary constant naming the chain head's advisory lock on PostgreSQL.
 _CHAIN_LOCK_KEY = 0x6B65656C
@@ -94,10 +96,13 @@ def audit_record_many(events: list[dict]) -> list[AuditEvent]:
     INSERT: what ``audit_record`` does for each, for a caller (the engine
     recording a batch of steps) that has many to write in one transaction.
     Each dict holds ``audit_record``'s keyword arguments."""
-    events = [AuditEvent(**fields) for fields in audit_append(events)]
-    for event in events:  # saved, as a create() leaves them
-        event._state.adding, event._state.db = False, connection.alias
-    return events
+    # Model.from_db: instances of the stored rows, as a query would return them (a field
+    # audit_append leaves out, redacted_at, is stored as its default, None).
+    names = [f.attname for f in AuditEvent._meta.concrete_fields]
+    return [
+        AuditEvent.from_db(connection.alias, names, [fields.get(name) for name in names])
+        for fields in audit_append(events)
+    ]
 
 
 def audit_append(events: list[dict], *, along: tuple[str, list] | None = None) -> list[dict]:
@@ -194,8 +199,6 @@ def audit_chain_check(*, actor: object = "audit") -> ChainResult:
     (``chain_against_checkpoint``): a chain shorter than it, emptied or cut at
     the end, is recorded as ``audit.broken``, never as a fresh chain found
     intact."""
-    from audit.selectors import audit_chain_verify
-
     result = chain_against_checkpoint(audit_chain_verify())
     with transaction.atomic():
         audit_record(
@@ -216,10 +219,6 @@ def audit_chain_check(*, actor: object = "audit") -> ChainResult:
 @transaction.atomic
 def retention_policy_set(*, workspace_id: int, run_data_days: int, actor: object = None):
     """Set how long a workspace keeps run inputs and outputs (at least a day)."""
-    from django.core.exceptions import ValidationError
-
-    from audit.models import RetentionPolicy
-
     if not isinstance(run_data_days, int) or run_data_days < 1:
         raise ValidationError({"run_data_days": "Keep run data for at least one day."})
     policy, _ = RetentionPolicy.objects.update_or_create(

@@ -128,10 +128,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-keel.sqlite3")}
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+    # Django's stock backend checks a kept connection (SELECT 1) before its first
+    # query of each request or task, and replaces one the server has ended.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    # Django's backend, less the health check's round trip where the socket
-    # already tells (config/postgresql/base.py).
-    DATABASES["default"]["ENGINE"] = "config.postgresql"
     # Prepared statements: a statement run a few times on a connection is
     # parsed and planned once (psycopg prepares it, which needs server-side
     # binding). Planning was most of the database's CPU on the hot paths: the

@@ -30,6 +30,7 @@ from django.urls import path, reverse
 from django.utils.text import capfirst
 
 from governance.services import history_revert, is_history_tracked
+from pipelines.releases.config import pipeline_steps_at
 
 # history_id is an integer column; anything larger is not a version (and
 # would overflow the query on some databases instead of finding nothing).
@@ -272,7 +273,6 @@ class HistoryAdminMixin:
         """
         if obj._meta.label_lower != "pipelines.pipeline":
             return None
-        from pipelines.releases.config import pipeline_steps_at
 
         steps = obj.steps.order_by("position") if version is None else pipeline_steps_at(pipeline=obj, version=version)
         return {step.pk: step for step in steps}

@@ -8,7 +8,7 @@ from django.template.response import TemplateResponse
 from governance.admin_base import WORKSPACE_FILTER, GovernedInline, GovernedModelAdmin
 from governance.models import Credential
 from governance.permissions import filter_for_user, user_can
-from pipelines.admin.release_control import pause_pipelines, resume_pipelines
+from pipelines.admin.release_control import pause_pipelines, unpause_pipelines
 from pipelines.admin.releases import cut_release
 from pipelines.models import ModelConfig, Pipeline, PromptTemplate, Step
 from pipelines.releases.config import config_owner_transfer
@@ -71,8 +71,8 @@ class PipelineAdmin(GovernedModelAdmin):
     search_fields = ("name", "slug", "description")
     prepopulated_fields = {"slug": ("name",)}
     inlines = [StepInline]
-    actions = [transfer_ownership, cut_release, pause_pipelines, resume_pipelines]
-    action_rights = {"pause_pipelines": ("deploy_pipeline",), "resume_pipelines": ("deploy_pipeline",)}
+    actions = [transfer_ownership, cut_release, pause_pipelines, unpause_pipelines]
+    action_rights = {"pause_pipelines": ("deploy_pipeline",), "unpause_pipelines": ("deploy_pipeline",)}
     fieldsets = [
         (None, {"fields": ("workspace", "name", "slug", "description", "input_schema")}),
         ("Ownership", {"fields": ("owner", "team", "escalation_contact", "runbook")}),

@@ -23,7 +23,7 @@ from governance.permissions import (
     workspaces_for_user,
 )
 from pipelines.admin.releases import ReadOnlyMixin
-from pipelines.delivery.dead_letters import dead_letters_for_user, delivery_resend
+from pipelines.delivery.dead_letters import dead_letter_resend, dead_letters_for_user
 from pipelines.integration.schedules import schedule_delete, schedule_input_check, schedule_save
 from pipelines.integration.tokens import token_create, token_revoke
 from pipelines.models import Budget, DeadLetter, Document, Pipeline, PipelineSchedule, ServiceToken
@@ -191,7 +191,7 @@ def resend_deliveries(modeladmin, request, queryset):
     queued = 0
     for delivery in queryset:
         try:
-            delivery_resend(delivery=delivery, actor=request.user)
+            dead_letter_resend(delivery=delivery, actor=request.user)
             queued += 1
         except (PermissionDenied, ValidationError) as exc:
             reason = " ".join(getattr(exc, "messages", [str(exc)]))

@@ -1,5 +1,5 @@
 """Release control in the admin: submit, approve, reject, retire, evaluate,
-canary, promote, roll back to a chosen release, pause and resume; the
+canary, promote, roll back to a chosen release, pause and unpause; the
 approver's review page (diff against production and the evaluation) and the
 "what was live at time T" page. Every action calls its service, which checks
 the rights on each object; a refusal is shown with its reason."""
@@ -7,8 +7,7 @@ the rights on each object; a refusal is shown with its reason."""
 import json
 
 from django import forms
-from django.contrib import admin, messages
-from django.contrib.admin import helpers
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -16,6 +15,7 @@ from django.template.response import TemplateResponse
 from governance.admin_base import GovernedModelAdmin
 from governance.models import change_policy_for
 from governance.permissions import filter_for_user, user_can
+from pipelines.admin.actions import ReasonForm, act_on_each, action_form
 from pipelines.evaluation.services import evaluation_case_from_run, evaluation_cases_import, release_evaluate
 from pipelines.models import Deployment, Evaluation, EvaluationCase, EvaluationResult, Pipeline, Release
 from pipelines.releases.approval import (
@@ -28,18 +28,10 @@ from pipelines.releases.approval import (
 )
 from pipelines.releases.as_of import parse_moment, pipeline_as_of
 from pipelines.releases.canary import canary_promote, canary_rollback, canary_set
-from pipelines.releases.deploy import deploy_rollback
+from pipelines.releases.deploy import deployment_rollback
 from pipelines.releases.diff import release_diff
 from pipelines.releases.gate import evaluation_latest, release_gate_problems
-from pipelines.releases.pause import pipeline_pause, pipeline_resume
-
-
-def _refusal(error: Exception) -> str:
-    return "; ".join(error.messages) if isinstance(error, ValidationError) else str(error)
-
-
-class ReasonForm(forms.Form):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="Recorded in the audit trail.")
+from pipelines.releases.pause import pipeline_pause, pipeline_unpause
 
 
 class NotesForm(forms.Form):
@@ -56,47 +48,18 @@ class RollbackForm(forms.Form):
     reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
 
-def _ask(modeladmin, request, queryset, form_class, *, action: str, title: str, verb: str):
-    """The form an action needs, bound when the user has applied it; returns
-    (form, None) when valid, else (None, the page that asks)."""
-    form = form_class(request.POST if "apply" in request.POST else None)
-    if form.is_valid():
-        return form, None
-    context = {
-        **modeladmin.admin_site.each_context(request),
-        "title": title,
-        "form": form,
-        "queryset": queryset,
-        "opts": modeladmin.model._meta,
-        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        "action": action,
-        "verb": verb,
-    }
-    return None, TemplateResponse(request, "admin/keel/reason_action.html", context)
-
-
-def _each(modeladmin, request, objects, call, done: str) -> None:
-    for obj in objects:
-        try:
-            result = call(obj)
-        except (ValidationError, PermissionDenied) as error:
-            modeladmin.message_user(request, f"{obj}: {_refusal(error)}", messages.ERROR)
-        else:
-            modeladmin.message_user(request, done.format(obj=obj, result=result))
-
-
 # Release actions
 
 
 @admin.action(description="Submit for approval")
 def submit_releases(modeladmin, request, queryset):
-    form, page = _ask(
+    form, page = action_form(
         modeladmin, request, queryset, NotesForm, action="submit_releases", title="Submit for approval", verb="Submit"
     )
     if page:
         return page
     notes = form.cleaned_data["notes"]
-    _each(
+    act_on_each(
         modeladmin,
         request,
         queryset.select_related("pipeline"),
@@ -107,7 +70,7 @@ def submit_releases(modeladmin, request, queryset):
 
 @admin.action(description="Approve")
 def approve_releases(modeladmin, request, queryset):
-    _each(
+    act_on_each(
         modeladmin,
         request,
         queryset.select_related("pipeline"),
@@ -118,13 +81,13 @@ def approve_releases(modeladmin, request, queryset):
 
 @admin.action(description="Reject")
 def reject_releases(modeladmin, request, queryset):
-    form, page = _ask(
+    form, page = action_form(
         modeladmin, request, queryset, ReasonForm, action="reject_releases", title="Reject", verb="Reject"
     )
     if page:
         return page
     reason = form.cleaned_data["reason"]
-    _each(
+    act_on_each(
         modeladmin,
         request,
         queryset.select_related("pipeline"),
@@ -135,13 +98,13 @@ def reject_releases(modeladmin, request, queryset):
 
 @admin.action(description="Retire")
 def retire_releases(modeladmin, request, queryset):
-    form, page = _ask(
+    form, page = action_form(
         modeladmin, request, queryset, ReasonForm, action="retire_releases", title="Retire", verb="Retire"
     )
     if page:
         return page
     reason = form.cleaned_data["reason"]
-    _each(
+    act_on_each(
         modeladmin,
         request,
         queryset.select_related("pipeline"),
@@ -152,7 +115,7 @@ def retire_releases(modeladmin, request, queryset):
 
 @admin.action(description="Evaluate on the pipeline's cases")
 def evaluate_releases(modeladmin, request, queryset):
-    _each(
+    act_on_each(
         modeladmin,
         request,
         queryset.select_related("pipeline"),
@@ -163,14 +126,14 @@ def evaluate_releases(modeladmin, request, queryset):
 
 @admin.action(description="Start or change a production canary")
 def start_canary(modeladmin, request, queryset):
-    form, page = _ask(
+    form, page = action_form(
         modeladmin, request, queryset, CanaryForm, action="start_canary", title="Production canary", verb="Start canary"
     )
     if page:
         return page
     share = form.cleaned_data["share"]
     sources = [s for s in form.cleaned_data["sources"].split(",") if s.strip()]
-    _each(
+    act_on_each(
         modeladmin,
         request,
         queryset.select_related("pipeline"),
@@ -215,7 +178,7 @@ def release_review_view(modeladmin, request, object_id):
 
 @admin.action(description="Roll back to a chosen earlier release")
 def rollback_to(modeladmin, request, queryset):
-    form, page = _ask(
+    form, page = action_form(
         modeladmin,
         request,
         queryset,
@@ -228,11 +191,11 @@ def rollback_to(modeladmin, request, queryset):
         return page
     number, reason = form.cleaned_data["to"], form.cleaned_data["reason"]
     pipelines = {d.pipeline for d in queryset.select_related("pipeline")}
-    _each(
+    act_on_each(
         modeladmin,
         request,
         pipelines,
-        lambda p: deploy_rollback(pipeline=p, to_number=number, actor=request.user, reason=reason),
+        lambda p: deployment_rollback(pipeline=p, to_number=number, actor=request.user, reason=reason),
         "{obj}: release " + f"#{number} is live in production.",
     )
 
@@ -240,7 +203,7 @@ def rollback_to(modeladmin, request, queryset):
 @admin.action(description="Promote the canary to all traffic")
 def promote_canary(modeladmin, request, queryset):
     pipelines = {d.pipeline for d in queryset.select_related("pipeline")}
-    _each(
+    act_on_each(
         modeladmin,
         request,
         pipelines,
@@ -251,14 +214,14 @@ def promote_canary(modeladmin, request, queryset):
 
 @admin.action(description="Stop the canary (share 0%%)")
 def stop_canary(modeladmin, request, queryset):
-    form, page = _ask(
+    form, page = action_form(
         modeladmin, request, queryset, ReasonForm, action="stop_canary", title="Stop the canary", verb="Stop"
     )
     if page:
         return page
     reason = form.cleaned_data["reason"]
     pipelines = {d.pipeline for d in queryset.select_related("pipeline")}
-    _each(
+    act_on_each(
         modeladmin,
         request,
         pipelines,
@@ -275,13 +238,13 @@ def _pipelines_of(queryset) -> list[Pipeline]:
 
 @admin.action(description="Emergency pause (stop new runs, hold deliveries)")
 def pause_pipelines(modeladmin, request, queryset):
-    form, page = _ask(
+    form, page = action_form(
         modeladmin, request, queryset, ReasonForm, action="pause_pipelines", title="Emergency pause", verb="Pause"
     )
     if page:
         return page
     reason = form.cleaned_data["reason"]
-    _each(
+    act_on_each(
         modeladmin,
         request,
         _pipelines_of(queryset),
@@ -290,18 +253,18 @@ def pause_pipelines(modeladmin, request, queryset):
     )
 
 
-@admin.action(description="Resume (send held deliveries)")
-def resume_pipelines(modeladmin, request, queryset):
-    _each(
+@admin.action(description="Unpause (send held deliveries)")
+def unpause_pipelines(modeladmin, request, queryset):
+    act_on_each(
         modeladmin,
         request,
         _pipelines_of(queryset),
-        lambda p: pipeline_resume(pipeline=p, actor=request.user),
-        "{obj} resumed; {result} held deliveries are being sent.",
+        lambda p: pipeline_unpause(pipeline=p, actor=request.user),
+        "{obj} unpaused; {result} held deliveries are being sent.",
     )
 
 
-DEPLOYMENT_ACTIONS = [rollback_to, promote_canary, stop_canary, pause_pipelines, resume_pipelines]
+DEPLOYMENT_ACTIONS = [rollback_to, promote_canary, stop_canary, pause_pipelines, unpause_pipelines]
 
 
 class AsOfForm(forms.Form):
@@ -456,7 +419,7 @@ class EvaluationAdmin(GovernedModelAdmin):
 
 @admin.action(description="Make each selected run an evaluation case")
 def runs_to_cases(modeladmin, request, queryset):
-    _each(
+    act_on_each(
         modeladmin,
         request,
         queryset.select_related("pipeline"),

@@ -4,16 +4,14 @@ services, which check the rights on each object."""
 
 import json
 
-from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import OuterRef, Subquery
-from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from audit.services import audit_record
 from governance.admin_base import GovernedModelAdmin
+from pipelines.admin.actions import ReasonForm, action_form, refusal
 from pipelines.admin.release_control import (
     DEPLOYMENT_ACTIONS,
     RELEASE_ACTIONS,
@@ -21,14 +19,11 @@ from pipelines.admin.release_control import (
     release_review_view,
     runs_to_cases,
 )
+from pipelines.delivery.reports import ReportUnavailable, report_rebuild
 from pipelines.models import Delivery, Deployment, Release, ReleaseTransition, Run, StepRun
 from pipelines.releases.cut import release_cut
 from pipelines.releases.deploy import deployment_rollback, deployment_set
 from pipelines.runs.engine import run_cancel, run_retry
-
-
-def _refusal(error: Exception) -> str:
-    return "; ".join(error.messages) if isinstance(error, ValidationError) else str(error)
 
 
 @admin.action(description="Cut a release of the selected pipelines")
@@ -37,7 +32,7 @@ def cut_release(modeladmin, request, queryset):
         try:
             release = release_cut(pipeline=pipeline, actor=request.user)
         except (ValidationError, PermissionDenied) as error:
-            modeladmin.message_user(request, f"{pipeline}: {_refusal(error)}", messages.ERROR)
+            modeladmin.message_user(request, f"{pipeline}: {refusal(error)}", messages.ERROR)
         else:
             modeladmin.message_user(
                 request, f"{pipeline}: cut release #{release.number} ({release.short_fingerprint})."
@@ -49,7 +44,7 @@ def _deploy(modeladmin, request, queryset, environment: str) -> None:
         try:
             deployment_set(release=release, environment=environment, actor=request.user)
         except (ValidationError, PermissionDenied) as error:
-            modeladmin.message_user(request, f"{release}: {_refusal(error)}", messages.ERROR)
+            modeladmin.message_user(request, f"{release}: {refusal(error)}", messages.ERROR)
         else:
             modeladmin.message_user(request, f"{release} is live in {environment}.")
 
@@ -79,38 +74,27 @@ class DeliveryInline(admin.TabularInline):
         return False
 
 
-class ReasonForm(forms.Form):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="Recorded in the audit trail.")
-
-
 @admin.action(description="Roll back to the previously live release")
 def roll_back(modeladmin, request, queryset):
-    form = ReasonForm(request.POST if "apply" in request.POST else None)
-    if form.is_valid():
-        for deployment in queryset.select_related("pipeline"):
-            try:
-                deployment_rollback(
-                    pipeline=deployment.pipeline,
-                    environment=deployment.environment,
-                    actor=request.user,
-                    reason=form.cleaned_data["reason"],
-                )
-            except (ValidationError, PermissionDenied) as error:
-                modeladmin.message_user(request, f"{deployment}: {_refusal(error)}", messages.ERROR)
-            else:
-                modeladmin.message_user(request, f"Rolled back: {Deployment.objects.get(pk=deployment.pk)}.")
-        return None
-    context = {
-        **modeladmin.admin_site.each_context(request),
-        "title": "Roll back to the release live before the current one",
-        "form": form,
-        "queryset": queryset,
-        "opts": modeladmin.model._meta,
-        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        "action": "roll_back",
-        "verb": "Roll back",
-    }
-    return TemplateResponse(request, "admin/keel/reason_action.html", context)
+    form, page = action_form(
+        modeladmin, request, queryset, ReasonForm, action="roll_back",
+        title="Roll back to the release live before the current one", verb="Roll back",
+    )  # fmt: skip
+    if page:
+        return page
+    for deployment in queryset.select_related("pipeline"):
+        try:
+            deployment_rollback(
+                pipeline=deployment.pipeline,
+                environment=deployment.environment,
+                actor=request.user,
+                reason=form.cleaned_data["reason"],
+            )
+        except (ValidationError, PermissionDenied) as error:
+            modeladmin.message_user(request, f"{deployment}: {refusal(error)}", messages.ERROR)
+        else:
+            modeladmin.message_user(request, f"Rolled back: {Deployment.objects.get(pk=deployment.pk)}.")
+    return None
 
 
 class ReadOnlyMixin:
@@ -220,24 +204,16 @@ class StepRunInline(admin.TabularInline):
 
 @admin.action(description="Cancel the selected runs")
 def cancel_runs(modeladmin, request, queryset):
-    form = ReasonForm(request.POST if "apply" in request.POST else None)
-    if not form.is_valid():
-        context = {
-            **modeladmin.admin_site.each_context(request),
-            "title": "Cancel runs",
-            "form": form,
-            "queryset": queryset,
-            "opts": modeladmin.model._meta,
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "action": "cancel_runs",
-            "verb": "Cancel",
-        }
-        return TemplateResponse(request, "admin/keel/reason_action.html", context)
+    form, page = action_form(
+        modeladmin, request, queryset, ReasonForm, action="cancel_runs", title="Cancel runs", verb="Cancel"
+    )
+    if page:
+        return page
     for run in queryset:
         try:
             run_cancel(run=run, actor=request.user, reason=form.cleaned_data["reason"])
         except (ValidationError, PermissionDenied) as error:
-            modeladmin.message_user(request, f"Run {run.pk}: {_refusal(error)}", messages.ERROR)
+            modeladmin.message_user(request, f"Run {run.pk}: {refusal(error)}", messages.ERROR)
         else:
             modeladmin.message_user(request, f"Run {run.pk} cancelled.")
     return None
@@ -249,7 +225,7 @@ def retry_runs(modeladmin, request, queryset):
         try:
             run_retry(run=run, actor=request.user)
         except (ValidationError, PermissionDenied) as error:
-            modeladmin.message_user(request, f"Run {run.pk}: {_refusal(error)}", messages.ERROR)
+            modeladmin.message_user(request, f"Run {run.pk}: {refusal(error)}", messages.ERROR)
         else:
             modeladmin.message_user(request, f"Run {run.pk} is queued again.")
 
@@ -304,8 +280,6 @@ class RunAdmin(ReadOnlyMixin, GovernedModelAdmin):
         served only if it is the very bytes recorded (pipelines/delivery/reports.py)."""
         from django.http import Http404, HttpResponse
         from django.shortcuts import redirect
-
-        from pipelines.delivery.reports import ReportUnavailable, report_rebuild
 
         run = self.get_object(request, str(object_id))  # None outside the user's pipelines
         if run is None or not self.has_view_permission(request, run):

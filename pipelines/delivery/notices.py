@@ -26,9 +26,17 @@ import uuid
 from django.db import transaction
 
 from audit.canonical import canonical_bytes
-from pipelines.delivery.webhooks import _event, _hold, _paused, _record, _secret, _send
+from pipelines.broker import enqueue_on_commit
+from pipelines.delivery.errors import DeliveryError
+from pipelines.delivery.webhooks import (
+    delivery_event,
+    delivery_hold,
+    delivery_record,
+    run_paused,
+    signed_send,
+    signing_secret,
+)
 from pipelines.models import Delivery, Deployment, Run
-from pipelines.steps.base import StepError
 
 RUN_REJECTED = "run.rejected"
 
@@ -78,9 +86,7 @@ def rejection_notice_prepare(*, run: Run, position: int, reason: str, reviewer, 
         notice=notice,
         payload_sha256=hashlib.sha256(_body(delivery_id, notice)).hexdigest(),
     )
-    from pipelines.tasks import notice_send_task
-
-    notice_send_task.delay_on_commit(delivery.pk)
+    enqueue_on_commit("pipelines.send_notice", delivery.pk)
     payload = {"delivery_id": str(delivery_id), "position": position, "event": RUN_REJECTED, "url": delivery.url,
                "payload_sha256": delivery.payload_sha256}  # fmt: skip
     return [{"action": "delivery.created", "object_type": "run", "object_id": run.pk, "payload": payload,
@@ -89,24 +95,24 @@ def rejection_notice_prepare(*, run: Run, position: int, reason: str, reviewer, 
 
 def notice_send(delivery: Delivery) -> dict:
     """Send a notice as recorded, under its delivery id; returns its record.
-    Raises StepError as a delivery does (``transient`` when worth retrying)."""
+    Raises DeliveryError as a delivery does (``transient`` when worth retrying)."""
     run = Run.objects.select_related("pipeline", "release").get(pk=delivery.run_id)
     if delivery.status == Delivery.Status.DELIVERED:
-        return _record(delivery)
-    if _paused(run):
-        return _record(_hold(delivery, run))
+        return delivery_record(delivery)
+    if run_paused(run):
+        return delivery_record(delivery_hold(delivery, run))
     config = _webhook_after(run.release.snapshot_data, delivery.position) or {}
     try:
-        secret = _secret(config, run.pipeline.workspace_id)
-    except StepError as error:
+        secret = signing_secret(config, run.pipeline.workspace_id)
+    except DeliveryError as error:
         notice_give_up(delivery_pk=delivery.pk, error=str(error))
         raise
     body = _body(delivery.delivery_id, delivery.notice)
     if hashlib.sha256(body).hexdigest() != delivery.payload_sha256:
         error = f"Notice {delivery.delivery_id} no longer matches the body it was made for; it is not sent."
         notice_give_up(delivery_pk=delivery.pk, error=error)
-        raise StepError(error, transient=False)
-    return _send(delivery, run, body, secret=secret, content_type="application/json",
+        raise DeliveryError(error, transient=False)
+    return signed_send(delivery, run, body, secret=secret, content_type="application/json",
                  headers={"X-Keel-Event": delivery.event})  # fmt: skip
 
 
@@ -125,4 +131,4 @@ def notice_give_up(*, delivery_pk: int, error: str) -> None:
         if delivery.status in (Delivery.Status.DELIVERED, Delivery.Status.FAILED):
             return
         Delivery.objects.filter(pk=delivery.pk).update(status=Delivery.Status.FAILED, last_error=error)
-        _event(delivery.run, "delivery.failed", delivery, {"event": delivery.event, "error": error})
+        delivery_event(delivery.run, "delivery.failed", delivery, {"event": delivery.event, "error": error})

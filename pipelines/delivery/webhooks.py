@@ -37,9 +37,10 @@ from audit.services import audit_record
 from governance.credential_sources import CredentialError, scrub
 from governance.credentials import credential_value
 from governance.egress import EgressError
+from pipelines.delivery.errors import DeliveryError
+from pipelines.delivery.reports import report_build
 from pipelines.http import post_to, shared_client, workspace_target
-from pipelines.models import Delivery, Deployment, Run, StepRun
-from pipelines.steps.base import StepError
+from pipelines.models import Delivery, Deployment, Run
 
 logger = logging.getLogger(__name__)
 
@@ -74,24 +75,24 @@ def delivery_send(config: dict, document: dict, *, run_id: int, position: int) -
        transaction or lock is held while a request is in flight.
     """
     if config.get("channel") != Delivery.Channel.WEBHOOK:
-        raise StepError(f"Delivery channel {config.get('channel')!r} is not a webhook.")
+        raise DeliveryError(f"Delivery channel {config.get('channel')!r} is not a webhook.")
     run = Run.objects.select_related("pipeline").get(pk=run_id)
     if run.environment != Deployment.Environment.PRODUCTION:
         # Staging and evaluation runs never reach an external consumer.
         return {"status": "withheld", "environment": run.environment, "delivery_id": None}
-    secret = _secret(config, run.pipeline.workspace_id)
+    secret = signing_secret(config, run.pipeline.workspace_id)
     make_body, content_type = _content(run, position, config, document)
     delivery, body = _delivery_for(run, position, config["url"], make_body)
     if delivery.status == Delivery.Status.DELIVERED:
-        return _record(delivery)
-    if _paused(run):
-        return _record(_hold(delivery, run))
-    return _send(delivery, run, body, secret=secret, content_type=content_type)
+        return delivery_record(delivery)
+    if run_paused(run):
+        return delivery_record(delivery_hold(delivery, run))
+    return signed_send(delivery, run, body, secret=secret, content_type=content_type)
 
 
-def _send(delivery: Delivery, run: Run, body: bytes, *, secret: str, content_type: str, headers=None) -> dict:
+def signed_send(delivery: Delivery, run: Run, body: bytes, *, secret: str, content_type: str, headers=None) -> dict:
     """POST the signed body up to MAX_ATTEMPTS times while the failures are
-    transient; returns the delivery's record, or raises StepError."""
+    transient; returns the delivery's record, or raises DeliveryError."""
     url = delivery.url
     signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     headers = {
@@ -105,7 +106,7 @@ def _send(delivery: Delivery, run: Run, body: bytes, *, secret: str, content_typ
         target = workspace_target(url, run.pipeline.workspace_id)
     except EgressError as error:
         _record_attempt(delivery, run, _Outcome(delivered=False, transient=False, error=f"egress refused: {error}"))
-        raise StepError(f"{where} was refused: egress refused: {error}", transient=False) from None
+        raise DeliveryError(f"{where} was refused: egress refused: {error}", transient=False) from None
     # Redirects are not followed: the signed body goes only to the configured URL.
     client = shared_client()
     for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -113,27 +114,27 @@ def _send(delivery: Delivery, run: Run, body: bytes, *, secret: str, content_typ
         outcome = _post(client, target, url, body, stamped, secret)
         delivery = _record_attempt(delivery, run, outcome)
         if outcome.delivered:
-            return _record(delivery)
+            return delivery_record(delivery)
         if not outcome.transient:
-            raise StepError(f"{where} was refused: {outcome.error}", transient=False)
+            raise DeliveryError(f"{where} was refused: {outcome.error}", transient=False)
         if attempt == MAX_ATTEMPTS:
-            raise StepError(f"{where} failed: {outcome.error} (gave up after {attempt} attempts)", transient=True)
+            raise DeliveryError(f"{where} failed: {outcome.error} (gave up after {attempt} attempts)", transient=True)
         delay = min(BACKOFF_BASE_SECONDS * 2 ** (attempt - 1), BACKOFF_CAP_SECONDS)
         logger.warning("%s failed (%s); retrying in %.2fs", where, outcome.error, delay)
         time.sleep(delay)
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def _secret(config: dict, workspace_id: int) -> str:
+def signing_secret(config: dict, workspace_id: int) -> str:
     """The signing secret: the workspace credential the step names (a release
     cut before credentials names its variable in ``secret_env``)."""
     slug, legacy = config.get("credential", ""), config.get("secret_env", "")
     if not (slug or legacy):
-        raise StepError("The webhook step names no credential to sign with.", transient=False)
+        raise DeliveryError("The webhook step names no credential to sign with.", transient=False)
     try:
         return credential_value(workspace_id=workspace_id, slug=slug, env_name=legacy)
     except CredentialError as error:
-        raise StepError(f"Webhook signing secret: {error}", transient=False) from None
+        raise DeliveryError(f"Webhook signing secret: {error}", transient=False) from None
 
 
 def _body(run: Run, delivery_id: uuid.UUID, document: dict) -> bytes:
@@ -141,14 +142,12 @@ def _body(run: Run, delivery_id: uuid.UUID, document: dict) -> bytes:
     try:
         return canonical_bytes(payload)
     except (TypeError, ValueError) as error:
-        raise StepError(f"The output cannot be delivered as JSON: {error}", transient=False) from None
+        raise DeliveryError(f"The output cannot be delivered as JSON: {error}", transient=False) from None
 
 
 def _content(run: Run, position: int, config: dict, document: dict) -> tuple[Callable[[uuid.UUID], bytes], str]:
     """How the step's body is made from its delivery id, and its content type."""
     if config.get("format") == "pdf":
-        from pipelines.delivery.reports import report_build
-
         # The report names the run, not the delivery: its bytes are the step's
         # recorded pdf_sha256 whatever id carries them.
         pdf = report_build(run_id=run.pk, position=position, document=document, config=config).pdf
@@ -174,7 +173,9 @@ def _delivery_for(run: Run, position: int, url: str, make_body) -> tuple[Deliver
                     url=url,
                     payload_sha256=hashlib.sha256(body).hexdigest(),
                 )
-                _event(run, "delivery.created", delivery, {"url": url, "payload_sha256": delivery.payload_sha256})
+                delivery_event(
+                    run, "delivery.created", delivery, {"url": url, "payload_sha256": delivery.payload_sha256}
+                )
             return delivery, body
         except IntegrityError:
             delivery = Delivery.objects.get(run=run, position=position)  # another worker created it first
@@ -182,7 +183,7 @@ def _delivery_for(run: Run, position: int, url: str, make_body) -> tuple[Deliver
     if hashlib.sha256(body).hexdigest() != delivery.payload_sha256:
         # The engine feeds a step the same document every time; if it ever did
         # not, resending would put one delivery id on two different outputs.
-        raise StepError(
+        raise DeliveryError(
             f"Delivery {delivery.delivery_id} of step {position} was made for a different output; "
             "it is not sent with this one.",
             transient=False,
@@ -236,7 +237,7 @@ def _record_attempt(delivery: Delivery, run: Run, outcome: _Outcome) -> Delivery
             # Pending while a later attempt may still succeed.
             delivery.status = Delivery.Status.PENDING if outcome.transient else Delivery.Status.FAILED
         delivery.save()
-        _event(
+        delivery_event(
             run,
             "delivery.attempted",
             delivery,
@@ -249,11 +250,13 @@ def _record_attempt(delivery: Delivery, run: Run, outcome: _Outcome) -> Delivery
             },
         )
         if outcome.delivered:
-            _event(run, "delivery.delivered", delivery, {"attempts": delivery.attempts, "receiver": delivery.receiver})
+            delivery_event(
+                run, "delivery.delivered", delivery, {"attempts": delivery.attempts, "receiver": delivery.receiver}
+            )
     return delivery
 
 
-def _event(run: Run, action: str, delivery: Delivery, payload: dict) -> None:
+def delivery_event(run: Run, action: str, delivery: Delivery, payload: dict) -> None:
     # Recorded against the run, beside its step events, so the run's timeline tells the whole story.
     audit_record(
         action=action,
@@ -279,7 +282,7 @@ def _receiver(url: str, reply: httpx.Response) -> str:
     return "; ".join(parts)[: Delivery._meta.get_field("receiver").max_length]
 
 
-def _record(delivery: Delivery) -> dict:
+def delivery_record(delivery: Delivery) -> dict:
     return {
         "delivery_id": str(delivery.delivery_id),
         "status": str(delivery.status),
@@ -289,38 +292,15 @@ def _record(delivery: Delivery) -> dict:
     }
 
 
-def _paused(run: Run) -> bool:
+def run_paused(run: Run) -> bool:
     return Deployment.objects.filter(pipeline_id=run.pipeline_id, environment=run.environment, paused=True).exists()
 
 
-def _hold(delivery: Delivery, run: Run) -> Delivery:
+def delivery_hold(delivery: Delivery, run: Run) -> Delivery:
     """Keep the delivery (row, id and body) unsent while the pipeline is paused."""
     if delivery.status != Delivery.Status.HELD:
         with transaction.atomic():
             Delivery.objects.filter(pk=delivery.pk).update(status=Delivery.Status.HELD)
             delivery.status = Delivery.Status.HELD
-            _event(run, "delivery.held", delivery, {"url": delivery.url})
+            delivery_event(run, "delivery.held", delivery, {"url": delivery.url})
     return delivery
-
-
-def delivery_resend(delivery_pk: int) -> dict | None:
-    """Send a delivery held during a pause, with its own id and the document
-    its step recorded; None when it is no longer waiting to be sent."""
-    delivery = Delivery.objects.select_related("run__release").filter(pk=delivery_pk).first()
-    if delivery is None or delivery.status not in (Delivery.Status.PENDING, Delivery.Status.HELD):
-        return None
-    return delivery_send_again(delivery)
-
-
-def delivery_send_again(delivery: Delivery) -> dict:
-    """Send a delivery once more, exactly as its step would: the step's config
-    from the release snapshot and the document the step recorded as its input,
-    so the body and the delivery id are the ones already sent or held. A
-    notice is sent as it was recorded (pipelines/delivery/notices.py)."""
-    if delivery.event:
-        from pipelines.delivery.notices import notice_send
-
-        return notice_send(delivery)
-    step = delivery.run.release.snapshot_data["steps"][delivery.position - 1]
-    document = StepRun.objects.get(run_id=delivery.run_id, position=delivery.position).input
-    return delivery_send(step["config"], document, run_id=delivery.run_id, position=delivery.position)

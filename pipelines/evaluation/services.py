@@ -28,7 +28,7 @@ from audit.services import audit_record
 from governance.permissions import user_can
 from pipelines.models import Deployment, Evaluation, EvaluationCase, EvaluationResult, Pipeline, Release, Run
 from pipelines.providers import call_model
-from pipelines.runs.engine import _input_validator, derive_seed
+from pipelines.runs.engine import derive_seed, input_validator
 from pipelines.runs.inputs import input_canonical
 from pipelines.steps import SchemaValidator, execute_step
 from pipelines.steps.base import StepContext, StepError
@@ -71,7 +71,7 @@ def _withheld(config: dict, document: dict) -> dict:
 
 def sandbox_execute(release: Release, input: dict, *, call=call_model) -> SandboxOutcome:
     """Execute ``release`` on ``input`` as the engine would, keeping nothing."""
-    problems = [e.message for e in _input_validator(release.pk, release.fingerprint).iter_errors(input)]
+    problems = [e.message for e in input_validator(release.pk, release.fingerprint).iter_errors(input)]
     if problems:
         return SandboxOutcome(None, error="input: " + "; ".join(sorted(problems)))
     snapshot = release.snapshot_data

@@ -6,6 +6,8 @@ import time
 
 from django_celery_beat.schedulers import DatabaseScheduler
 
+from pipelines.integration.health import heartbeat_record
+
 HEARTBEAT_EVERY_SECONDS = 15.0
 
 
@@ -15,8 +17,6 @@ class KeelScheduler(DatabaseScheduler):
     def tick(self, *args, **kwargs):
         now = time.monotonic()
         if now - self._last_heartbeat >= HEARTBEAT_EVERY_SECONDS:
-            from pipelines.integration.health import heartbeat_record
-
             try:
                 heartbeat_record("beat")
                 self._last_heartbeat = now

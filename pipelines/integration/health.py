@@ -9,8 +9,6 @@ shows a secret, a URL or any data: only what is up and what is not.
 
 from datetime import timedelta
 
-from celery import shared_task
-from celery.signals import worker_ready
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
@@ -27,16 +25,6 @@ COMPONENTS = ("worker", "beat")
 def heartbeat_record(component: str) -> None:
     """Overwrite the component's heartbeat (not audited: it records no change, only liveness)."""
     Heartbeat.objects.update_or_create(component=component, defaults={"seen_at": timezone.now()})
-
-
-@shared_task(name="pipelines.heartbeat", ignore_result=True)
-def heartbeat_task() -> None:
-    heartbeat_record("worker")
-
-
-@worker_ready.connect
-def _worker_ready_heartbeat(**kwargs) -> None:
-    heartbeat_record("worker")
 
 
 @require_GET

@@ -17,7 +17,7 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from audit.context import acting_as
 from audit.services import audit_record
 from governance.permissions import user_can
-from pipelines.models import PipelineSchedule, Run
+from pipelines.models import Deployment, PipelineSchedule, Run
 from pipelines.models.schedules import parse_cron
 from pipelines.runs.engine import RunRefused, run_start
 from pipelines.runs.inputs import input_canonical
@@ -73,7 +73,6 @@ def schedule_save(*, schedule: PipelineSchedule, actor) -> PipelineSchedule:
 def schedule_input_check(schedule: PipelineSchedule) -> None:
     """The fixed input against the live release's schema (else the pipeline's), so a
     schedule that could never start a run is refused now, not at 3 a.m."""
-    from pipelines.models import Deployment
 
     # Canonicalised here, before it is saved, as every run input is on arrival.
     schedule.input = input_canonical(schedule.input)

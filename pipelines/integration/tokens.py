@@ -20,7 +20,7 @@ from django.utils import timezone
 from audit.services import audit_record
 from governance.accounts import acting_as_check
 from governance.models import Workspace
-from governance.permissions import rights_sql, user_can, user_can_record
+from governance.permissions import can_manage_permissions, rights_sql, user_can, user_can_record
 from pipelines.models import Pipeline, ServiceToken
 from pipelines.rows import Columns, fetch_row
 
@@ -116,7 +116,6 @@ def token_revoke(*, token: ServiceToken, actor) -> ServiceToken:
 
 def token_can_manage(user, token: ServiceToken) -> bool:
     """Superusers, leads who manage rights on the scope, and the token's own user."""
-    from governance.permissions import can_manage_permissions
 
     if user is None or not getattr(user, "is_authenticated", False):
         return False
@@ -127,10 +126,9 @@ def token_authenticate(plain: str) -> ServiceToken | None:
     """The live token for this text, or None (unknown, malformed or revoked).
 
     The token arrives with its user and (for a pipeline token) its pipeline,
-    read in one statement: every API request makes this read, and the ORM's
-    compilation of it cost more than the rest of authenticating. With them
-    come the user's view and change rights on that pipeline (what a run's
-    creation asks), filed for the request's ``permission_cache`` block.
+    read in one statement (pipelines/rows.py), with the user's view and
+    change rights on that pipeline (what a run's creation asks), filed for the
+    request's ``permission_cache`` block.
     """
     if not plain.startswith(TOKEN_PREFIX) or len(plain) > 200:
         return None
@@ -140,9 +138,10 @@ def token_authenticate(plain: str) -> ServiceToken | None:
         return None
     token = token_columns.instance(row, 0)
     user = user_columns.instance(row, len(token_columns))
-    token._state.fields_cache["user"] = user
+    token.user = user  # assigning a related instance caches it, as select_related would
     pipeline = pipeline_columns.instance(row, len(token_columns) + len(user_columns))
-    token._state.fields_cache["pipeline"] = pipeline
+    token.pipeline = pipeline
+    token.authenticated_pipeline = pipeline  # read with the token: the API's selectors use it
     if token.is_revoked or not user.is_active:
         return None
     rights = row[-len(PIPELINE_RIGHTS) - 1 : -1]

@@ -202,12 +202,6 @@ class Pipeline(models.Model):
     def audit_pipeline_id(self) -> int:
         return self.pk
 
-    def restore_related(self, *, version, reason: str, actor) -> None:
-        """Called by a revert: a pipeline version includes its steps."""
-        from pipelines.releases.config import pipeline_steps_restore
-
-        pipeline_steps_restore(pipeline=self, version=version, reason=reason, actor=actor)
-
 
 class PipelineUserObjectPermission(UserObjectPermissionBase):
     content_object = models.ForeignKey(Pipeline, on_delete=models.CASCADE)

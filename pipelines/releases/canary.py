@@ -28,6 +28,8 @@ from pipelines.releases.base import PRODUCTION, deployment_locked, deployment_sa
 from pipelines.releases.gate import deployment_guard
 
 BUCKETS = 10_000
+# canaries_watch records its rollbacks as this system component (system:canary-watch).
+WATCHER = "canary-watch"
 
 
 def _share(value) -> Decimal:
@@ -96,9 +98,17 @@ def canary_promote(*, pipeline: Pipeline, actor) -> Deployment:
 @transaction.atomic
 def canary_rollback(*, pipeline: Pipeline, actor, reason: str, figures: dict | None = None) -> Deployment:
     """Set the canary to 0% (its release stays named, for the record) and tell
-    the owner, the escalation contact and the policy's notify list."""
-    if not isinstance(actor, str) and not user_can(actor, "deploy_pipeline", pipeline):
+    the owner, the escalation contact and the policy's notify list. ``actor`` is
+    a user with the deploy right on the pipeline."""
+    if not user_can(actor, "deploy_pipeline", pipeline):
         raise PermissionDenied("Stopping a canary needs the deploy right on the pipeline.")
+    return _canary_stop(pipeline=pipeline, actor=actor, reason=reason, figures=figures)
+
+
+@transaction.atomic
+def _canary_stop(*, pipeline: Pipeline, actor, reason: str, figures: dict | None) -> Deployment:
+    # What canary_rollback does once the right is checked; canaries_watch calls it
+    # directly, as Keel itself (system:canary-watch) applying the change policy's limits.
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": "Say why the canary is stopped."})
@@ -172,7 +182,7 @@ def canaries_watch(*, now: datetime | None = None) -> list[int]:
         if reason is None:
             continue
         try:
-            canary_rollback(pipeline=deployment.pipeline, actor="canary-watch", reason=reason, figures=figures)
+            _canary_stop(pipeline=deployment.pipeline, actor=WATCHER, reason=reason, figures=figures)
         except ValidationError:
             continue  # stopped by someone else meanwhile
         rolled.append(deployment.pipeline_id)

@@ -8,12 +8,13 @@ from datetime import timedelta
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
+from django.dispatch import receiver
 from django.utils import timezone
 from simple_history.utils import bulk_update_with_history
 
 from audit.services import audit_record
 from governance.permissions import user_can
-from governance.signals import audit_ids
+from governance.signals import audit_ids, history_reverted
 from pipelines.models import Pipeline, PromptTemplate, Step
 
 _STEP_FIELDS = ("position", "name", "kind", "config", "prompt_id", "model_config_id")
@@ -84,6 +85,12 @@ def pipeline_steps_restore(*, pipeline: Pipeline, version, reason: str, actor) -
         old = target[pk]
         step = Step(pk=pk, pipeline=pipeline, **{f: getattr(old, f) for f in _STEP_FIELDS})
         save(step)
+
+
+@receiver(history_reverted, sender=Pipeline)
+def pipeline_steps_follow_revert(sender, *, instance: Pipeline, version, reason: str, actor, **kwargs) -> None:
+    """A pipeline reverted to a version gets that version's steps back: a version includes its steps."""
+    pipeline_steps_restore(pipeline=instance, version=version, reason=reason, actor=actor)
 
 
 # Models whose ownership moves in bulk; both have an ``owner`` and ``updated_at``.

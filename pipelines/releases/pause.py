@@ -7,6 +7,7 @@ from django.db import transaction
 
 from audit.services import audit_record
 from governance.permissions import user_can
+from pipelines.broker import enqueue_on_commit
 from pipelines.models import (
     Delivery,
     Deployment,
@@ -19,7 +20,7 @@ from pipelines.releases.base import deployment_locked, deployment_save, pipeline
 @transaction.atomic
 def pipeline_pause(*, pipeline: Pipeline, actor, reason: str) -> None:
     """Stop new runs everywhere (run_start refuses with the reason) and hold
-    deliveries until the pipeline is resumed."""
+    deliveries until the pipeline is unpaused."""
     if not user_can(actor, "deploy_pipeline", pipeline):
         raise PermissionDenied("Pausing a pipeline needs the deploy right on it.")
     reason = (reason or "").strip()
@@ -37,28 +38,27 @@ def pipeline_pause(*, pipeline: Pipeline, actor, reason: str) -> None:
 
 
 @transaction.atomic
-def pipeline_resume(*, pipeline: Pipeline, actor, reason: str = "") -> int:
+def pipeline_unpause(*, pipeline: Pipeline, actor, reason: str = "") -> int:
     """Let runs start again and send the deliveries held meanwhile; returns how many."""
     if not user_can(actor, "deploy_pipeline", pipeline):
-        raise PermissionDenied("Resuming a pipeline needs the deploy right on it.")
+        raise PermissionDenied("Unpausing a pipeline needs the deploy right on it.")
     pipeline = pipeline_lock(pipeline)
     deployments = [deployment_locked(pipeline, env) for env in Deployment.Environment.values]
     if not any(d.paused for d in deployments):
         raise ValidationError(f"{pipeline.slug} is not paused.")
     for deployment in deployments:
         deployment.paused, deployment.pause_reason = False, ""
-        deployment_save(deployment, actor, f"Resumed: {reason}" if reason else "Resumed")
+        deployment_save(deployment, actor, f"Unpaused: {reason}" if reason else "Unpaused")
     held = list(
         Delivery.objects.filter(run__pipeline=pipeline, status=Delivery.Status.HELD).values_list("pk", flat=True)
     )
     Delivery.objects.filter(pk__in=held).update(status=Delivery.Status.PENDING)
+    # The action keeps its recorded name: the chain already holds events called pipeline.resumed.
     audit_record(action="pipeline.resumed", object_type="pipeline", object_id=pipeline.pk,
                  payload={"reason": reason, "held_deliveries": len(held)},
                  workspace_id=pipeline.workspace_id, pipeline_id=pipeline.pk, actor=actor)  # fmt: skip
-    from pipelines.tasks import delivery_resend_task
-
     for delivery_id in held:
-        delivery_resend_task.delay_on_commit(delivery_id)
+        enqueue_on_commit("pipelines.resend_delivery", delivery_id)
     return len(held)
 
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from governance.permissions import is_governance_lead, user_can
-from pipelines.models import Budget, Deployment, Pipeline, Run, StepRun
+from pipelines.models import Budget, Deployment, Pipeline, Release, Run, StepRun
 
 BUDGET_EXCEEDED = "budget_exceeded"
 
@@ -59,8 +59,6 @@ def spend_by_pipeline_model_month(*, budget: Budget, since: datetime) -> list[di
     models_of: dict[int, dict[int, str]] = {}
     for finished_at, position, tokens_in, tokens_out, cost, slug, release_id in steps:
         if release_id not in models_of:
-            from pipelines.models import Release
-
             snapshot = Release.objects.get(pk=release_id).snapshot_data
             models_of[release_id] = {s["position"]: (s["model"] or {}).get("slug", "—") for s in snapshot["steps"]}
         key = (f"{finished_at:%Y-%m}", slug, models_of[release_id].get(position, "—"))

@@ -26,11 +26,14 @@ from audit.canonical import canonical_bytes
 from audit.services import audit_append
 from governance.permissions import user_can
 from pipelines.broker import enqueue, enqueue_on_commit, waiting_messages
+from pipelines.delivery.errors import DeliveryError
+from pipelines.delivery.reports import report_build
 from pipelines.delivery.webhooks import delivery_send
 from pipelines.models import Budget, Deployment, Pipeline, Release, Run, StepRun
 from pipelines.providers import call_model
 from pipelines.releases.canary import deployment_release_for
 from pipelines.rows import Columns, fetch_row, insert_one, insert_statement, update_where
+from pipelines.runs.budgets import budget_assess, budget_hold
 from pipelines.runs.documents import DocumentRefused, run_first_document
 from pipelines.runs.inputs import input_canonical
 from pipelines.signals import run_held, run_sampled
@@ -38,6 +41,9 @@ from pipelines.steps import SchemaValidator, execute_step, run_input_check, step
 from pipelines.steps.base import StepContext, StepError, StepResult
 
 logger = logging.getLogger(__name__)
+
+# The task that executes a run (pipelines/tasks/runs.py), sent by name: services never import tasks.
+RUN_TASK = "pipelines.execute_run"
 
 
 def _lease() -> timedelta:
@@ -86,7 +92,7 @@ def _events(run: Run, action: str, payload: dict, actor=None, along: tuple[str, 
 
 
 @functools.lru_cache(maxsize=256)
-def _input_validator(release_id: int, fingerprint: str) -> SchemaValidator:
+def input_validator(release_id: int, fingerprint: str) -> SchemaValidator:
     # Building a validator costs more than validating; a release's schema never changes.
     schema = Release.objects.get(pk=release_id, fingerprint=fingerprint).snapshot_data["input_schema"]
     return SchemaValidator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
@@ -118,7 +124,6 @@ def run_start(
     """
     if actor is not None and getattr(actor, "is_authenticated", False) and not user_can(actor, "change", pipeline):
         raise PermissionDenied("Starting a run needs the change right on the pipeline.")
-    from pipelines.runs.budgets import budget_assess, budget_hold
 
     deployment, budgeted, earlier_id, run_id = _deployment_read(pipeline, environment, idempotency_key)
     if idempotency_key:
@@ -141,7 +146,7 @@ def run_start(
     release = deployment_release_for(
         deployment, pipeline_slug=pipeline.slug, key=idempotency_key or input_sha256, source=source
     )
-    validator = _input_validator(release.pk, release.fingerprint)
+    validator = input_validator(release.pk, release.fingerprint)
     problems = sorted(
         f"input.{'.'.join(str(p) for p in e.absolute_path)}: {e.message}".replace("input.:", "input:")
         for e in validator.iter_errors(input)
@@ -205,9 +210,7 @@ def _deployment_read(
     PostgreSQL an id for a new run from the run table's sequence) in one round
     trip, or (None, False, None, None) without a deployment row.
 
-    Every run start makes this read, and the ORM's compilation of it (two
-    releases joined, two subqueries) cost more CPU than anything else in a
-    start: it is written as SQL once (pipelines/rows.py).
+    Every run start makes this read; it is written as SQL once (pipelines/rows.py).
     """
     sql, deployment_columns, release_columns, canary_columns = _deployment_read_sql(connection.vendor)
     row = fetch_row(sql, [pipeline.pk, pipeline.workspace_id, pipeline.pk, key or None, pipeline.pk, environment])
@@ -215,9 +218,10 @@ def _deployment_read(
         return None, False, None, None
     deployment = deployment_columns.instance(row, 0)
     start = len(deployment_columns)
-    deployment._state.fields_cache["pipeline"] = pipeline
-    deployment._state.fields_cache["release"] = release_columns.instance(row, start)
-    deployment._state.fields_cache["canary_release"] = canary_columns.instance(row, start + len(release_columns))
+    # Assigning a related instance caches it, as select_related would.
+    deployment.pipeline = pipeline
+    deployment.release = release_columns.instance(row, start)
+    deployment.canary_release = canary_columns.instance(row, start + len(release_columns))
     budgeted, earlier_id, run_id = row[-3:]
     return deployment, bool(budgeted), earlier_id, run_id
 
@@ -273,8 +277,8 @@ def _load(run_id: int) -> Run | None:
         return None
     run = run_columns.instance(row, 0)
     start = len(run_columns)
-    run._state.fields_cache["pipeline"] = pipeline_columns.instance(row, start)
-    run._state.fields_cache["release"] = release_columns.instance(row, start + len(pipeline_columns))
+    run.pipeline = pipeline_columns.instance(row, start)
+    run.release = release_columns.instance(row, start + len(pipeline_columns))
     return run
 
 
@@ -539,7 +543,8 @@ def run_execute(run_id: int, *, owner: str | None = None, call=call_model) -> Ru
                 input_schema=snapshot["input_schema"],
                 call_model=call,
                 source=run.source,
-                deliver=functools.partial(delivery_send, run_id=run.pk, position=position),
+                deliver=functools.partial(_deliver, run_id=run.pk, position=position),
+                report=functools.partial(report_build, run_id=run.pk, position=position),
                 workspace_id=run.pipeline.workspace_id,
             )
             began = timezone.now()
@@ -572,6 +577,14 @@ def run_execute(run_id: int, *, owner: str | None = None, call=call_model) -> Ru
     except _LeaseLost:
         return None  # cancelled, or the lease was lost to another worker: stop quietly
     return run
+
+
+def _deliver(config: dict, document: dict, *, run_id: int, position: int) -> dict:
+    """The deliver step's way out: a delivery that was not made is the step's failure."""
+    try:
+        return delivery_send(config, document, run_id=run_id, position=position)
+    except DeliveryError as error:
+        raise StepError(str(error), transient=error.transient) from error
 
 
 def _fail_step(batch: _Batch, step: dict, document: dict, error: StepError, *, began) -> Run:
@@ -638,9 +651,7 @@ def run_enqueue_on_commit(run: Run) -> None:
     """Send the run's task message once the transaction commits. If the
     broker cannot take it, the run is recorded as unsent (``send_failed_at``)
     and ``runs_resend`` sends it again: its creator is still told it was created."""
-    from pipelines.tasks import run_execute_task
-
-    enqueue_on_commit(run_execute_task, run.pk, on_failure=functools.partial(_record_unsent, run.pk))
+    enqueue_on_commit(RUN_TASK, run.pk, on_failure=functools.partial(_record_unsent, run.pk))
 
 
 def _record_unsent(run_id: int, error: BaseException) -> None:
@@ -671,11 +682,9 @@ def runs_resend(*, now=None) -> list[int]:
     due = Q(status=Run.Status.QUEUED, send_failed_at__lt=since)
     if waiting_messages() == 0:
         due |= Q(status=Run.Status.QUEUED, attempts=0, created_at__lt=since)
-    from pipelines.tasks import run_execute_task
-
     sent = []
     for run_id in Run.objects.filter(due).order_by("pk").values_list("pk", flat=True)[:1000]:
-        if not enqueue(run_execute_task, run_id, on_failure=functools.partial(_record_unsent, run_id)):
+        if not enqueue(RUN_TASK, run_id, on_failure=functools.partial(_record_unsent, run_id)):
             break
         sent.append(run_id)
     Run.objects.filter(pk__in=sent, send_failed_at__isnull=False).update(send_failed_at=None)
@@ -706,11 +715,9 @@ def runs_recover(*, now=None) -> list[int]:
             | Q(status=Run.Status.QUEUED, created_at__lt=now - _lease())
         ).values_list("pk", flat=True)
     )
-    from pipelines.tasks import run_execute_task
-
     sent = []
     for run_id in stale:
-        if not enqueue(run_execute_task, run_id, on_failure=functools.partial(_record_unsent, run_id)):
+        if not enqueue(RUN_TASK, run_id, on_failure=functools.partial(_record_unsent, run_id)):
             break  # the broker is away: the next round tries again
         sent.append(run_id)
     return sent
@@ -718,12 +725,21 @@ def runs_recover(*, now=None) -> list[int]:
 
 @transaction.atomic
 def run_cancel(*, run: Run, actor, reason: str) -> Run:
-    """Stop a run that has not finished; a worker holding it stops after its current step.
-
-    ``actor`` is a person, who needs the deploy right, or a component of Keel
-    named by a string (retention), which only code can pass."""
-    if not isinstance(actor, str) and not user_can(actor, "deploy_pipeline", run.pipeline):
+    """Stop a run that has not finished; a worker holding it stops after its current
+    step. ``actor`` is a user with the deploy right on the run's pipeline."""
+    if not user_can(actor, "deploy_pipeline", run.pipeline):
         raise PermissionDenied("Cancelling a run needs the deploy right on its pipeline.")
+    return _run_stop(run=run, actor=actor, reason=reason)
+
+
+@transaction.atomic
+def run_expire(*, run: Run, reason: str, component: str = "retention") -> Run:
+    """Cancel a run past its workspace's retention period: Keel applying the
+    workspace's policy, recorded as the system component ``component``."""
+    return _run_stop(run=run, actor=component, reason=reason)
+
+
+def _run_stop(*, run: Run, actor, reason: str) -> Run:
     if not (reason or "").strip():
         raise ValidationError({"reason": "Say why you are cancelling the run."})
     run = Run.objects.select_for_update().get(pk=run.pk)

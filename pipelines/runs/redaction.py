@@ -13,7 +13,6 @@ import base64
 import json
 from datetime import datetime, timedelta
 
-from celery import shared_task
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, models, transaction
@@ -23,7 +22,7 @@ from django.utils.crypto import salted_hmac
 from audit.models import AuditEvent, RetentionPolicy
 from audit.services import audit_record, audit_redact
 from pipelines.models import Evaluation, EvaluationCase, EvaluationResult, Run
-from pipelines.runs.engine import run_cancel
+from pipelines.runs.engine import run_expire
 from pipelines.runs.personal_data import (
     TOMBSTONE,
     descendants,
@@ -153,7 +152,7 @@ def retention_apply(*, now: datetime | None = None, actor="retention") -> dict[i
     """Redact each workspace's personal data older than its retention period.
 
     1. Runs that never finished (queued, running, waiting for review) are
-       cancelled first, through ``run_cancel``, so no worker or reviewer
+       cancelled first, through ``run_expire``, so no worker or reviewer
        carries them on.
     2. Finished runs are redacted with their whole story (documents,
        deliveries, reviews, cases made from them).
@@ -170,7 +169,7 @@ def retention_apply(*, now: datetime | None = None, actor="retention") -> dict[i
         counts = {"cancelled": 0, "runs": 0, "evaluation_cases": 0, "evaluations": 0}
         for run in old_runs.exclude(status__in=Run.FINISHED).order_by("pk"):
             try:
-                run_cancel(run=run, actor=actor, reason=reason)
+                run_expire(run=run, reason=reason, component=actor)
                 counts["cancelled"] += 1
             except ValidationError:
                 pass  # it finished meanwhile: redacted below as any finished run
@@ -190,11 +189,6 @@ def retention_apply(*, now: datetime | None = None, actor="retention") -> dict[i
         done[policy.workspace_id] = counts
     _scrub_sqlite()
     return done
-
-
-@shared_task(name="pipelines.apply_retention")
-def retention_apply_task() -> dict:
-    return {str(workspace): counts for workspace, counts in retention_apply().items()}
 
 
 def subject_identifier_check(identifier: str) -> str:

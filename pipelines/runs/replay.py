@@ -10,6 +10,7 @@ matches the hashes its events carry.
 
 import copy
 import difflib
+import functools
 import hashlib
 import itertools
 import json
@@ -20,6 +21,7 @@ from django.db import transaction
 
 from audit.canonical import canonical_bytes
 from audit.models import AuditEvent
+from pipelines.delivery.reports import report_build
 from pipelines.models import Run, StepRun
 from pipelines.providers import ModelRequest, ModelResponse, ProviderError, cost_of
 from pipelines.providers import call_model as live_call_model
@@ -198,6 +200,7 @@ def _replay_step(step_run: StepRun, step: dict, document: dict, ctx_fields: dict
         step=step,
         call_model=call,
         deliver=lambda config, doc: copy.deepcopy(decision),  # the recorded decision: never send again
+        report=functools.partial(report_build, run_id=step_run.run_id, position=position),  # rebuilt, to compare
         **ctx_fields,
     )
     chain = completed.get(position) or {}

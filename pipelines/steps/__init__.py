@@ -13,6 +13,7 @@ from jsonschema.exceptions import SchemaError
 from jsonschema.exceptions import ValidationError as SchemaValidationError
 
 from governance.patterns import PatternError, linear_compile, pattern_problem
+from pipelines.steps.base import StepError
 from pipelines.steps.prompts import parse_template
 
 SLUG = r"^[-a-zA-Z0-9_]+$"
@@ -341,8 +342,6 @@ def execute_step(kind: str, document: dict, ctx):
     An input over KEEL_STEP_INPUT_MAX_BYTES fails the step before it starts: an
     earlier step may have grown the run's input past it."""
     import importlib
-
-    from pipelines.steps.base import StepError
 
     if kind not in KINDS:
         raise StepError(f"Unknown step kind {kind!r}.")

@@ -249,7 +249,7 @@ def _run_rate(pipeline, inputs: list[dict]) -> tuple[float, float]:
     """(runs/s, run_start/s). Like the no-ops, the runs are enqueued together
     and timed until the worker has settled them all; creating them (run_start:
     the row, its audit event) happens before, and is reported on its own."""
-    from pipelines.tasks import run_execute_task
+    from pipelines.tasks.runs import run_execute_task
 
     started = time.perf_counter()
     ids = _start_runs(pipeline, inputs, enqueue=False, source="bench-throughput")
@@ -407,7 +407,7 @@ def _ideal(slots: int) -> float:
 
 
 def _io_rate(slots: int, env: dict | None = None) -> float:
-    from pipelines.tasks import run_execute_task
+    from pipelines.tasks.runs import run_execute_task
     from tests.pipelines.chat_server import ChatServer, Reply, completion
 
     tickets = _tickets()

@@ -2,7 +2,7 @@
 is evaluated.
 
 - ``rollback_latency_s``: with a real worker running, the median over
-  ``ROLLBACK_TRIALS`` of the time from calling ``deploy_rollback`` until the
+  ``ROLLBACK_TRIALS`` of the time from calling ``deployment_rollback`` until the
   first run started after it, on the earlier release, has completed on the
   worker (the call, then ``run_start`` of one demo ticket, then its execution).
   Between trials the later release is deployed again. Target: under 1 s.
@@ -134,7 +134,7 @@ def _bench_pipeline():
 def _rollback_figure() -> float:
     from audit.context import acting_as
     from pipelines.models import Run
-    from pipelines.releases.deploy import deploy_rollback, deployment_set
+    from pipelines.releases.deploy import deployment_rollback, deployment_set
     from pipelines.runs.engine import run_start
     from tests.bench.bench_engine import _tickets, _wait, _worker
 
@@ -148,7 +148,7 @@ def _rollback_figure() -> float:
             if live is None or live.release_id != later.pk:
                 deployment_set(release=later, environment="production", actor=admin, reason="Benchmark")
             began = time.perf_counter()
-            deploy_rollback(pipeline=pipeline, to_number=earlier.number, actor=admin, reason="Benchmark")
+            deployment_rollback(pipeline=pipeline, to_number=earlier.number, actor=admin, reason="Benchmark")
             run, _ = run_start(pipeline=pipeline, input={**ticket, "subject": f"Rollback trial {trial}"},
                                actor=None, trigger="cli", source="bench-rollback")  # fmt: skip
             settled = Run.objects.filter(pk=run.pk, status__in=(*Run.FINISHED, Run.Status.WAITING_REVIEW))

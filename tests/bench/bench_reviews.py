@@ -47,7 +47,7 @@ def run() -> dict[str, float]:
     _top_up(pipeline)
     from pipelines import tasks
 
-    tasks.run_execute_task.delay_on_commit = lambda *args, **kwargs: None  # see the module docstring
+    tasks.runs.run_execute_task.delay_on_commit = lambda *args, **kwargs: None  # see the module docstring
     client = Client(HTTP_HOST="localhost")
     client.force_login(reviewer)
     try:

@@ -1,4 +1,4 @@
-"""Release control over the API: roll back, pause and resume a pipeline, and
+"""Release control over the API: roll back, pause and unpause a pipeline (at ``/resume``, its URL kept), and
 ask what was live at a moment. Each view calls the service the admin action
 and the command call (pipelines/releases/), as the token's user.
 
@@ -20,8 +20,8 @@ from pipelines.integration.api.selectors import pipelines_for_token
 from pipelines.integration.api.views import ERRORS, KeelAPIView
 from pipelines.models import Deployment, Pipeline
 from pipelines.releases.as_of import parse_moment, pipeline_as_of
-from pipelines.releases.deploy import deploy_rollback
-from pipelines.releases.pause import pipeline_pause, pipeline_resume
+from pipelines.releases.deploy import deployment_rollback
+from pipelines.releases.pause import pipeline_pause, pipeline_unpause
 
 
 class RollbackSerializer(serializers.Serializer):
@@ -91,7 +91,7 @@ class RollbackView(KeelAPIView):
         pipeline = _pipeline(request, slug)
         body = RollbackSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        _call(request, deploy_rollback, pipeline=pipeline, to_number=body.validated_data["to"],
+        _call(request, deployment_rollback, pipeline=pipeline, to_number=body.validated_data["to"],
               reason=body.validated_data.get("reason", ""))  # fmt: skip
         return Response(_state(pipeline))
 
@@ -99,7 +99,7 @@ class RollbackView(KeelAPIView):
 class PauseView(KeelAPIView):
     @extend_schema(operation_id="pipelines_pause", request=PauseSerializer,
                    responses={200: DeploymentStateSerializer, **ERRORS},
-                   summary="Emergency pause: new runs refused (409), deliveries held until resumed.")  # fmt: skip
+                   summary="Emergency pause: new runs refused (409), deliveries held until unpaused.")  # fmt: skip
     def post(self, request, slug: str):
         pipeline = _pipeline(request, slug)
         body = PauseSerializer(data=request.data)
@@ -116,7 +116,7 @@ class ResumeView(KeelAPIView):
         pipeline = _pipeline(request, slug)
         body = ResumeSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        released = _call(request, pipeline_resume, pipeline=pipeline, reason=body.validated_data.get("reason", ""))
+        released = _call(request, pipeline_unpause, pipeline=pipeline, reason=body.validated_data.get("reason", ""))
         return Response(_state(pipeline, released_deliveries=released))
 
 

@@ -25,8 +25,8 @@ def pipeline_for_token(*, token: ServiceToken, slug: str, also: tuple[str, ...] 
     next, asked with the view right in one query (inside a ``permission_cache``
     block, which the API's views open).
     """
-    if token.pipeline_id and "pipeline" in token._state.fields_cache:
-        pipeline = token.pipeline
+    pipeline = getattr(token, "authenticated_pipeline", None)
+    if token.pipeline_id and pipeline is not None:
         if pipeline.slug != slug:
             return None
         user_can_prefetch(token.user, ("view", *also), pipeline)

@@ -55,7 +55,7 @@ def test_a_change_goes_from_submission_to_production_through_the_admin(client, p
     client.force_login(lead)
     _act(client, "admin:pipelines_pipeline_changelist", "pause_pipelines", [pipeline.pk], apply="1", reason="drill")
     assert Deployment.objects.get(pk=deployment.pk).paused
-    _act(client, DEPLOYMENTS, "resume_pipelines", [deployment.pk])
+    _act(client, DEPLOYMENTS, "unpause_pipelines", [deployment.pk])
     assert not Deployment.objects.get(pk=deployment.pk).paused
 
 

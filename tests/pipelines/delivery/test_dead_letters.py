@@ -11,7 +11,7 @@ from django.core.management import call_command
 from audit.models import AuditEvent
 from audit.selectors import audit_chain_verify
 from pipelines.delivery import webhooks as deliveries
-from pipelines.delivery.dead_letters import dead_letters_for_user, delivery_redeliver, delivery_resend
+from pipelines.delivery.dead_letters import dead_letter_resend, dead_letters_for_user, delivery_redeliver
 from pipelines.models import DeadLetter, Delivery, Pipeline, Run
 from pipelines.releases.cut import release_cut
 from pipelines.runs.engine import run_execute, run_start
@@ -72,7 +72,7 @@ def test_a_resend_keeps_the_delivery_id_and_body_and_is_audited(
 ):
     operator = users["operator"]
     with django_capture_on_commit_callbacks(execute=False) as queued:
-        delivery_resend(delivery=dead, actor=operator)
+        dead_letter_resend(delivery=dead, actor=operator)
     assert len(queued) == 1  # the send itself happens on a worker
     event = AuditEvent.objects.get(action="delivery.resend")
     assert event.actor_name == "operator" and event.payload_data["delivery_id"] == str(dead.delivery_id)
@@ -97,7 +97,7 @@ def test_resending_many_from_the_admin_queues_each(dead, users, client, django_c
 
 def test_only_the_deploy_right_resends(dead, users):
     with pytest.raises(PermissionDenied):
-        delivery_resend(delivery=dead, actor=users["auditor"])
+        dead_letter_resend(delivery=dead, actor=users["auditor"])
     assert not AuditEvent.objects.filter(action="delivery.resend").exists()
 
 
@@ -106,7 +106,7 @@ def test_a_delivered_delivery_is_not_resent(dead, users, django_capture_on_commi
 
     Delivery.objects.filter(pk=dead.pk).update(status=Delivery.Status.DELIVERED)
     with pytest.raises(ValidationError, match="not a dead letter"):
-        delivery_resend(delivery=dead, actor=users["admin"])
+        dead_letter_resend(delivery=dead, actor=users["admin"])
 
 
 def test_dead_letters_are_filtered_by_object_rights(dead, users, outsider):

@@ -11,13 +11,14 @@ import pytest
 from audit.canonical import canonical_bytes
 from audit.context import acting_as
 from audit.models import AuditEvent
-from pipelines import tasks
+from pipelines import broker
 from pipelines.delivery import webhooks as deliveries
-from pipelines.delivery.dead_letters import dead_letters_for_user, delivery_redeliver, delivery_resend
+from pipelines.delivery.dead_letters import dead_letter_resend, dead_letters_for_user, delivery_redeliver
 from pipelines.delivery.notices import notice_send_by_pk
 from pipelines.models import DeadLetter, Delivery, Run
 from pipelines.steps.base import StepError
-from pipelines.tasks import notice_send_task
+from pipelines.tasks import delivery as tasks
+from pipelines.tasks.delivery import notice_send_task
 from reviews.services import review_decide
 from tests import factories
 from tests.pipelines.webhook_server import Answer, WebhookServer
@@ -70,8 +71,8 @@ def test_a_rejection_sends_a_signed_run_rejected_notice_and_no_output(
     assert (notice.event, notice.status, notice.position, notice.url) == ("run.rejected", "pending", 1, receiver.url)
     assert not DeadLetter.objects.filter(pk=notice.pk).exists()  # waiting for its task, not dead
     assert receiver.requests == []  # nothing is sent before the rejection commits
-    [queued] = [c for c in callbacks if getattr(c, "func", None) == notice_send_task.delay]
-    assert queued.args == (notice.pk,)  # its task is enqueued on commit
+    [queued] = [c for c in callbacks if getattr(c, "func", None) is broker.enqueue]
+    assert queued.args == ("pipelines.send_notice", notice.pk)  # its task is enqueued by name on commit
 
     assert notice_send_task.apply(args=(notice.pk,)).get() == "delivered"
     [request] = receiver.requests
@@ -151,7 +152,7 @@ def test_a_notice_that_keeps_failing_becomes_a_dead_letter_and_is_resent_under_i
 
     receiver.script = []
     with django_capture_on_commit_callbacks(execute=False):
-        delivery_resend(delivery=notice, actor=operator)
+        dead_letter_resend(delivery=notice, actor=operator)
     assert delivery_redeliver(delivery_pk=notice.pk).status == "delivered"
     ids = {r["headers"]["x-keel-delivery"] for r in receiver.requests}
     assert ids == {str(notice.delivery_id)}
@@ -174,8 +175,8 @@ def test_a_notice_without_its_signing_secret_is_a_dead_letter_at_once(
 def test_a_notice_is_held_while_the_pipeline_is_paused_and_sent_on_resume(
     hooked, reviewer, operator, receiver, django_capture_on_commit_callbacks
 ):
-    from pipelines.delivery.webhooks import delivery_resend as resend_held
-    from pipelines.releases.pause import pipeline_pause, pipeline_resume
+    from pipelines.delivery.dead_letters import delivery_send_held as resend_held
+    from pipelines.releases.pause import pipeline_pause, pipeline_unpause
 
     run = hold(hooked)
     _reject(run, reviewer, django_capture_on_commit_callbacks)
@@ -183,7 +184,7 @@ def test_a_notice_is_held_while_the_pipeline_is_paused_and_sent_on_resume(
     notice = Delivery.objects.get(run=run)
     assert notice_send_task.apply(args=(notice.pk,)).get() == "held" and receiver.requests == []
     with django_capture_on_commit_callbacks(execute=False):
-        assert pipeline_resume(pipeline=hooked, actor=operator, reason="fixed") == 1
+        assert pipeline_unpause(pipeline=hooked, actor=operator, reason="fixed") == 1
     assert resend_held(notice.pk)["status"] == "delivered"  # what the resume's task does
     [request] = receiver.requests
     assert request["headers"]["x-keel-event"] == "run.rejected"

@@ -75,7 +75,7 @@ def test_an_evaluation_that_cannot_finish_is_marked_failed_with_its_reason(acme,
 
 
 def test_the_evaluation_task_has_a_time_limit(acme, superuser, author, listener, django_capture_on_commit_callbacks):
-    from pipelines.tasks import evaluation_execute_task
+    from pipelines.tasks.evaluation import evaluation_execute_task
 
     release = release_cut(pipeline=_remote_pipeline(acme, superuser, listener), actor=author)
     with django_capture_on_commit_callbacks(execute=False) as enqueued:

@@ -15,7 +15,7 @@ from config.celery import app
 from pipelines.integration import schedules
 from pipelines.integration.schedules import schedule_fire, schedule_save
 from pipelines.models import Deployment, PipelineSchedule, Run
-from pipelines.tasks import schedule_fire_task
+from pipelines.tasks.integration import schedule_fire_task
 from tests.pipelines.integration.api.conftest import deploy
 
 REPORT_INPUT = {"subject": "Monthly report", "body": "Summarise last month's tickets."}

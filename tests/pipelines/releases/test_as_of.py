@@ -12,8 +12,8 @@ from audit.context import acting_as
 from pipelines.releases.as_of import pipeline_as_of
 from pipelines.releases.canary import canary_promote, canary_set
 from pipelines.releases.cut import release_cut
-from pipelines.releases.deploy import deploy_rollback, deployment_set
-from pipelines.releases.pause import pipeline_pause, pipeline_resume
+from pipelines.releases.deploy import deployment_rollback, deployment_set
+from pipelines.releases.pause import pipeline_pause, pipeline_unpause
 from tests.releasing import classifier_pipeline, prompt_edit, release_approved
 
 
@@ -40,11 +40,11 @@ def history(acme, superuser, author, lead, operator):
     marks["canary"] = _mark()
     pipeline_pause(pipeline=pipeline, actor=operator, reason="incident 7")
     marks["paused"] = _mark()
-    pipeline_resume(pipeline=pipeline, actor=operator)
+    pipeline_unpause(pipeline=pipeline, actor=operator)
     marks["resumed"] = _mark()
     canary_promote(pipeline=pipeline, actor=operator)
     marks["promoted"] = _mark()
-    deploy_rollback(pipeline=pipeline, to_number=1, actor=lead, reason="complaints")
+    deployment_rollback(pipeline=pipeline, to_number=1, actor=lead, reason="complaints")
     marks["rolled_back"] = _mark()
     return pipeline, first, second, marks
 

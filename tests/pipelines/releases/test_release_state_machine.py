@@ -19,8 +19,8 @@ from pipelines.models import Deployment, EvaluationCase, Release, ReleaseTransit
 from pipelines.releases.approval import release_approve, release_reject, release_submit
 from pipelines.releases.canary import canary_promote, canary_set
 from pipelines.releases.cut import release_cut
-from pipelines.releases.deploy import deploy_rollback, deployment_set
-from pipelines.releases.pause import pipeline_pause, pipeline_resume
+from pipelines.releases.deploy import deployment_rollback, deployment_set
+from pipelines.releases.pause import pipeline_pause, pipeline_unpause
 from tests import factories
 from tests.releasing import classifier_pipeline, evaluate_now, prompt_edit
 
@@ -125,13 +125,13 @@ def test_release_control_keeps_its_invariants_whatever_the_order(acme, superuser
 
         @rule(number=st.integers(0, 12))
         def rollback(self, number):
-            self._attempt(lambda: deploy_rollback(pipeline=self.pipeline, to_number=number, actor=operator))
+            self._attempt(lambda: deployment_rollback(pipeline=self.pipeline, to_number=number, actor=operator))
 
         @rule()
         def pause_or_resume(self):
             paused = Deployment.objects.get(pipeline=self.pipeline, environment="production").paused
             if paused:
-                pipeline_resume(pipeline=self.pipeline, actor=operator)
+                pipeline_unpause(pipeline=self.pipeline, actor=operator)
             else:
                 pipeline_pause(pipeline=self.pipeline, actor=operator, reason="drill")
 

@@ -120,7 +120,7 @@ def test_deploying_and_rolling_back_move_the_pointer_and_are_recorded(acme_confi
     deployment = deployment_rollback(pipeline=pipeline, environment="production", actor=operator, reason="bad drafts")
     assert deployment.release == first
     assert [h.release_id for h in deployment.history.order_by("history_date")] == [None, first.pk, second.pk, first.pk]
-    assert deployment.history.first().history_change_reason == "Rolled back: bad drafts"
+    assert deployment.history.first().history_change_reason == "bad drafts"
     actions = list(AuditEvent.objects.filter(object_type="deployment").values_list("action", flat=True))
     assert actions == ["deployment.set", "deployment.set", "deployment.rolled_back"]
     rolled = AuditEvent.objects.get(action="deployment.rolled_back").payload_data
@@ -128,15 +128,23 @@ def test_deploying_and_rolling_back_move_the_pointer_and_are_recorded(acme_confi
     assert audit_chain_verify().ok
 
 
-def test_rollback_needs_a_reason_and_an_earlier_release(acme_config, lead, operator):
-    release = release_cut(pipeline=acme_config["pipeline"], actor=lead)
+def test_rollback_needs_an_earlier_release_and_records_its_target_without_a_reason(acme_config, lead, operator):
+    pipeline, prompt = acme_config["pipeline"], acme_config["prompt"]
+    release = release_cut(pipeline=pipeline, actor=lead)
     with pytest.raises(ValidationError, match="Nothing is live"):
-        deployment_rollback(pipeline=acme_config["pipeline"], environment="staging", actor=operator, reason="x")
+        deployment_rollback(pipeline=pipeline, environment="staging", actor=operator, reason="x")
     deployment_set(release=release, environment="staging", actor=operator)
     with pytest.raises(ValidationError, match="No earlier release"):
-        deployment_rollback(pipeline=acme_config["pipeline"], environment="staging", actor=operator, reason="x")
-    with pytest.raises(ValidationError, match="Say why"):
-        deployment_rollback(pipeline=acme_config["pipeline"], environment="staging", actor=operator, reason=" ")
+        deployment_rollback(pipeline=pipeline, environment="staging", actor=operator, reason="x")
+    with pytest.raises(ValidationError, match="Unknown environment"):
+        deployment_rollback(pipeline=pipeline, environment="moon", actor=operator, reason="x")
+    with acting_as(lead):
+        prompt.body += "Be brief.\n"
+        prompt.save()
+    deployment_set(release=release_cut(pipeline=pipeline, actor=lead), environment="staging", actor=operator)
+    deployment = deployment_rollback(pipeline=pipeline, environment="staging", actor=operator, reason=" ")
+    assert deployment.release == release
+    assert deployment.history.first().history_change_reason == f"Rolled back to #{release.number}"
 
 
 @pytest.mark.parametrize("persona", ["auditor", "reviewer", "outsider"])

@@ -9,11 +9,11 @@ from django.core.management import CommandError, call_command
 
 from audit.context import acting_as
 from audit.models import AuditEvent
-from pipelines.delivery.webhooks import delivery_resend
+from pipelines.delivery.dead_letters import delivery_send_held
 from pipelines.models import Delivery, Deployment, Run
 from pipelines.releases.cut import release_cut
-from pipelines.releases.deploy import deploy_rollback, deployment_set
-from pipelines.releases.pause import pipeline_pause, pipeline_resume
+from pipelines.releases.deploy import deployment_rollback, deployment_set
+from pipelines.releases.pause import pipeline_pause, pipeline_unpause
 from pipelines.runs.engine import RunRefused, run_execute, run_start
 from tests import factories
 from tests.pipelines.webhook_server import WebhookServer
@@ -49,7 +49,7 @@ def test_rollback_puts_an_earlier_approved_release_live_at_once(pipeline, author
     first, second, _ = _three_releases(pipeline, author)
     with capture_callbacks(execute=False):
         started, _ = run_start(pipeline=pipeline, input=TICKET, actor=None, trigger="cli")
-    deploy_rollback(pipeline=pipeline, to_number=1, actor=operator, reason="drafts went wrong")
+    deployment_rollback(pipeline=pipeline, to_number=1, actor=operator, reason="drafts went wrong")
     assert _live(pipeline) == first
     # A run started before the rollback finishes on the release it started with.
     assert run_execute(started.pk).release == second
@@ -67,7 +67,7 @@ def test_rollback_puts_an_earlier_approved_release_live_at_once(pipeline, author
 def test_rollback_refuses_a_target_that_is_not_an_earlier_approved_release(pipeline, author, operator, number, message):
     _three_releases(pipeline, author)
     with pytest.raises(ValidationError, match=message):
-        deploy_rollback(pipeline=pipeline, to_number=number, actor=operator)
+        deployment_rollback(pipeline=pipeline, to_number=number, actor=operator)
     assert _live(pipeline).number == 2
 
 
@@ -77,15 +77,15 @@ def test_rollback_refuses_a_release_never_approved(pipeline, author, operator):
     prompt_edit(pipeline, actor=author, body="B: {{ subject }}")
     release_to_production(release_cut(pipeline=pipeline, actor=author))
     with pytest.raises(ValidationError, match="never approved"):
-        deploy_rollback(pipeline=pipeline, to_number=unapproved.number, actor=operator)
+        deployment_rollback(pipeline=pipeline, to_number=unapproved.number, actor=operator)
     assert _live(pipeline).number == 2
 
 
 def test_rollback_with_nothing_live_or_without_the_right_is_refused(pipeline, author, personas):
     with pytest.raises(ValidationError, match="Nothing is live"):
-        deploy_rollback(pipeline=pipeline, to_number=1, actor=author)
+        deployment_rollback(pipeline=pipeline, to_number=1, actor=author)
     with pytest.raises(PermissionDenied):
-        deploy_rollback(pipeline=pipeline, to_number=1, actor=personas["auditor"])
+        deployment_rollback(pipeline=pipeline, to_number=1, actor=personas["auditor"])
 
 
 def test_the_rollback_command_moves_production_or_exits_with_the_reason(pipeline, author, operator):
@@ -133,7 +133,7 @@ def test_pause_refuses_new_runs_with_the_reason_and_resume_lets_them_in(webhook_
     with pytest.raises(ValidationError, match="already paused"):
         pipeline_pause(pipeline=pipeline, actor=operator, reason="again")
     with capture_callbacks(execute=False):
-        pipeline_resume(pipeline=pipeline, actor=operator)
+        pipeline_unpause(pipeline=pipeline, actor=operator)
         run, created = run_start(pipeline=pipeline, input=TICKET, actor=None, trigger="api")
     assert created
     actions = list(AuditEvent.objects.filter(object_type="pipeline").values_list("action", flat=True))
@@ -150,13 +150,13 @@ def test_deliveries_are_held_while_paused_and_sent_on_resume(webhook_pipeline, o
     delivery = Delivery.objects.get(run=run)
     assert delivery.status == Delivery.Status.HELD and server.requests == []
     with capture_callbacks(execute=False) as callbacks:
-        assert pipeline_resume(pipeline=pipeline, actor=operator, reason="fixed") == 1
+        assert pipeline_unpause(pipeline=pipeline, actor=operator, reason="fixed") == 1
     assert len(callbacks) == 1  # one resend task, enqueued on commit
-    record = delivery_resend(delivery.pk)
+    record = delivery_send_held(delivery.pk)
     assert record["status"] == "delivered" and record["delivery_id"] == str(delivery.delivery_id)
     [request] = server.requests
     assert request["headers"]["x-keel-delivery"] == str(delivery.delivery_id)
-    assert delivery_resend(delivery.pk) is None  # sent once; a repeat does nothing
+    assert delivery_send_held(delivery.pk) is None  # sent once; a repeat does nothing
 
 
 def test_staging_runs_never_deliver_to_external_consumers(webhook_pipeline, capture_callbacks):
@@ -193,5 +193,5 @@ def test_a_run_of_a_rolled_back_release_is_flagged_as_withdrawn(pipeline, author
     with capture_callbacks(execute=False):
         run, _ = run_start(pipeline=pipeline, input=TICKET, actor=None, trigger="api")
     assert not run_release_withdrawn(run)
-    deploy_rollback(pipeline=pipeline, to_number=1, actor=operator)
+    deployment_rollback(pipeline=pipeline, to_number=1, actor=operator)
     assert run_release_withdrawn(run)

@@ -6,7 +6,7 @@ from django.conf import settings
 
 from pipelines.models import Run
 from pipelines.releases.cut import release_cut
-from pipelines.releases.deploy import deploy_rollback
+from pipelines.releases.deploy import deployment_rollback
 from pipelines.runs.engine import run_start
 from tests.releasing import classifier_pipeline, prompt_edit, release_to_production
 from tests.workers import celery_worker, wait_for
@@ -27,7 +27,7 @@ def test_a_running_worker_executes_the_earlier_release_right_after_a_rollback(
                        log_path=tmp_path / "worker.log"):  # fmt: skip
         before, _ = run_start(pipeline=pipeline, input={"subject": "Parcel lost"}, actor=None, trigger="cli")
         assert wait_for(lambda: Run.objects.get(pk=before.pk).status == "completed", timeout=90)
-        deploy_rollback(pipeline=pipeline, to_number=first.number, actor=operator, reason="test")
+        deployment_rollback(pipeline=pipeline, to_number=first.number, actor=operator, reason="test")
         after, _ = run_start(pipeline=pipeline, input={"subject": "Parcel lost again"}, actor=None, trigger="cli")
         assert wait_for(lambda: Run.objects.get(pk=after.pk).status == "completed", timeout=90)
     assert (Run.objects.get(pk=before.pk).release, Run.objects.get(pk=after.pk).release) == (second, first)
