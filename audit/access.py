@@ -8,20 +8,22 @@ they hold ``view_audit``.
 
 import hashlib
 
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db.models import Max, Q
+from guardian.shortcuts import get_groups_with_perms, get_users_with_perms
 
 from audit.canonical import canonical_bytes
 from audit.exports import AuditFilter, AuditScope, audit_events_for
 from audit.models import AuditEvent
+from governance.models import Workspace
+from governance.permissions import filter_for_user, workspaces_for_user
+from pipelines.models import Pipeline
 
 CHOICES_SECONDS = 24 * 3600  # how long the filter's actor and action choices stay cached per scope
 
 
 def audit_scope_for(user) -> AuditScope:
-    from governance.permissions import filter_for_user, workspaces_for_user
-    from pipelines.models import Pipeline
-
     if not user.is_authenticated or not user.is_active:
         return AuditScope()
     if user.is_superuser:
@@ -37,10 +39,6 @@ def access_review_rows(workspace) -> list[dict]:
     a group name the group; superusers, who hold everything, are listed too.
     A deactivated user holds nothing (``user_can`` refuses them) and is not
     listed, as rights as of a moment (audit/rights.py) leaves them out."""
-    from django.contrib.auth import get_user_model
-    from guardian.shortcuts import get_groups_with_perms, get_users_with_perms
-
-    from pipelines.models import Pipeline
 
     rows = []
     objects = [("workspace", workspace), *(("pipeline", p) for p in Pipeline.objects.filter(workspace=workspace))]
@@ -73,8 +71,6 @@ def visible_workspaces_and_pipelines(scope: AuditScope):
     """The workspaces and pipelines a reader may audit, by name: what the
     desk's filter offers and names. A pipeline is visible when its workspace
     or the pipeline itself is in the scope."""
-    from governance.models import Workspace
-    from pipelines.models import Pipeline
 
     workspaces, pipelines = Workspace.objects.order_by("name"), Pipeline.objects.select_related("workspace")
     if not scope.everything:

@@ -12,7 +12,13 @@ from django.http import Http404, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from audit.access import actors_and_actions, audit_scope_for, visible_names, visible_workspaces_and_pipelines
+from audit.access import (
+    access_review_rows,
+    actors_and_actions,
+    audit_scope_for,
+    visible_names,
+    visible_workspaces_and_pipelines,
+)
 from audit.canonical import canonical_bytes
 from audit.desk import event_rows
 from audit.exports import (
@@ -28,6 +34,8 @@ from audit.forms import PermissionsAtForm, TimelineFilterForm
 from audit.models import AuditEvent
 from audit.rights import SITE, right_in_words, right_words, rights_at
 from audit.services import audit_record
+from governance.models import Workspace
+from pipelines.models import Run
 
 PAGE_SIZE = 50
 
@@ -76,8 +84,6 @@ def timeline(request):
 
 
 def _run_for(request, run_id: int):
-    from pipelines.models import Run
-
     scope = _scope_or_403(request)
     run = get_object_or_404(Run.objects.select_related("pipeline__workspace", "release", "actor"), pk=run_id)
     if not scope.allows(run.pipeline.workspace_id, run.pipeline_id):
@@ -177,9 +183,6 @@ def permissions_at(request):
 def access_review(request, workspace_id: int):
     """The access review; a POST signs it off, recording exactly which list
     was reviewed (its SHA-256) by whom."""
-    from audit.access import access_review_rows
-    from governance.models import Workspace
-
     scope = _scope_or_403(request)
     workspace = get_object_or_404(Workspace, pk=workspace_id)
     if not (scope.everything or workspace.pk in scope.workspace_ids):
