@@ -45,18 +45,18 @@ class Column:
     lines: int = 1  # at most this many lines a cell; the last is cut with an ellipsis
 
 
-# Widths add up to the page less its margins (the details take what is left).
+# Points wide; the details take what the others leave of the page between its margins.
+WIDTHS = {"seq": 40, "ts": 78, "actor": 64, "action": 104, "object": 92, "where": 112, "hash": 64}
 COLUMNS = [
-    Column("seq", "Seq", 40),
-    Column("ts", "Time (UTC)", 78),
-    Column("actor", "Actor", 64, lines=2),
-    Column("action", "Action", 104, lines=2),
-    Column("object", "Object", 92, lines=2),
-    Column("where", "Workspace › pipeline", 112, lines=2),
-    Column("details", "Details", 0, lines=2),
-    Column("hash", "Event hash", 64, font=MONO),
+    Column("seq", "Seq", WIDTHS["seq"]),
+    Column("ts", "Time (UTC)", WIDTHS["ts"]),
+    Column("actor", "Actor", WIDTHS["actor"], lines=2),
+    Column("action", "Action", WIDTHS["action"], lines=2),
+    Column("object", "Object", WIDTHS["object"], lines=2),
+    Column("where", "Workspace › pipeline", WIDTHS["where"], lines=2),
+    Column("details", "Details", PAGE_WIDTH - 2 * MARGIN - sum(WIDTHS.values()), lines=2),
+    Column("hash", "Event hash", WIDTHS["hash"], font=MONO),
 ]
-COLUMNS[6] = Column("details", "Details", PAGE_WIDTH - 2 * MARGIN - sum(c.width for c in COLUMNS), lines=2)
 TABLE_TOP = PAGE_HEIGHT - MARGIN - 26  # below the running title
 TABLE_BOTTOM = MARGIN + 18  # above the footer
 
