@@ -107,7 +107,9 @@ def insert_one(obj: Model) -> Model:
     them (``pre_save``, then ``get_db_prep_save``). A model that a
     ``pre_save`` or ``post_save`` receiver listens to, that has a ``save`` of
     its own (or whose primary key is not the database's to assign) is saved
-    the ORM's way, so that nothing it does on saving is ever skipped."""
+    the ORM's way, so that nothing it does on saving is ever skipped. The
+    instance gets its primary key; Django's own record of whether it was
+    saved (private) is left alone, so a later ``save()`` updates the row."""
     model = type(obj)
     pk = model._meta.pk
     if _saved_its_own_way(model) or not isinstance(pk, AutoFieldMixin):

@@ -16,6 +16,7 @@ from audit.canonical import canonical_bytes
 from audit.models import AuditEvent
 from audit.selectors import audit_chain_verify
 from pipelines.delivery import webhooks as deliveries
+from pipelines.delivery.errors import DeliveryError
 from pipelines.delivery.webhooks import delivery_send
 from pipelines.models import Delivery, Pipeline, Run, StepRun
 from pipelines.releases.cut import release_cut
@@ -242,7 +243,7 @@ def test_a_changed_output_for_an_existing_delivery_is_refused(triage, receiver, 
     run = run_execute(_start(triage, django_capture_on_commit_callbacks).pk)
     config = run.release.snapshot_data["steps"][-1]["config"]
     Delivery.objects.filter(run=run).update(status=Delivery.Status.PENDING)  # as if it were still to send
-    with pytest.raises(StepError, match="made for a different output") as caught:
+    with pytest.raises(DeliveryError, match="made for a different output") as caught:
         delivery_send(config, {**TICKET, "subject": "something else"}, run_id=run.pk, position=_last_position(run))
     assert not caught.value.transient
     assert len(receiver.requests) == 1

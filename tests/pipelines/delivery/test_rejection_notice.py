@@ -14,9 +14,9 @@ from audit.models import AuditEvent
 from pipelines import broker
 from pipelines.delivery import webhooks as deliveries
 from pipelines.delivery.dead_letters import dead_letter_resend, dead_letters_for_user, delivery_redeliver
+from pipelines.delivery.errors import DeliveryError
 from pipelines.delivery.notices import notice_send_by_pk
 from pipelines.models import DeadLetter, Delivery, Run
-from pipelines.steps.base import StepError
 from pipelines.tasks import delivery as tasks
 from pipelines.tasks.delivery import notice_send_task
 from reviews.services import review_decide
@@ -138,7 +138,7 @@ def test_a_notice_that_keeps_failing_becomes_a_dead_letter_and_is_resent_under_i
     notice = Delivery.objects.get(run=run)
     receiver.script = [Answer(status=503)] * 100
     # A run of the task that fails for now leaves it pending for the task's retry: not yet a dead letter.
-    with pytest.raises(StepError) as error:
+    with pytest.raises(DeliveryError) as error:
         notice_send_by_pk(notice.pk)
     assert error.value.transient
     notice.refresh_from_db()

@@ -179,7 +179,7 @@ def test_an_unknown_revoked_or_inactive_token_reads_as_none(make_token, author, 
 def test_insert_one_saves_a_row_as_save_does(pipeline, superuser):
     run = _new_run(pipeline, superuser, key="k-2")
     insert_one(run)
-    assert run.pk is not None and not run._state.adding and run.created_at is not None
+    assert run.pk is not None and run.created_at is not None
     stored = Run.objects.get(pk=run.pk)
     assert _fields(stored) == _fields(run)
 
