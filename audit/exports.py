@@ -41,6 +41,7 @@ from audit.canonical import canonical_text
 from audit.chain import format_ts
 from audit.context import Actor, current_actor
 from audit.models import AuditEvent
+from audit.report import ReportEvent, ReportFacts, render_report
 from audit.selectors import _POSTGRES_TS, _sqlite_ts_text
 
 FORMATS = ("jsonl", "csv", "pdf")
@@ -214,6 +215,8 @@ class ExportPlan:
     # Filled in by audit_export_start: the spooled entries and the sealed manifest.
     spool: object = None
     manifest: dict | None = None
+    # Names of the workspaces and pipelines the reader may see ("workspace:1" -> name), for the PDF report.
+    names: dict = field(default_factory=dict)
 
 
 def export_plan(*, scope: AuditScope, audit_filter: AuditFilter) -> ExportPlan:
@@ -422,56 +425,50 @@ def _pdf_guard(scope: AuditScope, audit_filter: AuditFilter) -> None:
         )
 
 
-def export_pdf(plan: ExportPlan) -> bytes:
-    """A readable report: the summary, then the table of included events."""
-    from reportlab.lib.pagesizes import A4, landscape
-    from reportlab.pdfgen.canvas import Canvas
+def _scope_words(scope: AuditScope, names: dict) -> str:
+    if scope.everything:
+        return "everything (every workspace and pipeline)"
+    parts = []
+    for kind, ids in (("workspace", scope.workspace_ids), ("pipeline", scope.pipeline_ids)):
+        shown = [names.get(f"{kind}:{pk}", f"{kind} #{pk}") for pk in sorted(ids)]
+        if shown:
+            parts.append(f"the {kind}{'s' if len(shown) > 1 else ''} {', '.join(shown)}")
+    return "; ".join(parts)
 
+
+def export_pdf(plan: ExportPlan) -> bytes:
+    """The readable report (audit/report.py): the cover with the filter in
+    words, the counts and both chain hashes, then the table of included events."""
     _pdf_guard(plan.scope, plan.audit_filter)
     tally = _Tally()
-    out = io.BytesIO()
-    width, height = landscape(A4)
-    pdf = Canvas(out, pagesize=(width, height), invariant=1)
-    pdf.setTitle("Keel audit export")
-    pdf.setAuthor(plan.exported_by or "Keel")
-
-    y = height - 40
-
-    def line(text: str, *, size: int = 8, bold: bool = False) -> None:
-        nonlocal y
-        if y < 40:
-            pdf.showPage()
-            y = height - 40
-        pdf.setFont("Helvetica-Bold" if bold else "Helvetica", size)
-        pdf.drawString(30, y, text[:190])
-        y -= size + 4
-
-    rows = []
+    events = []
     for batch in _entries(plan):
         for kind, row in batch:
             tally.see(kind, row)
             if kind == EVENT:
-                rows.append(row[:9] + (row[12], row[13]))
-    line("Keel audit export", size=16, bold=True)
-    line(f"Exported {plan.exported_at} by {plan.exported_by or 'system'}", size=10)
-    line(f"Filter: {json.dumps(plan.audit_filter.describe()) or 'none'}", size=10)
-    line(f"Events: {tally.counts['events']}; left out between them (hash-only): {tally.counts['omitted']}", size=10)
-    line(f"Sequence: #{tally.ends['first_seq']} to #{tally.ends['last_seq']}", size=10)
-    line(f"Chain hash before the first: {tally.ends['first_prev_hash']}", size=10)
-    line(f"Chain hash after the last:   {tally.ends['last_hash']}", size=10)
-    line("Verify the JSONL export of the same filter offline with: python -m audit.verify FILE.jsonl", size=10)
-    y -= 10
-    heading = f"{'seq':<8} {'time (UTC)':<29} {'actor':<20} {'action':<31} object"
-    line(heading, bold=True)
-    for seq, ts, _aid, actor, action, otype, oid, _ws, _pl, this_hash, redacted in rows:
-        mark = " [redacted]" if redacted else ""
-        line(f"{seq:<8} {ts:<29} {actor[:20]:<20} {action[:31]:<31} {otype}:{oid}{mark}   {this_hash[:16]}")
-    pdf.showPage()
-    pdf.save()
-    return out.getvalue()
+                (seq, ts, _actor_id, actor, action, object_type, object_id, workspace_id, pipeline_id, payload) = row[
+                    :10
+                ]
+                events.append(
+                    ReportEvent(seq, ts, actor, action, object_type, object_id, workspace_id, pipeline_id, payload,
+                                hash=row[12], redacted=bool(row[13]))
+                )  # fmt: skip
+    facts = ReportFacts(
+        filter=plan.audit_filter.describe(),
+        scope_words=_scope_words(plan.scope, plan.names),
+        names=plan.names,
+        exported_at=plan.exported_at,
+        exported_by=plan.exported_by,
+        counts=tally.counts,
+        ends=tally.ends,
+        redacted=sum(event.redacted for event in events),
+    )
+    return render_report(facts, events)
 
 
-def audit_export_start(*, scope: AuditScope, audit_filter: AuditFilter, fmt: str, actor) -> ExportPlan:
+def audit_export_start(
+    *, scope: AuditScope, audit_filter: AuditFilter, fmt: str, actor, names: dict | None = None
+) -> ExportPlan:
     """Write the export and put it on the record before its first byte leaves.
 
     1. Fix the first and last included events (the plan).
@@ -480,6 +477,9 @@ def audit_export_start(*, scope: AuditScope, audit_filter: AuditFilter, fmt: str
     4. Record ``audit.exported`` with the manifest's SHA-256 (the PDF's own
        SHA-256): who exported what, and the proof a verifier checks against
        the live chain. ``export_chunks`` then sends the spool and manifest.
+
+    ``names`` names the workspaces and pipelines the reader may see, for the
+    PDF report (``audit`` itself knows them only by id).
     """
     from audit.services import audit_record
 
@@ -488,6 +488,7 @@ def audit_export_start(*, scope: AuditScope, audit_filter: AuditFilter, fmt: str
     if fmt == "pdf":
         _pdf_guard(scope, audit_filter)
     plan = export_plan(scope=scope, audit_filter=audit_filter)
+    plan.names = names or {}
     plan.exported_by = (Actor.of(actor) if actor is not None else current_actor()).name
     payload = {"format": fmt, "filter": audit_filter.describe()}
     if fmt == "pdf":

@@ -145,3 +145,46 @@ def _user_event(user: _User, action: str, payload: dict) -> None:
         user.staff = action.endswith("granted")
     elif action in ("user.activated", "user.deactivated"):
         user.active = action == "user.activated"
+
+
+# What each right lets its holder do, in words; {target} is what it was granted on.
+RIGHT_WORDS = {
+    "approve_release": "approve releases of {target}",
+    "deploy_pipeline": "deploy, roll back and pause {target}",
+    "review_output": "review the outputs of {target}",
+    "view_audit": "read the audit trail of {target}",
+    "view_pipeline": "see {target}",
+    "change_pipeline": "change {target}",
+    "view_workspace": "see {name} and everything in it",
+    "change_workspace": "change the workspace {name} itself",
+    "change_config": "change the pipelines, prompts, model configs and policies of {name}",
+}
+SITE_WORDS = {
+    "superuser": "is a superuser: may do everything, everywhere",
+    "staff": "may sign in to the admin (staff status)",
+    "every right": "is a superuser: may do everything, everywhere",
+}
+
+
+def right_in_words(right: str, on: str, names: dict[str, str]) -> str:
+    """``may approve releases of Support ticket triage`` for the right
+    ``approve_release`` on ``pipeline:3``; on a workspace, a pipeline right
+    reads ``... of every pipeline in Northwind Traders``. ``names`` maps
+    ``pipeline:3`` to a name; an object without one (deleted, or not the
+    reader's to see) is named by its kind and id."""
+    if on == SITE:
+        return right_words(right, SITE, "")
+    kind, _, object_id = on.partition(":")
+    return right_words(right, kind, names.get(on) or f"{kind} #{object_id}")
+
+
+def right_words(right: str, kind: str, name: str) -> str:
+    """The words for ``right`` held on the ``kind`` (pipeline, workspace or
+    site) called ``name``."""
+    if kind == SITE or right in SITE_WORDS:
+        return SITE_WORDS.get(right, f"holds the site-wide right “{right}”")
+    words = RIGHT_WORDS.get(right)
+    if words is None:
+        return f"holds the right “{right.replace('_', ' ')}” on {kind} {name}"
+    target = f"every pipeline in {name}" if kind == "workspace" else name
+    return "may " + words.format(target=target, name=name)

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.access import audit_scope_for
+from audit.access import audit_scope_for, visible_names
 from audit.context import acting_as
 from audit.exports import FORMATS, AuditFilter, AuditScope, ExportError, audit_export_start, export_chunks
 
@@ -87,7 +87,8 @@ class Command(BaseCommand):
         try:
             with acting_as(actor):
                 try:
-                    plan = audit_export_start(scope=scope, audit_filter=audit_filter, fmt=fmt, actor=actor)
+                    names = visible_names(scope) if fmt == "pdf" else None
+                    plan = audit_export_start(scope=scope, audit_filter=audit_filter, fmt=fmt, actor=actor, names=names)
                 except ExportError as error:
                     raise CommandError(str(error)) from None
             for chunk in export_chunks(plan, fmt):
