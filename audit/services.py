@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import dataclass
+from functools import partial
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
@@ -13,6 +14,7 @@ from audit.chain import GENESIS_HASH, ChainResult, event_hash, format_ts, payloa
 from audit.checkpoints import chain_against_checkpoint
 from audit.context import Actor, current_actor, current_via
 from audit.models import REDACTED_PAYLOAD, AuditEvent
+from audit.signals import events_committed
 
 # An arbitrary constant naming the chain head's advisory lock on PostgreSQL.
 _CHAIN_LOCK_KEY = 0x6B65656C
@@ -152,6 +154,8 @@ def audit_append(events: list[dict], *, along: tuple[str, list] | None = None) -
             fields.update(seq=seq, ts=ts, payload=payload_text, prev_hash=prev_hash, hash=digest)
             prev_hash = digest
         insert_dicts(AuditEvent, prepared, along=along)
+        if events_committed.has_listeners():  # robust: a listener's error never reaches the writer
+            transaction.on_commit(partial(events_committed.send, sender=AuditEvent, events=prepared), robust=True)
     return prepared
 
 
