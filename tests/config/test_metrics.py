@@ -2,6 +2,9 @@
 
 import io
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 from django.conf import settings as django_settings
@@ -102,3 +105,15 @@ def test_a_scrape_after_demo_runs_on_a_worker_counts_what_the_database_holds(cli
     labels = {name for _, pairs in after for name, _ in pairs}
     assert labels <= {"pipeline", "status", "kind", "outcome", "provider", "model", "direction", "le", "environment",
                       "scope", "name", "unit", "limit", "trigger", "result"}  # fmt: skip
+
+
+def test_preparing_the_folder_removes_only_the_files_of_processes_gone(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    files = {name: tmp_path / name for name in (f"counter_{os.getpid()}.db", f"histogram_{os.getpid()}.db",
+                                                f"counter_{gone.pid}.db", f"histogram_{gone.pid}.db")}  # fmt: skip
+    for path in files.values():
+        path.write_bytes(b"")
+    removed = metrics_dir_prepare(tmp_path)
+    assert sorted(p.name for p in removed) == [f"counter_{gone.pid}.db", f"histogram_{gone.pid}.db"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"counter_{os.getpid()}.db", f"histogram_{os.getpid()}.db"]
