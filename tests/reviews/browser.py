@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tests.services import REQUIRED
+from tests.servers import REQUIRED
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

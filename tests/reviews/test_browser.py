@@ -11,8 +11,8 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from audit.models import AuditEvent
-from pipelines.engine import run_execute
 from pipelines.models import Run
+from pipelines.runs.engine import run_execute
 from reviews.models import ReviewDecision, ReviewTask
 from tests.reviews.browser import chromium
 from tests.reviews.conftest import hold, task_of

@@ -5,7 +5,7 @@ from django.test import Client
 from django.urls import reverse
 
 from audit.models import AuditEvent
-from pipelines.engine import run_execute
+from pipelines.runs.engine import run_execute
 from reviews.metrics import percentile, review_metrics, wilson_interval
 from reviews.models import PipelineReviewSettings, ReviewTask
 from reviews.services import review_decide, review_qa_record
