@@ -4,7 +4,7 @@ and no e-mail address or bearer token in any line.
 
 ``console`` (SingleLineFormatter) is for people; ``json`` (JsonFormatter,
 LOG_FORMAT=json) writes one object per line with the context in force
-(config/observability/context.py).
+(config/logcontext.py).
 """
 
 import json
@@ -13,7 +13,7 @@ import re
 import time
 from datetime import UTC, datetime
 
-from config.observability.context import FIELDS, log_context
+from config.logcontext import FIELDS, log_context
 
 # Personal data and secrets a message may quote by mistake (a library's error
 # that repeats a value, an address in an input): replaced, whatever logged them.

@@ -17,8 +17,8 @@ from prometheus_client import CollectorRegistry, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
 from audit.models import AuditEvent
-from pipelines.budgets import budget_spend
 from pipelines.models import Budget, DeadLetter, Deployment, Run
+from pipelines.runs.budgets import budget_spend
 from reviews.models import ReviewTask
 
 ACTIVE = (Run.Status.QUEUED, Run.Status.RUNNING, Run.Status.WAITING_REVIEW)

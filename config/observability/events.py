@@ -11,17 +11,19 @@ import json
 from django.dispatch import receiver
 from django.utils import timezone
 
+from audit.context import Actor
 from audit.signals import events_committed
 from config.observability import instruments as m
 from pipelines.models import Pipeline, Run
+from pipelines.releases.canary import WATCHER
 
 # A run's final events and the status each records.
 RUN_ENDS = {"run.completed": "completed", "run.failed": "failed", "run.rejected": "rejected",
             "run.cancelled": "cancelled"}  # fmt: skip
 COUNTED = {"run.started", *RUN_ENDS, "delivery.attempted", "deployment.rolled_back",
            "deployment.canary_rolled_back", "audit.verified", "audit.broken"}  # fmt: skip
-# The canary watch (pipelines.change.canaries_watch) rolls back as this component.
-AUTOMATIC = "system:canary-watch"
+# The canary watch (pipelines.releases.canary.canaries_watch) rolls back as this component.
+AUTOMATIC = Actor.of(WATCHER).name
 
 _slugs: dict[int, str] = {}
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 
-from config.observability.context import log_context_bind
+from config.logcontext import log_context_bind
 
 # Seconds: a builtin model answers in microseconds, a remote one in seconds,
 # a run that waits for review in hours.

@@ -1,7 +1,7 @@
 """One request's log context: its request id (the client's X-Request-ID when
 well formed, else a new one), returned in the response's X-Request-ID header."""
 
-from config.observability.context import log_scope, request_id_from
+from config.logcontext import log_scope, request_id_from
 
 
 class RequestContextMiddleware:

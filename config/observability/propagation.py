@@ -6,7 +6,7 @@ worker tidies the metrics folder."""
 
 from celery.signals import before_task_publish, setup_logging, task_postrun, task_prerun, worker_init
 
-from config.observability.context import log_context_get, log_scope_enter, log_scope_exit
+from config.logcontext import log_context_get, log_scope_enter, log_scope_exit
 from config.observability.multiproc import metrics_dir_prepare
 
 HEADER = "keel_request_id"

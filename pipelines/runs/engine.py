@@ -24,7 +24,7 @@ from django.utils import timezone
 from audit.bulk import insert_dicts
 from audit.canonical import canonical_bytes
 from audit.services import audit_append
-from config.observability.context import log_context_bind
+from config.logcontext import log_context_bind
 from config.observability.instruments import step_observed
 from governance.permissions import user_can
 from pipelines.broker import enqueue, enqueue_on_commit, waiting_messages

@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 import yaml
 from django.core.management import call_command
+from django.utils import timezone
 
 from audit.checkpoints import audit_checkpoint_write
 from audit.services import audit_chain_check
-from pipelines.budgets import budget_spend
-from pipelines.change import canary_rollback
+from governance.models import ChangePolicy
 from pipelines.models import Budget, DeadLetter, Delivery, Deployment, Pipeline, Run
+from pipelines.releases.canary import canaries_watch
+from pipelines.runs.budgets import budget_spend
 from tests.config.scrape import TOKEN, names, scrape, value
 
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
@@ -56,19 +58,25 @@ def test_the_reader_of_expressions_finds_metric_names_only():
 def test_every_series_the_rules_name_is_exposed_with_the_stored_state(client, settings, tmp_path):
     settings.KEEL_METRICS_TOKEN, settings.KEEL_METRICS_ALLOWED_NETWORKS = TOKEN, []
     settings.KEEL_CHECKPOINT_KEY, settings.KEEL_CHECKPOINT_DIR = "checkpoint-key-for-tests-0123456789", tmp_path
-    call_command("keel_demo", "--runs", "4", "--inline", stdout=io.StringIO())
+    call_command("keel_demo", stdout=io.StringIO())
     pipeline = Pipeline.objects.get(slug="support-triage")
+    # A canary at 25% of the live release itself, judged after one run (the watch compares it with its limits).
+    deployment = Deployment.objects.get(pipeline=pipeline, environment="production")
+    Deployment.objects.filter(pk=deployment.pk).update(
+        canary_release=deployment.release, canary_share=Decimal(25), canary_started_at=timezone.now()
+    )
+    ChangePolicy.objects.create(workspace=pipeline.workspace, pipeline=pipeline, canary_min_runs=1)
+    call_command("keel_demo", "--runs", "4", "--inline", stdout=io.StringIO())
     run = Run.objects.filter(pipeline=pipeline).first()
     before = scrape(client)
-    # A dead letter, a budget, a canary at 25%, then its automatic rollback; a check and a checkpoint.
+    # A dead letter, a budget, the canary failing past its limit; a check and a checkpoint.
     Delivery.objects.create(run=run, position=99, channel="webhook", url="https://crm.example/hook",
                             status=Delivery.Status.FAILED, payload_sha256="0" * 64)  # fmt: skip
     budget = Budget.objects.create(pipeline=pipeline, unit=Budget.Unit.TOKENS, soft_limit=Decimal(500),
                                    hard_limit=Decimal(2000))  # fmt: skip
-    deployment = Deployment.objects.get(pipeline=pipeline, environment="production")
-    Deployment.objects.filter(pk=deployment.pk).update(canary_release=deployment.release, canary_share=Decimal(25))
     during = scrape(client)
-    canary_rollback(pipeline=pipeline, actor="canary-watch", reason="failure rate 40% over the limit of 10%")
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.FAILED)
+    assert canaries_watch() == [pipeline.pk]
     audit_chain_check()
     audit_checkpoint_write()
     after = scrape(client)

@@ -13,10 +13,10 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from audit.context import acting_as
+from config.logcontext import log_context_bind, log_scope
 from config.logformat import JsonFormatter, SingleLineFormatter, scrub
-from config.observability.context import log_context_bind, log_scope
+from pipelines.integration.tokens import token_create
 from pipelines.models import Pipeline, Run
-from pipelines.tokens import token_create
 from tests.workers import celery_worker, wait_for
 
 TICKET = {

@@ -13,9 +13,9 @@ from opentelemetry.trace import SpanKind
 
 from audit.context import acting_as
 from config.observability.tracing import tracing_setup, tracing_teardown
-from pipelines.engine import run_start
 from pipelines.models import Pipeline
-from pipelines.tasks import run_execute_task
+from pipelines.runs.engine import run_start
+from pipelines.tasks.runs import run_execute_task
 
 TICKET = {
     "subject": "Where is my parcel?",
