@@ -12,7 +12,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from audit.context import Actor
-from audit.signals import events_committed
+from audit.signals import events_committed, events_committed_watch
 from config.observability import instruments as m
 from pipelines.models import Pipeline, Run
 from pipelines.releases.canary import WATCHER
@@ -24,6 +24,8 @@ COUNTED = {"run.started", *RUN_ENDS, "delivery.attempted", "deployment.rolled_ba
            "deployment.canary_rolled_back", "audit.verified", "audit.broken"}  # fmt: skip
 # The canary watch (pipelines.releases.canary.canaries_watch) rolls back as this component.
 AUTOMATIC = Actor.of(WATCHER).name
+
+events_committed_watch(COUNTED)
 
 _slugs: dict[int, str] = {}
 
