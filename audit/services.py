@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import dataclass
+from functools import partial
 
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
@@ -15,6 +16,7 @@ from audit.checkpoints import chain_against_checkpoint
 from audit.context import Actor, current_actor, current_via
 from audit.models import REDACTED_PAYLOAD, AuditEvent, RetentionPolicy
 from audit.selectors import audit_chain_verify
+from audit.signals import WATCHED_ACTIONS, events_committed
 
 # An arbitrary constant naming the chain head's advisory lock on PostgreSQL.
 _CHAIN_LOCK_KEY = 0x6B65656C
@@ -157,6 +159,9 @@ def audit_append(events: list[dict], *, along: tuple[str, list] | None = None) -
             fields.update(seq=seq, ts=ts, payload=payload_text, prev_hash=prev_hash, hash=digest)
             prev_hash = digest
         insert_dicts(AuditEvent, prepared, along=along)
+        if watched := [fields for fields in prepared if fields["action"] in WATCHED_ACTIONS]:
+            # robust: a receiver's error is logged and never reaches the writer.
+            transaction.on_commit(partial(events_committed.send, sender=AuditEvent, events=watched), robust=True)
     return prepared
 
 

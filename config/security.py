@@ -1,6 +1,7 @@
 """Request-level security: the client's address (only through a trusted
 proxy), session lifetimes, a content security policy, and a log of failed
-sign-ins and refused access that user-supplied text cannot forge.
+sign-ins and refused access that user-supplied text cannot forge and that
+names people by id or keyed hash, never by username.
 """
 
 import logging
@@ -13,6 +14,7 @@ from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.contrib.auth.views import redirect_to_login
 from django.dispatch import receiver
 from django.urls import reverse
+from django.utils.crypto import salted_hmac
 
 from config.logformat import SingleLineFormatter, one_line  # noqa: F401 - SingleLineFormatter named in LOGGING
 from config.two_factor import two_factor_exempt, two_factor_pending
@@ -48,11 +50,19 @@ def stamp_sign_in(sender, request=None, user=None, **kwargs) -> None:
         request.session[SIGNED_IN_AT] = int(time.time())
 
 
+def username_ref(username: str) -> str:
+    """A username as a log line may name it: a keyed hash (HMAC of SECRET_KEY),
+    the same for every failure against one name, so repeated attempts are
+    seen, but not the name itself (personal data, and often a password typed
+    into the wrong field)."""
+    return salted_hmac("keel.security.username", username or "").hexdigest()[:16]
+
+
 @receiver(user_login_failed, dispatch_uid="keel_log_login_failed")
 def log_login_failed(sender, credentials, request=None, **kwargs) -> None:
     logger.warning(
-        "sign-in failed: user=%s address=%s at=%s",
-        one_line(credentials.get("username", "")),
+        "sign-in failed: user_ref=%s address=%s at=%s",
+        username_ref(credentials.get("username", "")),
         one_line(client_ip(request)) if request is not None else "-",
         _utc_now(),
     )
@@ -89,7 +99,7 @@ class SecurityMiddleware:
         if response.status_code in (401, 403):
             logger.warning(
                 "access refused: user=%s address=%s method=%s path=%s status=%s at=%s",
-                one_line(user.get_username() if user is not None and user.is_authenticated else "anonymous"),
+                user.pk if user is not None and user.is_authenticated else "anonymous",  # an id, never a name
                 one_line(client_ip(request)),
                 request.method,
                 one_line(request.path),

@@ -4,6 +4,7 @@ on an embedded SQLite database with no other server.
 """
 
 import logging
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -327,6 +328,9 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+# console (the default, for people) or json: one object per line with the
+# request, user, workspace, pipeline, run, step and task in force (docs/operations.md).
+LOG_FORMAT = env_choice("LOG_FORMAT", "console", ("console", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -335,9 +339,12 @@ LOGGING = {
         "plain": {
             "()": "config.logformat.SingleLineFormatter",
             "format": "%(asctime)sZ %(levelname)s %(name)s %(message)s",
-        }
+        },
+        "json": {"()": "config.logformat.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain"}
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
@@ -446,5 +453,25 @@ SPECTACULAR_SETTINGS = {
         "DeliveryStatusEnum": "pipelines.models.deliveries.Delivery.Status",
     },
 }
+
+# Operations: metrics, structured logs and traces (config/observability/, docs/operations.md).
+INSTALLED_APPS += ["config.observability"]
+# First, so that every line a request logs carries its request id, and every response its X-Request-ID.
+MIDDLEWARE.insert(0, "config.observability.middleware.RequestContextMiddleware")
+# GET /metrics answers a scraper that sends "Authorization: Bearer <KEEL_METRICS_TOKEN>" or calls
+# from one of these networks (CIDRs, the client address as config.security.client_ip finds it);
+# with neither set it is off (404).
+KEEL_METRICS_TOKEN = env_str("KEEL_METRICS_TOKEN")
+KEEL_METRICS_ALLOWED_NETWORKS = env_networks("KEEL_METRICS_ALLOWED_NETWORKS")
+# Counters and histograms of every web and worker process, one file each, added up at each
+# scrape: the web server and the workers of one host share it; emptied of dead processes' files
+# when a web server or worker starts (config/observability/multiproc.py). prometheus_client reads
+# PROMETHEUS_MULTIPROC_DIR when first imported, which is after the settings.
+KEEL_METRICS_DIR = Path(env_str("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics")))
+KEEL_METRICS_DIR.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(KEEL_METRICS_DIR)
+# Traces are sent only when an OTLP endpoint is set (the exporter reads the OTEL_* variables itself).
+KEEL_TRACING = env_str("OTEL_EXPORTER_OTLP_ENDPOINT") is not None
+OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "keel")
 
 logging.getLogger(__name__).debug("Keel settings loaded (DEBUG=%s)", DEBUG)

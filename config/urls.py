@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from config.home import home
+from config.observability.views import metrics
 from config.two_factor import two_factor
 from pipelines.integration import health
 
@@ -21,4 +22,6 @@ urlpatterns = [
     path("", include("pipelines.integration.api.urls")),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
+    # Prometheus's scrape (config/observability/views.py): a metrics token or an allowed address.
+    path("metrics", metrics, name="metrics"),
 ]

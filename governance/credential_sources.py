@@ -20,7 +20,7 @@ FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Keel's and its libraries' own configuration, and the usual homes of
 # infrastructure secrets: never a credential, even when allow-listed.
 DENIED_PREFIXES = ("KEEL_", "DJANGO_", "CELERY_", "DATABASE_", "POSTGRES", "PG", "REDIS_", "EMAIL_", "AWS_",
-                   "GOOGLE_", "AZURE_", "SENTRY_", "SECURE_", "SESSION_", "CSRF_")  # fmt: skip
+                   "GOOGLE_", "AZURE_", "SENTRY_", "SECURE_", "SESSION_", "CSRF_", "OTEL_", "PROMETHEUS_")  # fmt: skip
 DENIED_NAMES = frozenset({"SECRET_KEY", "DATABASE_URL", "ALLOWED_HOSTS", "DEBUG", "PATH", "HOME", "PYTHONPATH"})
 # Shorter values are refused: scrubbing a two-letter value from recordings would
 # mangle them, and no real key or signing secret is that short.

@@ -8,6 +8,8 @@ replayed from its recordings without calling the model again.
 
 from dataclasses import dataclass, field
 
+from config.observability.instruments import model_call_observed
+
 
 @dataclass(frozen=True)
 class ModelRequest:
@@ -93,7 +95,15 @@ def recorded_response(request: ModelRequest, recording: dict) -> ModelResponse:
 
 
 def call_model(request: ModelRequest) -> ModelResponse:
-    """Dispatch to the provider the request names."""
+    """Dispatch to the provider the request names, measured (latency, tokens,
+    cost and a span: config/observability/instruments.py)."""
+    with model_call_observed(provider=request.provider, model=request.model_name) as call:
+        response = _dispatch(request)
+        call.record(input_tokens=response.input_tokens, output_tokens=response.output_tokens, cost=response.cost)
+    return response
+
+
+def _dispatch(request: ModelRequest) -> ModelResponse:
     if request.provider == "builtin":
         from pipelines.providers import builtin
 

@@ -24,6 +24,8 @@ from django.utils import timezone
 from audit.bulk import insert_dicts
 from audit.canonical import canonical_bytes
 from audit.services import audit_append
+from config.logcontext import log_context_bind
+from config.observability.instruments import step_observed
 from governance.permissions import user_can
 from pipelines.broker import enqueue, enqueue_on_commit, waiting_messages
 from pipelines.delivery.errors import DeliveryError
@@ -515,6 +517,7 @@ def run_execute(run_id: int, *, owner: str | None = None, call=call_model) -> Ru
     snapshot = run.release.snapshot_data
     steps = snapshot["steps"]
     batch = _Batch(run, owner)
+    log_context_bind(run_id=run.pk, pipeline=run.pipeline.slug, workspace=run.pipeline.workspace_id)
     try:
         if run.attempts >= _max_attempts():
             return _give_up(batch, steps)
@@ -549,7 +552,9 @@ def run_execute(run_id: int, *, owner: str | None = None, call=call_model) -> Ru
             )
             began = timezone.now()
             try:
-                result = execute_step(step["kind"], document, ctx)
+                with step_observed(kind=step["kind"], position=position, pipeline=run.pipeline.slug,
+                                   release=run.release.number):  # its span, duration and log context  # fmt: skip
+                    result = execute_step(step["kind"], document, ctx)
                 held = step["kind"] == "gate" and not (result.decision or {}).get("passed", True)
                 batch.complete(step, document, result, began=began, held=held)
             except StepError as error:
