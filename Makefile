@@ -25,10 +25,13 @@ migrate: install
 # all three). The embedded default: SQLite and the filesystem broker under var/.
 # The demo's workspaces may reach model and webhook servers on this machine.
 demo: export KEEL_EGRESS_ALLOW_PRIVATE ?= 127.0.0.1/32
+# Prometheus scrapes /metrics with this token (docs/operations.md); a production install sets its own.
+demo: export KEEL_METRICS_TOKEN ?= keel-demo-metrics
 demo: migrate
 	$(BIN)/python manage.py keel_demo --runs 20 --inline
 	@echo "Serving http://$(HOST):$(PORT)/ (your home page), the admin at /admin/, the reviewer app at /review/," \
 		"the auditor's desk at /audit/ and the API docs at /api/docs/; Ctrl-C stops the web server, the worker and beat"
+	@echo "Metrics for Prometheus: curl -H 'Authorization: Bearer $$KEEL_METRICS_TOKEN' http://$(HOST):$(PORT)/metrics"
 	HOST=$(HOST) $(BIN)/honcho start --port $(PORT)
 
 test: install
