@@ -74,7 +74,7 @@ class PipelineAdmin(GovernedModelAdmin):
     actions = [transfer_ownership, cut_release, pause_pipelines, resume_pipelines]
     action_rights = {"pause_pipelines": ("deploy_pipeline",), "resume_pipelines": ("deploy_pipeline",)}
     fieldsets = [
-        (None, {"fields": ("workspace", "name", "slug", "description", "input_schema")}),
+        (None, {"fields": ("workspace", "name", "slug", "description", "input_schema", "title_field")}),
         ("Ownership", {"fields": ("owner", "team", "escalation_contact", "runbook")}),
         ("Review", {"fields": ("approval_policy",)}),
     ]
