@@ -44,9 +44,13 @@ def _frame(days: list[Day], top: float, label) -> list[str]:
             f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="{MUTED}">'
             f"{escape(label(value))}</text>"
         )
-    for index in sorted({0, len(days) // 2, len(days) - 1}):
+    last = len(days) - 1
+    for index in sorted({0, len(days) // 2, last}):
+        # The first and last dates lean inwards, so neither is cut at the edge.
+        anchor = "start" if index == 0 and last else "end" if index == last and last else "middle"
+        x = LEFT if anchor == "start" else WIDTH - RIGHT if anchor == "end" else _x(index, len(days))
         parts.append(
-            f'<text x="{_x(index, len(days)):.1f}" y="{HEIGHT - 8}" text-anchor="middle" font-size="11" '
+            f'<text x="{x:.1f}" y="{HEIGHT - 8}" text-anchor="{anchor}" font-size="11" '
             f'fill="{MUTED}">{days[index].date:%b %d}</text>'
         )
     return parts
@@ -140,7 +144,7 @@ def metrics_charts(days: list[Day]) -> list[Chart]:
         Chart(
             "rates", "Approved as is, edited, rejected",
             lines("rates", "Approved as is, edited, rejected", days, rates, top=1, label=_percent),
-            f"{decided} reviews decided from {span}.",
+            f"{decided} review{'' if decided == 1 else 's'} decided from {span}.",
         ),
         Chart(
             "wait", "Median time to decision",

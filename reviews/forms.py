@@ -69,12 +69,23 @@ class OutputEditForm(forms.Form):
         for name, key in self.keys.items():
             if name not in data:
                 return data  # a field's own error is already on the form
-            edited[key] = data[name]
+            edited[key] = _same_text(self.original[key], data[name])
         data["edited_output"] = edited
         return data
 
     def field_key(self, name: str) -> str:
         return self.keys[name]
+
+
+def _same_text(original, value):
+    """A browser sends a text area's lines ending in CRLF: text whose lines
+    are unchanged is the original, and changed text keeps plain newlines."""
+    if not isinstance(value, str):
+        return value
+    value = value.replace("\r\n", "\n")
+    if isinstance(original, str) and original.replace("\r\n", "\n") == value:
+        return original
+    return value
 
 
 class _JSONValueField(forms.CharField):
@@ -116,11 +127,17 @@ def _field_for(key: str, value, choices: list | None) -> forms.Field:
             coerce=lambda v: v == "true",
             **{**common, "initial": "true" if value else "false"},
         )
+    # A browser sends a number box that holds no number as empty: both say the same.
+    number = {"required": f"Enter a number for {key}.", "invalid": f"Enter a number for {key}."}
     if isinstance(value, int):
-        return forms.IntegerField(**{**common, "required": True})
+        return forms.IntegerField(**{**common, "required": True}, error_messages=number)
     if isinstance(value, float):
-        return forms.FloatField(**{**common, "required": True}, widget=forms.NumberInput(attrs={"step": "any"}))
+        return forms.FloatField(
+            **{**common, "required": True}, error_messages=number, widget=forms.NumberInput(attrs={"step": "any"})
+        )
     if isinstance(value, str):
+        if len(value) <= 80 and "\n" not in value:  # a short line: a one-line box
+            return forms.CharField(strip=False, widget=forms.TextInput(attrs={"class": "line"}), **common)
         rows = min(16, max(2, len(value) // 70 + value.count("\n") + 1))
         return forms.CharField(strip=False, widget=forms.Textarea(attrs={"rows": rows}), **common)
     kind = dict if isinstance(value, dict) else list if isinstance(value, list) else None

@@ -1,6 +1,6 @@
 """How the reviewer app shows a document: fields, chips and word diffs."""
 
-from reviews.forms import output_choices
+from reviews.forms import OutputEditForm, output_choices
 from reviews.presentation import output_changes, present, title_and_excerpt, word_diff
 
 
@@ -53,3 +53,11 @@ def test_the_output_shape_names_choices_from_labels_and_enums_before_the_gate():
         ],
     }
     assert output_choices(snapshot, 2) == {"label": ["refund", "other"], "tone": ["warm", "formal"]}
+
+
+def test_a_text_area_sent_with_crlf_line_ends_changes_nothing_it_did_not_edit():
+    original = {"draft": "One.\n\nTwo.", "label": "refund"}
+    form = OutputEditForm({"field_0": "One.\r\n\r\nTwo.", "field_1": "refund"}, original=original)
+    assert form.is_valid() and form.cleaned_data["edited_output"] == original
+    form = OutputEditForm({"field_0": "One.\r\n\r\nThree.", "field_1": "refund"}, original=original)
+    assert form.is_valid() and form.cleaned_data["edited_output"]["draft"] == "One.\n\nThree."

@@ -2,7 +2,6 @@
 refusals read."""
 
 import json
-import re
 
 import pytest
 from django.db import connection
@@ -157,7 +156,7 @@ def test_an_edit_that_breaks_a_field_is_refused_naming_the_field(gated, reviewer
     response = _client(reviewer).post(reverse("reviews-decide", args=[task.pk]), _edit(held, confidence="high"))
     assert response.status_code == 400
     page = response.content.decode()
-    assert 'class="edit-field invalid"' in page and "Enter a number." in page
+    assert 'class="edit-field invalid"' in page and "Enter a number for confidence." in page
     assert "high" in page  # what the reviewer typed is kept
     assert not ReviewDecision.objects.exists()
 
@@ -191,7 +190,7 @@ def test_a_select_offers_the_choices_the_output_shape_names(acme, superuser, aut
     held = _held(task)
     assert f'<select name="{_name(held, "label")}"' in page and "complaint" in page
     response = client.post(reverse("reviews-decide", args=[task.pk]), _edit(held, label="refund"))
-    assert response.status_code == 302, re.findall(r'class="(?:error|errorlist)"[^>]*>([^<]*)', response.content.decode())
+    assert response.status_code == 302
     assert ReviewDecision.objects.get().edited_output["label"] == "refund"
     task2 = task_of(hold(pipeline, label="question"))
     bad = _edit(_held(task2))
