@@ -43,8 +43,6 @@ def insert_rows(objs: list[Model]) -> None:
     params = [field.get_db_prep_save(field.pre_save(obj, add=True), connection) for obj in objs for field in fields]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-    for obj in objs:  # saved, as bulk_create leaves them
-        obj._state.adding, obj._state.db = False, connection.alias
 
 
 def insert_dicts(model: type[Model], rows: list[dict], *, along: tuple[str, list] | None = None) -> None:

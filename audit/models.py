@@ -37,7 +37,7 @@ class AuditEvent(models.Model):
     hash = models.CharField(max_length=64)
     redacted_at = models.DateTimeField(null=True, blank=True)
 
-    # Only ``audit_redact`` changes it (pipelines/personal_data.py finds it).
+    # Only ``audit_redact`` changes it (pipelines/runs/personal_data.py finds it).
     personal_fields = ("payload",)
 
     class Meta:

@@ -94,10 +94,13 @@ def audit_record_many(events: list[dict]) -> list[AuditEvent]:
     INSERT: what ``audit_record`` does for each, for a caller (the engine
     recording a batch of steps) that has many to write in one transaction.
     Each dict holds ``audit_record``'s keyword arguments."""
-    events = [AuditEvent(**fields) for fields in audit_append(events)]
-    for event in events:  # saved, as a create() leaves them
-        event._state.adding, event._state.db = False, connection.alias
-    return events
+    # Model.from_db: instances of the stored rows, as a query would return them (a field
+    # audit_append leaves out, redacted_at, is stored as its default, None).
+    names = [f.attname for f in AuditEvent._meta.concrete_fields]
+    return [
+        AuditEvent.from_db(connection.alias, names, [fields.get(name) for name in names])
+        for fields in audit_append(events)
+    ]
 
 
 def audit_append(events: list[dict], *, along: tuple[str, list] | None = None) -> list[dict]:

@@ -4,7 +4,7 @@
 An API path (``/api/...``) gets the API's JSON error shape
 (``{"status": 503, "errors": [{"field": null, "reason": ...}]}``); any other
 page a short plain page. Three routes lead here, so that every layer is
-covered: the API's exception handler (pipelines/api/errors.py), this
+covered: the API's exception handler (pipelines/integration/api/errors.py), this
 module's middleware for any other view, and ``server_error`` (the project's
 ``handler500``) for an error raised by a middleware itself, such as a
 session read before the view runs.

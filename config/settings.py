@@ -128,10 +128,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-keel.sqlite3")}
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+    # Django's stock backend checks a kept connection (SELECT 1) before its first
+    # query of each request or task, and replaces one the server has ended.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    # Django's backend, less the health check's round trip where the socket
-    # already tells (config/postgresql/base.py).
-    DATABASES["default"]["ENGINE"] = "config.postgresql"
     # Prepared statements: a statement run a few times on a connection is
     # parsed and planned once (psycopg prepares it, which needs server-side
     # binding). Planning was most of the database's CPU on the hot paths: the
@@ -309,7 +308,7 @@ CELERY_BEAT_SCHEDULE = {
     "runs-resend": {"task": "pipelines.resend_runs", "schedule": 5.0},
     # A signed checkpoint of the chain head outside the database (audit/checkpoints.py).
     "audit-checkpoint": {"task": "audit.write_checkpoint", "schedule": 300.0},
-    # Run data past its workspace's retention period is redacted (pipelines/redaction.py).
+    # Run data past its workspace's retention period is redacted (pipelines/runs/redaction.py).
     "retention-apply": {"task": "pipelines.apply_retention", "schedule": crontab(hour=2, minute=41)},
     # A canary whose failure or rejection rate crosses its change policy's limit rolls back.
     "canaries-watch": {"task": "pipelines.watch_canaries", "schedule": 60.0},
@@ -385,7 +384,7 @@ KEEL_PDF_EXTRACT_MEMORY_MB = env_int("KEEL_PDF_EXTRACT_MEMORY_MB", 1024, minimum
 # text and one copy of it that a step derives (a redacted or transformed field). A run whose
 # input is larger is refused at its start; a step whose input grew past it fails naming it.
 KEEL_STEP_INPUT_MAX_BYTES = env_int("KEEL_STEP_INPUT_MAX_BYTES", 2 * KEEL_API_MAX_BODY_BYTES, minimum=1024)
-# What one render of a prompt or transform template may do (pipelines/prompts.py): loop
+# What one render of a prompt or transform template may do (pipelines/steps/prompts.py): loop
 # iterations, operations (calls, filters, operators), characters written and CPU time.
 KEEL_TEMPLATE_MAX_ITERATIONS = env_int("KEEL_TEMPLATE_MAX_ITERATIONS", 10_000, minimum=1)
 KEEL_TEMPLATE_MAX_OPERATIONS = env_int("KEEL_TEMPLATE_MAX_OPERATIONS", 50_000, minimum=1)
@@ -414,15 +413,15 @@ KEEL_EVALUATION_TIME_LIMIT = env_int("KEEL_EVALUATION_TIME_LIMIT", 30 * 60, mini
 SECURE_REDIRECT_EXEMPT = [r"^health/"]
 CELERY_BEAT_SCHEDULE["heartbeat"] = {"task": "pipelines.heartbeat", "schedule": 30.0}
 # Schedules kept in the database and edited in the admin, beside the fixed ones above.
-CELERY_BEAT_SCHEDULER = "pipelines.beat:KeelScheduler"
+CELERY_BEAT_SCHEDULER = "pipelines.integration.beat:KeelScheduler"
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["pipelines.api.authentication.ServiceTokenAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["pipelines.integration.api.authentication.ServiceTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_THROTTLE_CLASSES": ["pipelines.api.throttling.TokenRateThrottle"],
-    "DEFAULT_PARSER_CLASSES": ["pipelines.api.parsers.BoundedJSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": ["pipelines.integration.api.throttling.TokenRateThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["pipelines.integration.api.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "pipelines.api.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "pipelines.integration.api.errors.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Keel API",

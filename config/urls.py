@@ -3,7 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from config.two_factor import two_factor
-from pipelines import health
+from pipelines.integration import health
 
 admin.site.site_header = "Keel governance"
 admin.site.site_title = "Keel"
@@ -18,7 +18,7 @@ urlpatterns = [
     path("audit/", include("audit.urls")),
     path("account/two-factor/", two_factor, name="two-factor"),
     path("review/", include("reviews.urls")),
-    path("", include("pipelines.api.urls")),
+    path("", include("pipelines.integration.api.urls")),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
 ]

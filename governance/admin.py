@@ -1,11 +1,13 @@
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from guardian.shortcuts import assign_perm
 
 from governance import admin_accounts  # noqa: F401 - registers the service account admin
 from governance.admin_base import WORKSPACE_FILTER, GovernedModelAdmin
 from governance.credentials import can_manage_credentials, credential_delete, credential_save
 from governance.models import ApprovalPolicy, ChangePolicy, Credential, Workspace
 from governance.permissions import can_change_change_policy, workspaces_for_user
+from governance.roles import GOVERNANCE_LEADS, ROLES
 
 
 @admin.register(Workspace)
@@ -20,9 +22,6 @@ class WorkspaceAdmin(GovernedModelAdmin):
         super().save_model(request, obj, form, change)
         if not change and not request.user.is_superuser:
             # Whoever creates a workspace leads it; recorded like any grant.
-            from guardian.shortcuts import assign_perm
-
-            from governance.roles import GOVERNANCE_LEADS, ROLES
 
             for permission in ROLES[GOVERNANCE_LEADS][1]:
                 assign_perm(permission, request.user, obj)

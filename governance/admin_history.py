@@ -30,6 +30,7 @@ from django.urls import path, reverse
 from django.utils.text import capfirst
 
 from governance.services import history_revert, is_history_tracked
+from pipelines.releases.config import pipeline_steps_at
 
 # history_id is an integer column; anything larger is not a version (and
 # would overflow the query on some databases instead of finding nothing).
@@ -268,11 +269,10 @@ class HistoryAdminMixin:
         keyed by id, or None when a version is the object's own fields only.
 
         A pipeline version includes its steps as saved until the next pipeline
-        record; the rule lives with the pipeline's restore in pipelines.services.
+        record; the rule lives with the pipeline's restore in pipelines.releases.deploy.
         """
         if obj._meta.label_lower != "pipelines.pipeline":
             return None
-        from pipelines.services import pipeline_steps_at
 
         steps = obj.steps.order_by("position") if version is None else pipeline_steps_at(pipeline=obj, version=version)
         return {step.pk: step for step in steps}

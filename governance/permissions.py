@@ -26,6 +26,7 @@ from guardian.shortcuts import get_objects_for_user
 from guardian.utils import get_group_obj_perms_model, get_user_obj_perms_model
 
 from governance.models import Workspace
+from governance.roles import GOVERNANCE_LEADS
 
 ACTIONS = ("view", "change", "approve_release", "deploy_pipeline", "review_output", "view_audit")
 PIPELINE_ONLY = ("approve_release", "deploy_pipeline", "review_output", "view_audit")
@@ -294,7 +295,6 @@ def filter_for_user(user, action: str, queryset: QuerySet) -> QuerySet:
 
 
 def is_governance_lead(user) -> bool:
-    from governance.roles import GOVERNANCE_LEADS
 
     return user.is_superuser or user.groups.filter(name=GOVERNANCE_LEADS).exists()
 

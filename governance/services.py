@@ -17,7 +17,7 @@ from audit.services import audit_record
 from governance.models import Workspace
 from governance.permissions import can_manage_permissions, is_governed, user_can, user_can_link
 from governance.roles import ROLES
-from governance.signals import audit_ids
+from governance.signals import audit_ids, history_reverted
 
 # Object rights that mean something per object; add_* and delete_* do not.
 _NOT_ASSIGNABLE_PREFIXES = ("add_", "delete_")
@@ -101,9 +101,7 @@ def history_revert(*, obj: Model, history_id: int, reason: str, actor) -> Model:
     obj._change_reason = change_reason
     obj._history_user = actor
     obj.save()
-    restore = getattr(obj, "restore_related", None)
-    if restore is not None:
-        restore(version=version, reason=change_reason, actor=actor)
+    history_reverted.send(sender=type(obj), instance=obj, version=version, reason=change_reason, actor=actor)
     noun = getattr(obj, "audit_noun", obj._meta.model_name)
     audit_record(
         action=f"{noun}.reverted",

@@ -11,10 +11,16 @@ from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db.models.signals import m2m_changed, post_delete, post_save
+from django.dispatch import Signal
 from guardian.models.models import BaseObjectPermission
 from simple_history.signals import post_create_historical_record
 
 from audit.services import audit_record
+
+# Sent by ``history_revert`` inside its transaction, once the object is saved as it was in
+# ``version``: a handler restores what belongs to the object and is versioned with it (a
+# pipeline's steps, pipelines/releases/config.py). Arguments: instance, version, reason, actor.
+history_reverted = Signal()
 
 VERBS = {"+": "created", "~": "changed", "-": "deleted"}
 _SKIP_FIELDS = {"updated_at"}

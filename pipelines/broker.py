@@ -1,10 +1,13 @@
 """Sending task messages, on Celery's public API alone.
 
-``enqueue_on_commit(task, *args)`` sends ``task(*args)`` once the current
-transaction commits; ``enqueue(task, *args)`` sends it now. Both go through
-``task.apply_async`` with a short retry policy of their own, on Celery's
-producer pool and kombu's transport as they ship (the same for the web
-process, workers and beat).
+``enqueue_on_commit("pipelines.execute_run", *args)`` sends the task of that
+name once the current transaction commits; ``enqueue(name, *args)`` sends it
+now. Services name the task (its stable ``name=``) and never import a task
+module: the task is found in the app's registry (``app.tasks``; every process
+imports pipelines.tasks when Django starts) and sent with its own
+``apply_async``, so its options and ``task_always_eager`` apply, with a short
+retry policy of our own, on Celery's producer pool and kombu's transport as
+they ship (the same for the web process, workers and beat).
 
 Invariants:
 
@@ -14,7 +17,7 @@ Invariants:
 - A send that fails does not raise into the caller: a run was already
   committed and its creator is told it was created. ``on_failure`` is called
   instead (the engine records the run as unsent; the recovery beat task sends
-  it again within seconds, pipelines/engine.py ``runs_resend``).
+  it again within seconds, pipelines/runs/engine.py ``runs_resend``).
 - ``broker_down()`` says whether this process's producer can publish right
   now, for ``/health/ready``.
 """
@@ -23,7 +26,7 @@ import logging
 from collections.abc import Callable
 from functools import partial
 
-from celery import current_app
+from celery import Celery, current_app
 from django.db import transaction
 from kombu.exceptions import OperationalError as BrokerError
 
@@ -37,18 +40,24 @@ RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.2, "
 __all__ = ["BrokerError", "RETRY_POLICY", "broker_down", "enqueue", "enqueue_on_commit", "waiting_messages"]
 
 
-def enqueue_on_commit(task, *args, on_failure: Callable[[BaseException], None] | None = None) -> None:
-    """Send ``task(*args)`` once the current transaction commits (at once outside one)."""
-    transaction.on_commit(partial(enqueue, task, *args, on_failure=on_failure))
+def enqueue_on_commit(
+    task_name: str, *args, on_failure: Callable[[BaseException], None] | None = None, app: Celery | None = None
+) -> None:
+    """Send the task named ``task_name`` with ``args`` once the current transaction commits (at once outside one)."""
+    transaction.on_commit(partial(enqueue, task_name, *args, on_failure=on_failure, app=app))
 
 
-def enqueue(task, *args, on_failure: Callable[[BaseException], None] | None = None) -> bool:
-    """Send ``task(*args)`` now; True if the broker took the message.
+def enqueue(
+    task_name: str, *args, on_failure: Callable[[BaseException], None] | None = None, app: Celery | None = None
+) -> bool:
+    """Send the task named ``task_name`` with ``args`` now; True if the broker took the message.
+    ``app`` is the project's app unless given (a test's own app).
 
     With ``on_failure``, a broker that cannot be reached is reported to it and
     this returns False; without, the error propagates (a task that must know).
     With ``task_always_eager`` the task runs here, and its errors propagate.
     """
+    task = (app or current_app).tasks[task_name]  # NotRegistered (a KeyError) for a name no task has
     try:
         task.apply_async(args, retry=True, retry_policy=RETRY_POLICY)
     except BrokerError as error:

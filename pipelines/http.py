@@ -1,11 +1,10 @@
 """One HTTP client per process for model calls and webhooks, and sending
 only where the workspace's egress policy allows (``post_to``).
 
-Building an ``httpx.Client`` loads the CA bundle into a new TLS context, which
-costs tens of milliseconds of CPU: far more than a call to a model on the same
-network. One shared client (thread-safe, with a keep-alive connection pool)
-serves every call; each call passes its own timeout. It is made on first use
-in each process, so a forked worker never shares its parent's sockets.
+Invariants: one shared client per process (thread-safe, with a keep-alive
+connection pool) serves every call, and each call passes its own timeout; the
+client is made on first use in each process, so a forked worker never shares
+its parent's sockets; nothing is sent to an address the egress policy refuses.
 """
 
 import os

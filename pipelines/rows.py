@@ -1,14 +1,12 @@
-"""Model instances from hand-written SQL, for the reads every API request makes.
+"""Model instances from hand-written SQL, and single-row INSERT and UPDATE
+statements written once per model, for the run-creation and run-execution path.
 
-The ORM builds and compiles a queryset to SQL each time it is evaluated; for
-a select_related read that costs several times what the database spends
-answering it. The two reads behind every run the API creates (its token with
-user and pipeline, the pipeline's deployment with its releases) are written
-once as SQL instead. ``Columns`` keeps them honest: the column lists come
-from the models' own metadata (a new field is read without an edit here),
-and each row becomes model instances through the fields' own converters, as
-the ORM would convert it, so that values read the same on PostgreSQL and
-SQLite (where datetimes, decimals and booleans arrive as text and integers).
+Invariants: the column lists come from the models' own metadata (a new field is
+read without an edit here); each row becomes model instances through
+``Model.from_db`` after the fields' own converters, as the ORM would convert it,
+so values read the same on PostgreSQL and SQLite (where datetimes, decimals and
+booleans arrive as text and integers); values written are adapted as ``save``
+and ``update`` adapt them; a model with save hooks is always saved the ORM's way.
 """
 
 import functools
@@ -120,7 +118,6 @@ def insert_one(obj: Model) -> Model:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         setattr(obj, pk.attname, cursor.fetchone()[0])
-    obj._state.adding, obj._state.db = False, connection.alias
     return obj
 
 
@@ -132,14 +129,13 @@ def _saved_its_own_way(model: type[Model]) -> bool:
 def insert_statement(obj: Model) -> tuple[str, list]:
     """The INSERT of a new row whose primary key is already set (taken from
     its sequence), as ``(sql, params)``, for a caller that sends it with
-    another statement; values are adapted as ``insert_one`` adapts them, and
-    the instance counts as saved. Only for models ``insert_one`` inserts itself."""
+    another statement; values are adapted as ``insert_one`` adapts them. Only
+    for models ``insert_one`` inserts itself."""
     model = type(obj)
     if obj.pk is None or _saved_its_own_way(model):
         raise ValueError(f"insert_statement needs a {model.__name__} with its key and no save hooks")
     sql, fields = _insert_sql(model, connection.vendor, with_pk=True)
     params = [field.get_db_prep_save(field.pre_save(obj, add=True), connection) for field in fields]
-    obj._state.adding, obj._state.db = False, connection.alias
     return sql, params
 
 

@@ -7,7 +7,7 @@ from django.contrib import admin
 
 from audit.services import audit_record
 from governance.admin_base import GovernedModelAdmin
-from pipelines.admin_releases import ReadOnlyMixin
+from pipelines.admin.releases import ReadOnlyMixin
 from reviews.models import ReviewDecision, ReviewTask
 
 

@@ -3,7 +3,7 @@ and every UPDATE (as on releases and the audit log), so a decision cannot be
 rewritten or removed even by code that bypasses ``ReviewDecision.save``.
 
 One UPDATE passes, as on the audit log: the redaction of a decision's
-personal data (pipelines/personal_data.py), once, with ``redacted_at`` set,
+personal data (pipelines/runs/personal_data.py), once, with ``redacted_at`` set,
 the texts emptied, each output that was there replaced by ``{"redacted":
 true}`` (one that was not stays NULL), and every other column unchanged.
 

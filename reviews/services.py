@@ -20,8 +20,8 @@ from audit.services import audit_record
 from governance.permissions import permission_cache, user_can
 from pipelines.broker import enqueue_on_commit
 from pipelines.models import Pipeline, Run, StepRun
-from pipelines.resume import run_reject, run_resume
-from reviews.models import PendingApproval, ReviewDecision, ReviewTask
+from pipelines.runs.resume import run_reject, run_resume
+from reviews.models import PendingApproval, PipelineReviewSettings, ReviewDecision, ReviewTask
 from reviews.selectors import review_queue_counts_changed
 
 logger = logging.getLogger(__name__)
@@ -556,7 +556,6 @@ def reviews_sample_draw(*, pipeline: Pipeline, since, until, size: int, seed: in
 def review_settings_set(*, pipeline: Pipeline, minutes_per_item: int, actor):
     """Set the minutes a person would spend per item (the metrics' time saved).
     The pipeline's owner sets it, or whoever may change the pipeline."""
-    from reviews.models import PipelineReviewSettings
 
     if not (pipeline.owner_id == getattr(actor, "pk", None) or user_can(actor, "change", pipeline)):
         raise PermissionDenied("Only the pipeline's owner, or someone who may change it, sets this.")

@@ -17,8 +17,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from governance.permissions import permission_cache, user_can
-from pipelines.change import run_release_withdrawn, runs_release_withdrawn
 from pipelines.models import Pipeline, StepRun
+from pipelines.releases.pause import run_release_withdrawn, runs_release_withdrawn
 from reviews.charts import metrics_charts
 from reviews.forms import DecisionForm, MinutesForm, OutputEditForm, QAForm, QueueFilterForm, output_choices
 from reviews.metrics import review_metrics, review_metrics_daily

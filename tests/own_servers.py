@@ -1,7 +1,7 @@
 """Servers a test starts, stops and starts again on ports of its own: a Redis,
 a PostgreSQL, gunicorn and Celery processes pointed at them.
 
-The outage tests (tests/pipelines/test_outages.py) stop a server under a
+The outage tests (tests/pipelines/runs/test_outages.py) stop a server under a
 stream of requests; the shared servers on the default ports are never touched.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.services import REQUIRED
+from tests.servers import REQUIRED
 
 ROOT = Path(__file__).resolve().parents[1]
 

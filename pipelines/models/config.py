@@ -19,8 +19,8 @@ from governance.models import (
     validate_credential_workspace,
     validate_policy_workspace,
 )
-from pipelines.prompts import check_template
 from pipelines.steps import FIELD_NAME, KIND_CHOICES, KINDS, validate_json_schema, validate_step_config
+from pipelines.steps.prompts import check_template
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -208,12 +208,6 @@ class Pipeline(models.Model):
     @property
     def audit_pipeline_id(self) -> int:
         return self.pk
-
-    def restore_related(self, *, version, reason: str, actor) -> None:
-        """Called by a revert: a pipeline version includes its steps."""
-        from pipelines.services import pipeline_steps_restore
-
-        pipeline_steps_restore(pipeline=self, version=version, reason=reason, actor=actor)
 
 
 class PipelineUserObjectPermission(UserObjectPermissionBase):

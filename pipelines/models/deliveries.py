@@ -39,7 +39,7 @@ class Delivery(models.Model):
     receiver = models.CharField(max_length=500, blank=True)
     # "" for a deliver step's output; an event name (run.rejected) for a notice
     # that tells the consumer what became of a run it gets no output for
-    # (pipelines/notices.py), with the notice's fields, sent again as recorded.
+    # (pipelines/delivery/notices.py), with the notice's fields, sent again as recorded.
     event = models.CharField(max_length=40, blank=True, default="")
     notice = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

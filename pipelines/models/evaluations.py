@@ -57,7 +57,7 @@ class EvaluationCase(PipelinePart, models.Model):
 
 class Evaluation(models.Model):
     """One release run against its pipeline's evaluation set in the sandbox
-    (pipelines/evaluation.py): no run rows, nothing delivered, nothing reviewed,
+    (pipelines/evaluation/services.py): no run rows, nothing delivered, nothing reviewed,
     nothing counted in metrics or canary statistics. It runs on a worker:
     ``queued`` when asked for, ``running`` with ``done`` of ``total`` cases
     so far, then ``done`` with its results, or ``failed`` with the reason."""

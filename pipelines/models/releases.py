@@ -21,7 +21,7 @@ class Release(PipelinePart, models.Model):
 
     pipeline = models.ForeignKey(Pipeline, on_delete=models.PROTECT, related_name="releases")
     number = models.PositiveIntegerField()
-    # The canonical JSON exactly as fingerprinted (see pipelines/releases.py).
+    # The canonical JSON exactly as fingerprinted (pipelines/releases/cut.py).
     snapshot = models.TextField()
     fingerprint = models.CharField(max_length=64, db_index=True)
     keel_version = models.CharField(max_length=40)

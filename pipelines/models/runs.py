@@ -57,7 +57,7 @@ class Run(PipelinePart, models.Model):
     # null once sent. The recovery beat task sends it again (engine.runs_resend).
     send_failed_at = models.DateTimeField(null=True, blank=True)
 
-    # What erasure and retention redact (pipelines/personal_data.py).
+    # What erasure and retention redact (pipelines/runs/personal_data.py).
     personal_fields = ("input", "output", "failure_reason", "source", "idempotency_key")
 
     class Meta:

@@ -13,7 +13,8 @@ from jsonschema.exceptions import SchemaError
 from jsonschema.exceptions import ValidationError as SchemaValidationError
 
 from governance.patterns import PatternError, linear_compile, pattern_problem
-from pipelines.prompts import parse_template
+from pipelines.steps.base import StepError
+from pipelines.steps.prompts import parse_template
 
 SLUG = r"^[-a-zA-Z0-9_]+$"
 FIELD_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$"
@@ -102,7 +103,7 @@ KINDS: dict[str, StepKind] = {
                         "url": {"type": "string", "pattern": "^https?://"},
                         # The slug of the workspace credential that signs the body.
                         "credential": {"type": "string", "pattern": SLUG, "maxLength": 100},
-                        # "pdf": a PDF report of the output with its provenance (pipelines/reports.py).
+                        # "pdf": a PDF report of the output with its provenance (pipelines/delivery/reports.py).
                         "format": {"enum": ["json", "pdf"]},
                         "title": {"type": "string", "minLength": 1, "maxLength": 200},
                     },
@@ -341,8 +342,6 @@ def execute_step(kind: str, document: dict, ctx):
     An input over KEEL_STEP_INPUT_MAX_BYTES fails the step before it starts: an
     earlier step may have grown the run's input past it."""
     import importlib
-
-    from pipelines.steps.base import StepError
 
     if kind not in KINDS:
         raise StepError(f"Unknown step kind {kind!r}.")

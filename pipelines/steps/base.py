@@ -9,6 +9,7 @@ answers back instead of asking again.
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipelines.providers import ModelRequest, ModelResponse
 
@@ -49,6 +50,10 @@ class StepContext:
     deliver: Callable[[dict, dict], dict] | None = None
     # The run's workspace: whose credentials and allowed hosts a model call uses.
     workspace_id: int | None = None
+    # How a deliver step with ``"format": "pdf"`` makes its report of the document:
+    # (document=, config=) -> the report (its ``record()`` goes in the decision), or None
+    # where there is no run to report on. The engine and replay bind it to the run and step.
+    report: Callable[..., Any] | None = None
 
 
 @dataclass

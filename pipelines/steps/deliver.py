@@ -2,11 +2,11 @@
 
 ``stored``: the run keeps the document as its result (the engine saves it).
 ``webhook``: the run's delivery hook POSTs it, signed, under a delivery id
-that stays the same however often the step is retried (pipelines/deliveries.py).
+that stays the same however often the step is retried (pipelines/delivery/webhooks.py).
 Either way the document passes through unchanged.
 
 ``"format": "pdf"`` makes a PDF report of the document with its provenance
-(pipeline/reports.py): the webhook receives the PDF itself, and a stored
+(pipelines/delivery/reports.py, reached through ``ctx.report``): the webhook receives the PDF itself, and a stored
 report is rebuilt from the run on download. Its SHA-256 is recorded in the
 step's decision, so replay, which rebuilds it, proves the bytes unchanged.
 """
@@ -15,9 +15,7 @@ from pipelines.steps.base import StepContext, StepError, StepResult
 
 
 def _report(document: dict, ctx: StepContext) -> dict:
-    from pipelines.reports import report_build
-
-    report = report_build(run_id=ctx.run_id, position=ctx.step_position, document=document, config=ctx.step["config"])
+    report = ctx.report(document=document, config=ctx.step["config"]) if ctx.report else None
     if report is None:  # the sandbox of an evaluation has no run to report on
         return {"format": "pdf", "pdf_sha256": None}
     return report.record()

@@ -6,10 +6,10 @@ recordings), and everything sent and received is returned as a recording.
 
 import dataclasses
 
-from pipelines.prompts import render_prompt
 from pipelines.providers import ModelRequest, ProviderError
 from pipelines.steps.base import StepContext, StepError, StepResult, json_copy
 from pipelines.steps.documents import set_path
+from pipelines.steps.prompts import render_prompt
 
 
 def prompt_variables(document: dict, ctx: StepContext) -> dict:

@@ -1,8 +1,8 @@
 """transform: add fields rendered from sandboxed Jinja2 templates over the document."""
 
-from pipelines.prompts import render_prompt
 from pipelines.steps.base import StepContext, StepError, StepResult, json_copy
 from pipelines.steps.documents import set_path
+from pipelines.steps.prompts import render_prompt
 
 
 def execute(document: dict, ctx: StepContext) -> StepResult:

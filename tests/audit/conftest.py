@@ -7,7 +7,7 @@ from audit.context import acting_as
 from audit.services import audit_record
 from governance.roles import AUDITORS
 from pipelines.models import Run, StepRun
-from pipelines.services import release_cut
+from pipelines.releases.cut import release_cut
 from tests.conftest import _persona
 
 

@@ -9,8 +9,8 @@ import pytest
 from django.core.management import call_command
 
 from audit.bulk import insert_dicts
-from pipelines.engine import run_start
 from pipelines.models import Pipeline, Run, StepRun
+from pipelines.runs.engine import run_start
 
 
 @pytest.fixture

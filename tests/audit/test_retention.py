@@ -16,7 +16,7 @@ from audit.models import AuditEvent
 from audit.selectors import audit_chain_verify
 from audit.services import audit_record, retention_policy_set
 from pipelines.models import Evaluation, EvaluationCase, EvaluationResult, Pipeline, Run, StepRun
-from pipelines.redaction import TOMBSTONE, retention_apply, subject_runs_find
+from pipelines.runs.redaction import TOMBSTONE, retention_apply, subject_runs_find
 from tests.audit.conftest import make_run
 from tests.audit.test_export_verify import verify
 
@@ -151,7 +151,7 @@ def test_retention_cancels_unfinished_runs_past_their_age_through_the_cancel_ser
 
 
 def test_retention_redacts_an_old_run_s_document_and_the_events_that_name_its_file(acme, acme_config, superuser):
-    from pipelines.documents import document_read, document_store
+    from pipelines.runs.documents import document_read, document_store
 
     run = make_run(acme_config["pipeline"], superuser)
     data = b"Contract between Ada Lovelace and Acme.\n"

@@ -35,7 +35,7 @@ def test_it_refuses_truncate_on_every_append_only_table(db, table):
 def test_it_refuses_a_truncate_that_reaches_the_releases_by_cascade(transactional_db, acme_config, superuser):
     """Truncating the pipelines table cascades to its releases: refused too."""
     from pipelines.models import Release
-    from pipelines.services import release_cut
+    from pipelines.releases.cut import release_cut
 
     release_cut(pipeline=acme_config["pipeline"], actor=superuser)
     with pytest.raises(DatabaseError, match="append-only: TRUNCATE refused"):
@@ -56,7 +56,7 @@ def test_the_guards_are_installed_by_migrations(db):
 @pytest.mark.parametrize("table", [TABLE, "pipelines_release"])
 def test_it_refuses_emptying_an_append_only_table_with_one_delete(db, table, acme_config, superuser):
     # The row triggers fire for each row a DELETE without WHERE removes.
-    from pipelines.services import release_cut
+    from pipelines.releases.cut import release_cut
 
     release_cut(pipeline=acme_config["pipeline"], actor=superuser)
     with pytest.raises(DatabaseError, match="refused"):

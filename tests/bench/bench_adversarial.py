@@ -6,7 +6,7 @@ Each case runs ``REPEATS`` times; ``<case>_s`` is the worst wall-clock time,
 the two differ when other work runs beside it), and ``worst_s`` the worst
 wall-clock time of all. Texts are as large as an upload may be
 (``KEEL_DOCUMENT_MAX_BYTES``, 10 MiB by default). The tests
-(tests/pipelines/test_prompt_limits.py, tests/pipelines/steps/test_redact_step.py,
+(tests/pipelines/steps/test_prompt_limits.py, tests/pipelines/steps/test_redact_step.py,
 ...) show what each case answers; here only its time is measured.
 
 - ``redact_email_scan``: the built-in e-mail pattern over a run of local-part
@@ -43,7 +43,7 @@ def _refused(call, *exceptions) -> None:
 
 
 def _template(body: str, variables: dict | None = None):
-    from pipelines.prompts import TemplateLimitError, render_prompt
+    from pipelines.steps.prompts import TemplateLimitError, render_prompt
 
     return lambda: _refused(lambda: render_prompt(body, variables or {}), TemplateLimitError)
 

@@ -102,8 +102,8 @@ def run() -> dict[str, float]:
 def _token() -> str:
     from django.contrib.auth import get_user_model
 
+    from pipelines.integration.tokens import token_create
     from pipelines.models import Pipeline
-    from pipelines.tokens import token_create
 
     if not Pipeline.objects.filter(slug="support-triage").exists():
         call_command("keel_demo", stdout=StringIO())

@@ -172,7 +172,7 @@ def _wait(condition, *, timeout: float, interval: float = 0.002) -> bool:
 
 def _start_runs(pipeline, inputs: list[dict], *, enqueue: bool, source: str) -> list[int]:
     from audit.context import acting_as
-    from pipelines.engine import run_start
+    from pipelines.runs.engine import run_start
 
     ids = []
     with acting_as("keel_bench"):
@@ -249,7 +249,7 @@ def _run_rate(pipeline, inputs: list[dict]) -> tuple[float, float]:
     """(runs/s, run_start/s). Like the no-ops, the runs are enqueued together
     and timed until the worker has settled them all; creating them (run_start:
     the row, its audit event) happens before, and is reported on its own."""
-    from pipelines.tasks import run_execute_task
+    from pipelines.tasks.runs import run_execute_task
 
     started = time.perf_counter()
     ids = _start_runs(pipeline, inputs, enqueue=False, source="bench-throughput")
@@ -268,8 +268,8 @@ def _run_rate(pipeline, inputs: list[dict]) -> tuple[float, float]:
 
 
 def _overhead_figures() -> dict[str, float]:
-    from pipelines.engine import run_execute
     from pipelines.models import StepRun
+    from pipelines.runs.engine import run_execute
 
     pipeline = _ensure_demo()
     tickets = _tickets()
@@ -331,7 +331,8 @@ def _io_pipeline(base_url: str):
     from governance.models import Workspace
     from pipelines.management.commands.keel_demo import CLASSIFY_PROMPT, DRAFT_PROMPT, LABELS, TICKET_SCHEMA
     from pipelines.models import ModelConfig, Pipeline, PromptTemplate, Step
-    from pipelines.services import deployment_set, release_cut
+    from pipelines.releases.cut import release_cut
+    from pipelines.releases.deploy import deployment_set
 
     admin = get_user_model().objects.get(username="admin")
     with acting_as(admin), transaction.atomic():
@@ -406,7 +407,7 @@ def _ideal(slots: int) -> float:
 
 
 def _io_rate(slots: int, env: dict | None = None) -> float:
-    from pipelines.tasks import run_execute_task
+    from pipelines.tasks.runs import run_execute_task
     from tests.pipelines.chat_server import ChatServer, Reply, completion
 
     tickets = _tickets()
@@ -443,7 +444,7 @@ def _replay_figures() -> dict[str, float]:
         print("replay_10k_seconds: not measured (KEEL_BENCH_SKIP_REPLAY=1)", flush=True)
         return {}
     from pipelines.models import Run
-    from pipelines.replay import runs_replay
+    from pipelines.runs.replay import runs_replay
 
     runs = _replay_runs()
     started = time.perf_counter()
@@ -460,8 +461,8 @@ def _replay_runs() -> list:
     and starts over when the seeded runs' events are gone: the audit benchmark
     drops every event past its own seeded chain."""
     from audit.models import AuditEvent
-    from pipelines.engine import run_execute
     from pipelines.models import Run
+    from pipelines.runs.engine import run_execute
 
     seeded = Run.objects.filter(source=REPLAY_SOURCE).exclude(status__in=[Run.Status.QUEUED, Run.Status.RUNNING])
     first = seeded.order_by("pk").first()

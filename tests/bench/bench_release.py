@@ -2,7 +2,7 @@
 is evaluated.
 
 - ``rollback_latency_s``: with a real worker running, the median over
-  ``ROLLBACK_TRIALS`` of the time from calling ``deploy_rollback`` until the
+  ``ROLLBACK_TRIALS`` of the time from calling ``deployment_rollback`` until the
   first run started after it, on the earlier release, has completed on the
   worker (the call, then ``run_start`` of one demo ticket, then its execution).
   Between trials the later release is deployed again. Target: under 1 s.
@@ -45,8 +45,8 @@ def _people():
 def _through_release_control(release) -> None:
     """Submitted by its author, approved by the lead, evaluated: deployable."""
     from audit.context import acting_as
-    from pipelines.change import release_approve, release_state, release_submit
-    from pipelines.evaluation import evaluation_execute, release_evaluate
+    from pipelines.evaluation.services import evaluation_execute, release_evaluate
+    from pipelines.releases.approval import release_approve, release_state, release_submit
 
     admin, lead = _people()
     with acting_as(admin):
@@ -59,9 +59,9 @@ def _through_release_control(release) -> None:
 
 
 def _eval_figure(demo) -> float:
-    from pipelines.change import evaluation_latest
-    from pipelines.evaluation import evaluation_execute, release_evaluate
+    from pipelines.evaluation.services import evaluation_execute, release_evaluate
     from pipelines.models import EvaluationCase
+    from pipelines.releases.gate import evaluation_latest
     from tests.bench.bench_engine import _tickets
 
     tickets = _tickets()
@@ -87,9 +87,9 @@ def _bench_pipeline():
     from django.db import transaction
 
     from audit.context import acting_as
-    from pipelines.change import release_gate_problems
     from pipelines.models import EvaluationCase, Pipeline, Step
-    from pipelines.services import release_cut
+    from pipelines.releases.cut import release_cut
+    from pipelines.releases.gate import release_gate_problems
 
     admin, _ = _people()
     with acting_as(admin), transaction.atomic():
@@ -133,10 +133,9 @@ def _bench_pipeline():
 
 def _rollback_figure() -> float:
     from audit.context import acting_as
-    from pipelines.change import deploy_rollback
-    from pipelines.engine import run_start
     from pipelines.models import Run
-    from pipelines.services import deployment_set
+    from pipelines.releases.deploy import deployment_rollback, deployment_set
+    from pipelines.runs.engine import run_start
     from tests.bench.bench_engine import _tickets, _wait, _worker
 
     admin, _ = _people()
@@ -149,7 +148,7 @@ def _rollback_figure() -> float:
             if live is None or live.release_id != later.pk:
                 deployment_set(release=later, environment="production", actor=admin, reason="Benchmark")
             began = time.perf_counter()
-            deploy_rollback(pipeline=pipeline, to_number=earlier.number, actor=admin, reason="Benchmark")
+            deployment_rollback(pipeline=pipeline, to_number=earlier.number, actor=admin, reason="Benchmark")
             run, _ = run_start(pipeline=pipeline, input={**ticket, "subject": f"Rollback trial {trial}"},
                                actor=None, trigger="cli", source="bench-rollback")  # fmt: skip
             settled = Run.objects.filter(pk=run.pk, status__in=(*Run.FINISHED, Run.Status.WAITING_REVIEW))

@@ -31,10 +31,10 @@ from governance.models import ApprovalPolicy, Workspace
 from governance.roles import REVIEWERS, role_groups_ensure
 from governance.services import role_grant
 from pipelines.models import Pipeline, Run, Step, StepRun
-from pipelines.services import release_cut
+from pipelines.releases.cut import release_cut
 from reviews.models import ReviewTask
 from tests.bench import bench_audit
-from tests.change import release_to_production
+from tests.releasing import release_to_production
 
 OPEN_TASKS = 100_000
 REQUESTS = 60
@@ -47,7 +47,7 @@ def run() -> dict[str, float]:
     _top_up(pipeline)
     from pipelines import tasks
 
-    tasks.run_execute_task.delay_on_commit = lambda *args, **kwargs: None  # see the module docstring
+    tasks.runs.run_execute_task.delay_on_commit = lambda *args, **kwargs: None  # see the module docstring
     client = Client(HTTP_HOST="localhost")
     client.force_login(reviewer)
     try:

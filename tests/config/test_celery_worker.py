@@ -7,7 +7,7 @@ from django.conf import settings
 
 from audit.models import AuditEvent
 from config.settings import filesystem_broker_options
-from tests.services import require_redis
+from tests.servers import require_redis
 from tests.workers import celery_worker, wait_for
 
 

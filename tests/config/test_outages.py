@@ -3,7 +3,7 @@ cache is away answers 503 with Retry-After, JSON under /api/ and a plain page
 elsewhere, whether a view, an API view or a middleware raised it; any other
 error is still Django's 500.
 
-The errors are the ones the drivers raise (tests/pipelines/test_outages.py
+The errors are the ones the drivers raise (tests/pipelines/runs/test_outages.py
 stops real servers under gunicorn); here a view of the test's own raises
 each, to reach every route to the answer.
 """

@@ -8,8 +8,8 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from pipelines.engine import run_start
 from pipelines.models import Pipeline
+from pipelines.runs.engine import run_start
 from tests.config.test_settings import manage
 
 TICKET = {"subject": "Where is my parcel?", "body": "The tracking has not moved.", "customer_email": "ada@example.com"}

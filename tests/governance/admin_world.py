@@ -20,9 +20,9 @@ from django.db import models
 from django.utils import timezone
 
 from audit.context import acting_as
+from pipelines.integration.schedules import schedule_save
+from pipelines.integration.tokens import token_create
 from pipelines.models import Delivery, Document, EvaluationCase, PipelineSchedule, Run
-from pipelines.schedules import schedule_save
-from pipelines.tokens import token_create
 from reviews.models import ReviewTask
 from reviews.services import review_decide
 from tests import factories

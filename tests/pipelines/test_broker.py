@@ -11,7 +11,7 @@ from django.db import transaction
 
 from config.celery import app
 from pipelines import broker
-from pipelines.tasks import run_execute_task
+from pipelines.tasks.runs import run_execute_task
 from tests.own_servers import RedisServer
 
 # The parts of a message that differ on every send: its id and kombu's delivery tag.
@@ -43,7 +43,7 @@ def _received(queue, count: int) -> list[dict]:
 
 def test_enqueue_sends_the_message_apply_async_sends(queue):
     run_execute_task.apply_async((42,))
-    broker.enqueue(run_execute_task, 42)
+    broker.enqueue("pipelines.execute_run", 42)
     by_celery, by_keel = _received(queue, 2)
     assert by_keel == by_celery
     assert by_keel["headers"]["task"] == "pipelines.execute_run"
@@ -51,8 +51,8 @@ def test_enqueue_sends_the_message_apply_async_sends(queue):
 
 
 def test_every_message_has_an_id_of_its_own(queue):
-    broker.enqueue(run_execute_task, 1)
-    broker.enqueue(run_execute_task, 1)
+    broker.enqueue("pipelines.execute_run", 1)
+    broker.enqueue("pipelines.execute_run", 1)
     first, second = queue.get(timeout=5), queue.get(timeout=5)
     assert first.headers["id"] != second.headers["id"]
     assert first.headers["root_id"] == first.headers["id"] == first.properties["correlation_id"]
@@ -61,10 +61,10 @@ def test_every_message_has_an_id_of_its_own(queue):
 @pytest.mark.django_db(transaction=True)
 def test_enqueue_on_commit_sends_after_the_commit_and_nothing_after_a_rollback(queue):
     with pytest.raises(RuntimeError), transaction.atomic():
-        broker.enqueue_on_commit(run_execute_task, 7)
+        broker.enqueue_on_commit("pipelines.execute_run", 7)
         raise RuntimeError("rolled back")
     with transaction.atomic():
-        broker.enqueue_on_commit(run_execute_task, 8)
+        broker.enqueue_on_commit("pipelines.execute_run", 8)
         with pytest.raises(queue.Empty):  # not before the commit
             queue.get(block=False)
     (message,) = _received(queue, 1)
@@ -77,7 +77,7 @@ def test_with_eager_tasks_enqueue_runs_the_task_in_process(settings, monkeypatch
     settings.CELERY_TASK_ALWAYS_EAGER = True
     called = []
     monkeypatch.setattr(run_execute_task, "run", lambda run_id: called.append(run_id))
-    broker.enqueue(run_execute_task, 5)
+    broker.enqueue("pipelines.execute_run", 5)
     assert called == [5]
 
 
@@ -116,35 +116,35 @@ def _waiting(own, name: str = "celery") -> list:
 
 @pytest.mark.services
 def test_a_send_that_fails_is_reported_and_the_next_send_after_the_broker_returns_goes_through(own_redis, own_app):
-    own, echo = own_app
-    assert broker.enqueue(echo, 1, on_failure=pytest.fail)
+    own, _ = own_app
+    assert broker.enqueue("outage.echo", 1, on_failure=pytest.fail, app=own)
     own_redis.stop()  # the pool's producer now holds a connection to a server that is gone
     failures = []
-    assert broker.enqueue(echo, 2, on_failure=failures.append) is False
-    assert broker.enqueue(echo, 3, on_failure=failures.append) is False
+    assert broker.enqueue("outage.echo", 2, on_failure=failures.append, app=own) is False
+    assert broker.enqueue("outage.echo", 3, on_failure=failures.append, app=own) is False
     assert [type(error) for error in failures] == [broker.BrokerError, broker.BrokerError]
     own_redis.start()  # without persistence: message 1 is gone with the old server
-    assert broker.enqueue(echo, 4, on_failure=pytest.fail)
-    assert broker.enqueue(echo, 5, on_failure=pytest.fail)
+    assert broker.enqueue("outage.echo", 4, on_failure=pytest.fail, app=own)
+    assert broker.enqueue("outage.echo", 5, on_failure=pytest.fail, app=own)
     assert _waiting(own) == [[4], [5]]
 
 
 @pytest.mark.services
 def test_without_a_failure_callback_a_send_to_a_broker_that_is_away_raises(own_redis, own_app):
-    _, echo = own_app
+    own, _ = own_app
     own_redis.stop()
     with pytest.raises(broker.BrokerError):
-        broker.enqueue(echo, 1)
+        broker.enqueue("outage.echo", 1, app=own)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_failed_send_on_commit_leaves_the_transaction_committed(own_redis, own_app):
-    own, echo = own_app
+    own, _ = own_app
     own_redis.stop()
     failures = []
     with transaction.atomic():
         user = User.objects.create(username="committed-anyway")
-        broker.enqueue_on_commit(echo, user.pk, on_failure=failures.append)
+        broker.enqueue_on_commit("outage.echo", user.pk, on_failure=failures.append, app=own)
     assert len(failures) == 1
     assert User.objects.filter(username="committed-anyway").exists()
 

@@ -8,14 +8,14 @@ from django.utils import timezone
 
 from audit.context import acting_as
 from governance.roles import REVIEWERS
-from pipelines.engine import run_execute, run_start
 from pipelines.models import Run
-from pipelines.services import release_cut
+from pipelines.releases.cut import release_cut
+from pipelines.runs.engine import run_execute, run_start
 from reviews.models import ReviewTask
 from reviews.services import reviews_approvals_finalize, undo_seconds
 from tests import factories
-from tests.change import release_to_production
 from tests.conftest import _persona
+from tests.releasing import release_to_production
 
 REPLY_SCHEMA = {
     "type": "object",

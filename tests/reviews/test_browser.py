@@ -12,8 +12,8 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from audit.models import AuditEvent
-from pipelines.engine import run_execute
 from pipelines.models import Run, StepRun
+from pipelines.runs.engine import run_execute
 from reviews.models import PendingApproval, ReviewDecision, ReviewTask
 from tests.reviews.browser import assert_no_horizontal_scroll, chromium, screenshot
 from tests.reviews.conftest import finalize_approvals, gated_pipeline, hold, task_of

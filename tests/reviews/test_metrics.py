@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from pipelines.engine import run_execute
+from pipelines.runs.engine import run_execute
 from reviews.metrics import percentile, review_metrics, review_metrics_daily, wilson_interval
 from reviews.models import PipelineReviewSettings, ReviewTask
 from reviews.services import review_decide, review_qa_record

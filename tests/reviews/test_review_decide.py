@@ -9,9 +9,9 @@ from django.utils import timezone
 from audit.context import acting_as
 from audit.models import AuditEvent
 from audit.selectors import audit_chain_verify
-from pipelines.engine import run_execute
 from pipelines.models import Run, StepRun
-from pipelines.replay import run_replay
+from pipelines.runs.engine import run_execute
+from pipelines.runs.replay import run_replay
 from reviews.models import ReviewDecision, ReviewTask
 from reviews.services import review_claim, review_decide
 from tests.reviews.conftest import gated_pipeline, hold, task_of

@@ -12,9 +12,9 @@ from django.urls import reverse
 from audit.context import acting_as
 from audit.models import AuditEvent
 from pipelines.models import Run, StepRun
-from pipelines.services import release_cut
+from pipelines.releases.cut import release_cut
 from reviews.models import PendingApproval, ReviewDecision, ReviewTask
-from tests.change import release_to_production
+from tests.releasing import release_to_production
 from tests.reviews.conftest import finalize_approvals, gated_pipeline, hold, task_of
 
 
@@ -301,7 +301,7 @@ def test_next_goes_to_the_soonest_deadline_not_held_by_someone_else(gated, revie
 
 
 def test_opening_a_task_of_a_cancelled_run_closes_it(held, reviewer, superuser):
-    from pipelines.engine import run_cancel
+    from pipelines.runs.engine import run_cancel
 
     task, _ = held
     run_cancel(run=task.run, actor=superuser, reason="Customer withdrew the ticket.")

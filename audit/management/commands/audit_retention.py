@@ -20,7 +20,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, workspace, days, apply, **options):
         from governance.models import Workspace
-        from pipelines.redaction import retention_apply
+        from pipelines.runs.redaction import retention_apply
 
         if (workspace is None) != (days is None):
             raise CommandError("--workspace and --days go together.")

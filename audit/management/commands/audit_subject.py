@@ -3,7 +3,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.context import acting_as
-from pipelines.redaction import subject_erase, subject_export, subject_search
+from pipelines.runs.redaction import subject_erase, subject_export, subject_search
 
 
 class Command(BaseCommand):
@@ -54,6 +54,6 @@ class Command(BaseCommand):
             self.stdout.write(f"{table:<{width}}  {count}")
 
     def _kept(self, kept: dict[str, int]) -> None:
-        # Configuration and the like are never erased (pipelines/personal_data.py says why): say where they name it.
+        # Configuration is never erased (pipelines/runs/personal_data.py says why): say where it is named.
         for table, count in sorted(kept.items()):
             self.stdout.write(f"kept, never erased: {table} {count}")

@@ -2,8 +2,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand
 
 from audit.context import acting_as
-from pipelines.change import deploy_rollback
-from pipelines.management.commands._change import pipeline_named, refusal, user_named
+from pipelines.management.commands._release import pipeline_named, refusal, user_named
+from pipelines.releases.deploy import deployment_rollback
 
 
 class Command(BaseCommand):
@@ -20,7 +20,7 @@ class Command(BaseCommand):
         user = user_named(options["user"])
         try:
             with acting_as(user):
-                deployment = deploy_rollback(
+                deployment = deployment_rollback(
                     pipeline=pipeline, to_number=options["to"], actor=user, reason=options["reason"]
                 )
         except (ValidationError, PermissionDenied) as error:

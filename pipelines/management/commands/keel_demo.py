@@ -16,11 +16,12 @@ from audit.context import acting_as
 from governance.models import ApprovalPolicy, Workspace
 from governance.roles import AUDITORS, GOVERNANCE_LEADS, OPERATORS, PROMPT_ENGINEERS, REVIEWERS, role_groups_ensure
 from governance.services import role_grant
-from pipelines.change import release_approve, release_submit
-from pipelines.engine import run_execute, run_start
-from pipelines.evaluation import evaluation_execute, release_evaluate
+from pipelines.evaluation.services import evaluation_execute, release_evaluate
 from pipelines.models import EvaluationCase, ModelConfig, Pipeline, PromptTemplate, Run, Step, StepRun
-from pipelines.services import deployment_set, release_cut
+from pipelines.releases.approval import release_approve, release_submit
+from pipelines.releases.cut import release_cut
+from pipelines.releases.deploy import deployment_set
+from pipelines.runs.engine import run_execute, run_start
 
 TICKETS = Path(__file__).resolve().parents[2] / "fixtures" / "demo_tickets.json"
 

@@ -3,8 +3,8 @@ import json
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand
 
-from pipelines.change import parse_moment, pipeline_as_of
-from pipelines.management.commands._change import pipeline_named, refusal
+from pipelines.management.commands._release import pipeline_named, refusal
+from pipelines.releases.as_of import parse_moment, pipeline_as_of
 
 
 class Command(BaseCommand):

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from audit.context import acting_as
 from pipelines.models import Run
-from pipelines.replay import ReplayReport, runs_replay
+from pipelines.runs.replay import ReplayReport, runs_replay
 
 
 class Command(BaseCommand):

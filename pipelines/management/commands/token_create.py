@@ -14,8 +14,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from audit.context import acting_as
 from governance.models import Workspace
+from pipelines.integration.tokens import token_create
 from pipelines.models import Pipeline
-from pipelines.tokens import token_create
 
 
 class Command(BaseCommand):

@@ -50,7 +50,7 @@ def test_writing_through_a_value_that_is_not_an_object_fails_naming_the_field():
         execute({"subject": "x"}, ctx_for({"subject.first": "y"}))
 
 
-# A step's document comes from a run input, whose integers are I-JSON's (pipelines/inputs.py).
+# A step's document comes from a run input, whose integers are I-JSON's (pipelines/runs/inputs.py).
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(min_value=-(2**53 - 1), max_value=2**53 - 1) | st.text(max_size=20),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
