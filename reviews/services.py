@@ -9,7 +9,6 @@ import random
 import secrets
 from datetime import UTC, timedelta
 
-from celery import current_app
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
@@ -358,8 +357,7 @@ def review_approval_hold(*, task: ReviewTask, actor, now=None) -> PendingApprova
     task.save(update_fields=["claimed_by", "claim_expires_at"])
     _event(task, "review.approval_pending", {"due_at": due.isoformat(), "pending_id": pending.pk}, actor=actor)
     # By name (services never import tasks); a broker that is down only delays it to beat's next sweep.
-    finalize = current_app.signature("reviews.finalize_approvals", countdown=undo_seconds() + 1)
-    enqueue_on_commit(finalize, on_failure=lambda error: None)
+    enqueue_on_commit("reviews.finalize_approvals", countdown=undo_seconds() + 1, on_failure=lambda error: None)
     return pending
 
 

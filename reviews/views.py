@@ -197,9 +197,7 @@ def decide(request, pk: int):
                 target.add_error(field if field in target.fields else None, problems)
             return _refused(request, task, None, form=form, edit_form=edit_form)
         return _refused(request, task, error, form=form, edit_form=edit_form)
-    if decision == "approve":
-        messages.success(request, f"Review {task.pk} approved: it is recorded in {undo_seconds()} seconds.")
-    else:
+    if decision != "approve":  # an approval is announced by its undo bar on the next page
         done = {"edit": "edited and approved", "reject": "rejected"}[decision]
         messages.success(request, f"Review {task.pk}: {done}.")
     return redirect(f"{reverse('reviews-next')}?after={task.pk}")
