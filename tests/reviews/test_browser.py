@@ -228,6 +228,7 @@ def test_a_reviewer_rejects_with_a_reason(live_server, browser, titled, reviewer
 
     browser.get(f"{live_server.url}/review/mine/")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#mine tbody tr")) == 1
+    assert_no_horizontal_scroll(browser)
 
 
 def test_a_reviewer_records_a_qa_verdict_with_the_mouse_and_with_the_keyboard(
