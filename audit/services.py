@@ -3,6 +3,7 @@
 import json
 from dataclasses import dataclass
 
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
@@ -12,7 +13,8 @@ from audit.canonical import UnsafeNumber, canonical_text, json_safe
 from audit.chain import GENESIS_HASH, ChainResult, event_hash, format_ts, payload_sha256
 from audit.checkpoints import chain_against_checkpoint
 from audit.context import Actor, current_actor, current_via
-from audit.models import REDACTED_PAYLOAD, AuditEvent
+from audit.models import REDACTED_PAYLOAD, AuditEvent, RetentionPolicy
+from audit.selectors import audit_chain_verify
 
 # An arbitrary constant naming the chain head's advisory lock on PostgreSQL.
 _CHAIN_LOCK_KEY = 0x6B65656C
@@ -197,8 +199,6 @@ def audit_chain_check(*, actor: object = "audit") -> ChainResult:
     (``chain_against_checkpoint``): a chain shorter than it, emptied or cut at
     the end, is recorded as ``audit.broken``, never as a fresh chain found
     intact."""
-    from audit.selectors import audit_chain_verify
-
     result = chain_against_checkpoint(audit_chain_verify())
     with transaction.atomic():
         audit_record(
@@ -219,10 +219,6 @@ def audit_chain_check(*, actor: object = "audit") -> ChainResult:
 @transaction.atomic
 def retention_policy_set(*, workspace_id: int, run_data_days: int, actor: object = None):
     """Set how long a workspace keeps run inputs and outputs (at least a day)."""
-    from django.core.exceptions import ValidationError
-
-    from audit.models import RetentionPolicy
-
     if not isinstance(run_data_days, int) or run_data_days < 1:
         raise ValidationError({"run_data_days": "Keep run data for at least one day."})
     policy, _ = RetentionPolicy.objects.update_or_create(

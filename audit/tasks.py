@@ -2,6 +2,7 @@ import logging
 
 from celery import shared_task
 
+from audit.checkpoints import CheckpointError, audit_checkpoint_write
 from audit.services import audit_chain_check
 
 logger = logging.getLogger(__name__)
@@ -19,7 +20,6 @@ def audit_verify_chain_task() -> dict:
 
 @shared_task(name="audit.write_checkpoint")
 def audit_write_checkpoint_task() -> str | None:
-    from audit.checkpoints import CheckpointError, audit_checkpoint_write
 
     try:
         path = audit_checkpoint_write()

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 from audit.canonical import canonical_bytes
 from audit.models import AuditEvent
+from pipelines.internals import pdf_document_id_set
 from pipelines.models import Run, StepRun
 
 MAX_OUTPUT_LINES = 2_000  # a longer output is cut in the report; its SHA-256 still covers all of it
@@ -143,15 +144,6 @@ def _pdf_date(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("D:%Y%m%d%H%M%S+00'00'")
 
 
-def _set_document_id(canvas, document_id: bytes) -> None:
-    """reportlab derives /ID from its own digest; Keel's comes from the run.
-    Set as reportlab's ``PDFDocument.ID`` writes it (pinned: reportlab 5.1.0)."""
-    from reportlab.pdfbase.pdfdoc import DummyDoc, PDFText
-
-    ids = PDFText(document_id, enc="raw").format(DummyDoc())
-    canvas._doc._ID = b"\n[" + ids + ids + b"]\n% ReportLab generated PDF document -- digest (opensource)\n"
-
-
 def _output_lines(document: dict) -> list[str]:
     lines = []
     for line in json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False).splitlines():
@@ -172,7 +164,7 @@ def report_render(facts: ReportFacts, document: dict, *, title: str = "") -> byt
     pdf = Canvas(out, pagesize=A4, invariant=1)
     date = _pdf_date(facts.created_at)
     pdf.setDateFormatter(lambda *_: date)  # CreationDate and ModDate: the run's, not the clock's
-    _set_document_id(pdf, facts.document_id)
+    pdf_document_id_set(pdf, facts.document_id)  # Keel's /ID, from the run (pipelines/internals.py)
     heading = title or f"{facts.pipeline_name}: output report"
     pdf.setTitle(heading)
     pdf.setAuthor("Keel")

@@ -5,7 +5,6 @@ import time
 
 from django.conf import settings
 from django.core.cache import DEFAULT_CACHE_ALIAS, caches
-from django.core.cache.backends.redis import RedisCache
 from rest_framework.throttling import BaseThrottle
 
 from pipelines.models import ServiceToken
@@ -37,35 +36,12 @@ class TokenRateThrottle(BaseThrottle):
 def _count(key: str) -> int:
     """Count one more request in the window's counter, created when missing.
 
-    On Redis one round trip: ``SET NX`` with the expiry, then ``INCR``, in one
-    pipeline (Django's ``incr`` asks whether the key exists first, a round
-    trip of its own). Elsewhere (the per-process memory cache) count first and
-    create the counter only when it is missing.
-    """
+    ``add`` creates the counter only if it is absent (SET NX on Redis) and ``incr``
+    is atomic, so two processes never lose a request between them."""
     backend = caches[DEFAULT_CACHE_ALIAS]
-    if isinstance(backend, RedisCache):
-        key = backend.make_and_validate_key(key)
-        pipeline = _client(backend).pipeline(transaction=False)
-        _, count = pipeline.set(key, 0, ex=WINDOW_SECONDS + 5, nx=True).incr(key).execute()
-        return count
+    backend.add(key, 0, timeout=WINDOW_SECONDS + 5)
     try:
         return backend.incr(key)
-    except ValueError:  # the window's first request
-        if backend.add(key, 1, timeout=WINDOW_SECONDS + 5):
-            return 1
-        return backend.incr(key)  # another thread created it meanwhile
-
-
-_clients: dict[int, tuple] = {}
-
-
-def _client(backend: RedisCache):
-    """A client over the cache's own connection pool (so ``cache.get`` reads
-    the count: Django stores integers unpickled), one per pool. Django's
-    ``get_client`` builds a new ``redis.Redis`` for every call, which costs
-    more than the round trip."""
-    pool = backend._cache._get_connection_pool(write=True)
-    kept = _clients.get(id(pool))
-    if kept is None or kept[0] is not pool:
-        kept = _clients[id(pool)] = (pool, backend._cache._client(connection_pool=pool))
-    return kept[1]
+    except ValueError:  # the counter expired between the two calls: a new window
+        backend.add(key, 0, timeout=WINDOW_SECONDS + 5)
+        return backend.incr(key)

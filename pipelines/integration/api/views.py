@@ -7,6 +7,7 @@ from contextlib import nullcontext
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import prefetch_related_objects
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, ValidationError
@@ -97,10 +98,9 @@ class RunCreateView(KeelAPIView):
         if not created and run.input_sha256 != hashlib.sha256(canonical_bytes(run_input)).hexdigest():
             raise Conflict(f"Idempotency key {key!r} was used for run {run.pk} with a different input.")
         if created:
-            # A run this request created has no steps or deliveries yet: answer
-            # from the row in hand instead of reading it back with three queries.
-            # (Empty lists, not empty querysets: the serializer only iterates them.)
-            run._prefetched_objects_cache = {"steps": [], "deliveries": []}
+            # A run this request created: answer from the row in hand, with its
+            # (still empty) steps and deliveries fetched as the serializer reads them.
+            prefetch_related_objects([run], "steps", "deliveries")
         else:
             run = run_detail_for_token(token=token, run_id=run.pk)
         return Response(run_representation(run), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
