@@ -319,6 +319,8 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_BEAT_SCHEDULE |= {
     "reviews-escalate": {"task": "reviews.escalate_overdue", "schedule": 300.0},
     "reviews-sample": {"task": "reviews.sample_periodic", "schedule": crontab(hour=4, minute=5)},
+    # Reviews: approvals whose undo window closed and whose own task was lost.
+    "reviews-finalize-approvals": {"task": "reviews.finalize_approvals", "schedule": 15.0},
 }
 # How long opening a review keeps it for one reviewer, and the daily sample's size per pipeline (0: none).
 KEEL_REVIEW_CLAIM_SECONDS = env_int("KEEL_REVIEW_CLAIM_SECONDS", 15 * 60, minimum=30)

@@ -41,17 +41,26 @@ __all__ = ["BrokerError", "RETRY_POLICY", "broker_down", "enqueue", "enqueue_on_
 
 
 def enqueue_on_commit(
-    task_name: str, *args, on_failure: Callable[[BaseException], None] | None = None, app: Celery | None = None
+    task_name: str,
+    *args,
+    on_failure: Callable[[BaseException], None] | None = None,
+    app: Celery | None = None,
+    countdown: float | None = None,
 ) -> None:
     """Send the task named ``task_name`` with ``args`` once the current transaction commits (at once outside one)."""
-    transaction.on_commit(partial(enqueue, task_name, *args, on_failure=on_failure, app=app))
+    transaction.on_commit(partial(enqueue, task_name, *args, on_failure=on_failure, app=app, countdown=countdown))
 
 
 def enqueue(
-    task_name: str, *args, on_failure: Callable[[BaseException], None] | None = None, app: Celery | None = None
+    task_name: str,
+    *args,
+    on_failure: Callable[[BaseException], None] | None = None,
+    app: Celery | None = None,
+    countdown: float | None = None,
 ) -> bool:
     """Send the task named ``task_name`` with ``args`` now; True if the broker took the message.
-    ``app`` is the project's app unless given (a test's own app).
+    ``app`` is the project's app unless given (a test's own app); ``countdown``
+    delays the task by that many seconds (at most KEEL_MAX_COUNTDOWN).
 
     With ``on_failure``, a broker that cannot be reached is reported to it and
     this returns False; without, the error propagates (a task that must know).
@@ -59,7 +68,7 @@ def enqueue(
     """
     task = (app or current_app).tasks[task_name]  # NotRegistered (a KeyError) for a name no task has
     try:
-        task.apply_async(args, retry=True, retry_policy=RETRY_POLICY)
+        task.apply_async(args, countdown=countdown, retry=True, retry_policy=RETRY_POLICY)
     except BrokerError as error:
         if on_failure is None:
             raise

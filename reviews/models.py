@@ -188,3 +188,23 @@ class PipelineReviewSettings(PipelinePart, models.Model):
 
     def __str__(self) -> str:
         return f"review settings of {self.pipeline}"
+
+
+class PendingApproval(models.Model):
+    """An approval a reviewer pressed and may still take back: until
+    ``due_at`` (the undo window) it is only this row, and the run waits as
+    before. When the window closes, reviews_approvals_finalize writes it as a
+    ReviewDecision through review_decide (which resumes the run); an undo
+    deletes it first. Whichever of the two deletes the row acts; the other
+    finds nothing. It is never a decision, so decisions stay append-only."""
+
+    task = models.ForeignKey(ReviewTask, on_delete=models.PROTECT, related_name="pending_approvals")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    due_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["task", "reviewer"], name="pendingapproval_once_per_reviewer")]
+
+    def __str__(self) -> str:
+        return f"approval of review {self.task_id} by {self.reviewer} pending until {self.due_at:%H:%M:%S}"

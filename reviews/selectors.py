@@ -3,6 +3,7 @@
 import hashlib
 import json
 import logging
+import math
 import secrets
 from datetime import timedelta
 
@@ -12,8 +13,9 @@ from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from governance.permissions import filter_for_user
-from pipelines.models import Pipeline
-from reviews.models import ReviewDecision, ReviewTask
+from pipelines.models import Pipeline, StepRun
+from reviews.models import PendingApproval, ReviewDecision, ReviewTask
+from reviews.presentation import title_and_excerpt
 
 logger = logging.getLogger(__name__)
 
@@ -148,3 +150,29 @@ def review_decisions_by(*, user) -> QuerySet[ReviewDecision]:
         .select_related("task", "task__pipeline", "task__run")
         .order_by("-created_at", "-pk")
     )
+
+
+def review_queue_titles(tasks) -> dict[int, tuple[str, str]]:
+    """Each task's title and excerpt, read from the output it holds for
+    review (after any redaction, like the task page): one query for a page of
+    the queue, never for the whole queue."""
+    tasks = list(tasks)
+    if not tasks:
+        return {}
+    wanted = Q()
+    for task in tasks:
+        wanted |= Q(run_id=task.run_id, position=task.position)
+    held = {(r, p): i for r, p, i in StepRun.objects.filter(wanted).values_list("run_id", "position", "input")}
+    return {
+        task.pk: title_and_excerpt(held.get((task.run_id, task.position)), task.pipeline.title_field) for task in tasks
+    }
+
+
+def review_approvals_pending(*, user, now=None) -> list[PendingApproval]:
+    """The user's approvals still in their undo window, newest first, each
+    with ``seconds_left`` (counted here, so a browser's clock does not matter)."""
+    now = now or timezone.now()
+    pending = list(PendingApproval.objects.filter(reviewer=user, due_at__gt=now).order_by("-due_at"))
+    for approval in pending:
+        approval.seconds_left = math.ceil((approval.due_at - now).total_seconds())
+    return pending

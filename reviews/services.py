@@ -16,10 +16,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.services import audit_record
-from governance.permissions import user_can
+from governance.permissions import permission_cache, user_can
+from pipelines.broker import enqueue_on_commit
 from pipelines.models import Pipeline, Run, StepRun
 from pipelines.runs.resume import run_reject, run_resume
-from reviews.models import PipelineReviewSettings, ReviewDecision, ReviewTask
+from reviews.models import PendingApproval, PipelineReviewSettings, ReviewDecision, ReviewTask
 from reviews.selectors import review_queue_counts_changed
 
 logger = logging.getLogger(__name__)
@@ -214,28 +215,10 @@ def _gate_output(task: ReviewTask) -> dict:
     return StepRun.objects.get(run_id=task.run_id, position=task.position).output
 
 
-@transaction.atomic
-def review_decide(
-    *, task: ReviewTask, actor, decision: str, reason: str = "", edited_output: dict | None = None, now=None
-) -> ReviewDecision:
-    """Record one reviewer's decision on a blocking task.
-
-    1. Refuse without review_output on the pipeline, on a task no longer open,
-       on someone else's live claim, a reject without a reason, an edit that
-       breaks the output's structure, a second decision by the same person, or
-       an approval by the run's requester or the author of its release.
-    2. Record the decision (an edit beside the original, with its diff).
-    3. A rejection ends the run as rejected; the last required approval
-       resumes it with the approved output (the latest edit, where edited).
-    The task row is locked first, so of two reviewers deciding at once one
-    counts and the other finds the task decided.
-    """
-    now = now or timezone.now()
-    reason = (reason or "").strip()
-    if decision not in (ReviewDecision.Decision.APPROVE, ReviewDecision.Decision.EDIT, ReviewDecision.Decision.REJECT):
-        raise ValidationError({"decision": "Choose approve, edit or reject."})
-    _require_reviewer(actor, task)
-    task = _lock(task)
+def _check_decision(task: ReviewTask, actor, decision: str, reason: str, now) -> list[ReviewDecision]:
+    """Step 1 of review_decide on the locked task (its rights checked before
+    the lock): raise unless ``actor`` may record ``decision`` now. Returns the
+    task's earlier decisions where it needs more than one approval."""
     if not task.is_blocking:
         raise ValidationError("A QA sample is marked correct or incorrect, not approved or rejected.")
     if task.status != ReviewTask.Status.OPEN:
@@ -258,6 +241,34 @@ def review_decide(
             raise PermissionDenied("You started this run, so you may not approve its output.")
         if task.run.release.created_by_id is not None and task.run.release.created_by_id == actor.pk:
             raise PermissionDenied("You authored the release that produced this output, so you may not approve it.")
+    if PendingApproval.objects.filter(task=task, reviewer=actor).exists():
+        raise ValidationError("Your approval of this review is in its undo window; undo it to decide otherwise.")
+    return earlier
+
+
+@transaction.atomic
+def review_decide(
+    *, task: ReviewTask, actor, decision: str, reason: str = "", edited_output: dict | None = None, now=None
+) -> ReviewDecision:
+    """Record one reviewer's decision on a blocking task.
+
+    1. Refuse without review_output on the pipeline, on a task no longer open,
+       on someone else's live claim, a reject without a reason, an edit that
+       breaks the output's structure, a second decision by the same person, or
+       an approval by the run's requester or the author of its release.
+    2. Record the decision (an edit beside the original, with its diff).
+    3. A rejection ends the run as rejected; the last required approval
+       resumes it with the approved output (the latest edit, where edited).
+    The task row is locked first, so of two reviewers deciding at once one
+    counts and the other finds the task decided.
+    """
+    now = now or timezone.now()
+    reason = (reason or "").strip()
+    if decision not in (ReviewDecision.Decision.APPROVE, ReviewDecision.Decision.EDIT, ReviewDecision.Decision.REJECT):
+        raise ValidationError({"decision": "Choose approve, edit or reject."})
+    _require_reviewer(actor, task)
+    task = _lock(task)
+    earlier = _check_decision(task, actor, decision, reason, now)
     # Only an edit needs the held output here (to check and diff it); an
     # approval as is leaves run_resume to take it from the gate it reads anyway.
     original = edited = None
@@ -321,6 +332,76 @@ def review_decide(
         record_first=[decided],
     )
     return record
+
+
+def undo_seconds() -> int:
+    """How long an approval may be taken back; read per use (a test shortens it)."""
+    return int(getattr(settings, "KEEL_REVIEW_UNDO_SECONDS", 10))
+
+
+@transaction.atomic
+def review_approval_hold(*, task: ReviewTask, actor, now=None) -> PendingApproval:
+    """Press approve: refuse now whatever review_decide would refuse, then
+    keep the approval as a PendingApproval for the undo window, holding the
+    actor's claim over it so that no one else decides meanwhile. Nothing
+    reaches the run or the decisions until reviews_approvals_finalize writes
+    it; the finalizing task is enqueued for the window's end."""
+    now = now or timezone.now()
+    _require_reviewer(actor, task)
+    task = _lock(task)
+    _check_decision(task, actor, ReviewDecision.Decision.APPROVE, "", now)
+    due = now + timedelta(seconds=undo_seconds())
+    pending = PendingApproval.objects.create(task=task, reviewer=actor, created_at=now, due_at=due)
+    # The claim outlasts the window, so the finalizer decides under the actor's own claim.
+    task.claimed_by, task.claim_expires_at = actor, max(task.claim_expires_at or now, due + _claim_period())
+    task.save(update_fields=["claimed_by", "claim_expires_at"])
+    _event(task, "review.approval_pending", {"due_at": due.isoformat(), "pending_id": pending.pk}, actor=actor)
+    # By name (services never import tasks); a broker that is down only delays it to beat's next sweep.
+    enqueue_on_commit("reviews.finalize_approvals", countdown=undo_seconds() + 1, on_failure=lambda error: None)
+    return pending
+
+
+@transaction.atomic
+def review_approval_undo(*, task: ReviewTask, actor, now=None) -> ReviewTask:
+    """Take back one's pending approval within its window. The row is
+    deleted by a conditional DELETE: if the finalizer took it first (or the
+    window has closed), nothing is undone and the approval stands."""
+    now = now or timezone.now()
+    _require_reviewer(actor, task)
+    task = _lock(task)
+    undone, _ = PendingApproval.objects.filter(task=task, reviewer=actor, due_at__gt=now).delete()
+    if not undone:
+        raise ValidationError("Too late to undo: the approval was already recorded (or there was none).")
+    _event(task, "review.approval_undone", {}, actor=actor)
+    return task
+
+
+def reviews_approvals_finalize(*, now=None) -> list[int]:
+    """Write every pending approval whose undo window has closed, each in its
+    own transaction: delete the row (whoever deletes it acts, so an undo and
+    two finalizers never both do) and record it through review_decide, which
+    resumes the run. An approval that can no longer be recorded (the task was
+    decided otherwise, the right withdrawn) is dropped with an audit event
+    saying why. Returns the ids of the decisions written."""
+    now = now or timezone.now()
+    written = []
+    due = PendingApproval.objects.filter(due_at__lte=now).order_by("due_at", "pk")
+    for pending in due.select_related("task", "task__pipeline", "reviewer"):
+        # One permission answer per approval, as a request has (run_resume asks again).
+        with permission_cache(), transaction.atomic():
+            taken, _ = PendingApproval.objects.filter(pk=pending.pk).delete()
+            if not taken:
+                continue  # undone, or another finalizer took it
+            try:  # review_decide's own atomic block is a savepoint here: a refusal undoes only it
+                record = review_decide(
+                    task=pending.task, actor=pending.reviewer, decision=ReviewDecision.Decision.APPROVE, now=now
+                )
+            except (ValidationError, PermissionDenied) as error:
+                message = " ".join(error.messages) if isinstance(error, ValidationError) else str(error)
+                _event(pending.task, "review.approval_dropped", {"error": message}, actor=pending.reviewer)
+                continue
+            written.append(record.pk)
+    return written
 
 
 def _close(task: ReviewTask, status: str, now) -> None:

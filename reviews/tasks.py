@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from audit.context import acting_as
 from pipelines.models import Pipeline
-from reviews.services import reviews_escalate, reviews_sample_draw
+from reviews.services import reviews_approvals_finalize, reviews_escalate, reviews_sample_draw
 
 
 @shared_task(name="reviews.escalate_overdue")
@@ -30,3 +30,10 @@ def reviews_sample_task(hours: int = 24) -> dict[str, int]:
             _, tasks = reviews_sample_draw(pipeline=pipeline, since=since, until=until, size=size)
             drawn[pipeline.slug] = len(tasks)
     return drawn
+
+
+@shared_task(name="reviews.finalize_approvals")
+def reviews_finalize_approvals_task() -> list[int]:
+    """Write the approvals whose undo window has closed (enqueued for each
+    window's end by review_approval_hold; beat sweeps up any it missed)."""
+    return reviews_approvals_finalize()

@@ -18,6 +18,7 @@ urlpatterns = [
     path("metrics/<slug:slug>/", views.metrics, name="reviews-metrics"),
     path("tasks/<int:pk>/", views.detail, name="reviews-detail"),
     path("tasks/<int:pk>/decide/", views.decide, name="reviews-decide"),
+    path("tasks/<int:pk>/undo/", views.undo, name="reviews-undo"),
     path("tasks/<int:pk>/qa/", views.qa, name="reviews-qa"),
     path("tasks/<int:pk>/release/", views.release, name="reviews-release"),
 ]

@@ -19,16 +19,29 @@ from django.views.decorators.http import require_POST
 from governance.permissions import permission_cache, user_can
 from pipelines.models import Pipeline, StepRun
 from pipelines.releases.pause import run_release_withdrawn, runs_release_withdrawn
-from reviews.forms import DecisionForm, MinutesForm, QAForm, QueueFilterForm
-from reviews.metrics import review_metrics
+from reviews.charts import metrics_charts
+from reviews.forms import DecisionForm, MinutesForm, OutputEditForm, QAForm, QueueFilterForm, output_choices
+from reviews.metrics import review_metrics, review_metrics_daily
 from reviews.models import ReviewTask
+from reviews.presentation import output_changes, present
 from reviews.selectors import (
     pipelines_reviewable_by,
+    review_approvals_pending,
     review_decisions_by,
     review_queue_counts_cached,
     review_queue_for_user,
+    review_queue_titles,
 )
-from reviews.services import review_claim, review_decide, review_qa_record, review_release, review_settings_set
+from reviews.services import (
+    review_approval_hold,
+    review_approval_undo,
+    review_claim,
+    review_decide,
+    review_qa_record,
+    review_release,
+    review_settings_set,
+    undo_seconds,
+)
 
 
 def reviewer_login(view):
@@ -78,16 +91,20 @@ def queue(request):
     page = paginator.get_page(request.GET.get("page"))
     # Runs of a release rolled back since they were held carry a flag on their row.
     withdrawn = runs_release_withdrawn([task.run_id for task in page.object_list])
+    titles = review_queue_titles(page.object_list)
     for task in page.object_list:
         task.release_withdrawn = task.run_id in withdrawn
-    context = {"form": form, "page": page, "counts": counts, "now": timezone.now()}
+        task.title, task.excerpt = titles.get(task.pk, ("", ""))
+    context = {"form": form, "page": page, "counts": counts, "now": timezone.now(),
+               "pending": review_approvals_pending(user=request.user)}  # fmt: skip
     return render(request, "reviews/queue.html", context, status=400 if form.errors else 200)
 
 
-def _detail_context(task: ReviewTask, request) -> dict:
+def _detail_context(task: ReviewTask, request, *, edit_form: OutputEditForm | None = None) -> dict:
     steps = list(StepRun.objects.filter(run_id=task.run_id).order_by("position"))
     for step in steps:
         step.output_json = json.dumps(step.output, indent=2, ensure_ascii=False)
+        step.shown = present(step.output)
     gate = next((s for s in steps if s.position == task.position), None)
     # Show the input as the pipeline's last redaction before the gate left it,
     # and hide what earlier steps saw: a reviewer never needs the raw PII.
@@ -96,23 +113,42 @@ def _detail_context(task: ReviewTask, request) -> dict:
     first_visible = redact[-1].position if redact else 0
     # What the gate was shown (its output until a reviewed one replaced it).
     held_output = gate.input if gate else None
+    decisions = list(task.decisions.select_related("reviewer"))
+    for decision in decisions:
+        if decision.edited_output is not None:
+            decision.changes = output_changes(decision.original_output, decision.edited_output)
+    if edit_form is None and isinstance(held_output, dict):
+        edit_form = OutputEditForm(original=held_output, choices=output_choices(task.run.release.snapshot_data,
+                                                                                task.position))  # fmt: skip
     return {
         "task": task,
         "run": task.run,
         "release": task.run.release,
+        "title": _title(task, held_output),
         # Rolled back since the run was held: the reviewer decides with that in view.
         "release_withdrawn": run_release_withdrawn(task.run),
+        "input_fields": present(shown_input),
         "shown_input": json.dumps(shown_input, indent=2, ensure_ascii=False),
         "redacted": bool(redact),
         "output": held_output,
+        "output_fields": present(held_output),
         "output_json": json.dumps(held_output, indent=2, ensure_ascii=False),
         "steps": [s for s in steps if first_visible <= s.position < task.position],
         "hidden_steps": first_visible - 1 if first_visible else 0,
-        "decisions": task.decisions.select_related("reviewer"),
+        "decisions": decisions,
         "holder": task.claim_holder(),
-        "decision_form": DecisionForm(initial={"output": json.dumps(held_output, indent=2, ensure_ascii=False)}),
+        "decision_form": DecisionForm(),
+        "edit_form": edit_form,
         "qa_form": QAForm(),
+        "pending": review_approvals_pending(user=request.user),
+        "undo_seconds": undo_seconds(),
     }
+
+
+def _title(task: ReviewTask, output) -> str:
+    field = task.pipeline.title_field
+    value = output.get(field) if isinstance(output, dict) and field else None
+    return value if isinstance(value, str) else ""
 
 
 @reviewer_login
@@ -126,9 +162,9 @@ def detail(request, pk: int):
     return render(request, "reviews/detail.html", _detail_context(task, request))
 
 
-def _refused(request, task: ReviewTask, error, *, form=None, qa_form=None):
-    task.refresh_from_db()
-    context = _detail_context(task, request)
+def _refused(request, task: ReviewTask, error, *, form=None, qa_form=None, edit_form=None):
+    task = _task_for(request.user, task.pk, PAGE_RELATED)
+    context = _detail_context(task, request, edit_form=edit_form)
     context.update({k: v for k, v in (("decision_form", form), ("qa_form", qa_form)) if v is not None})
     context["error"] = _message(error) if error else ""
     status = 403 if isinstance(error, PermissionDenied) else 409 if task.status != ReviewTask.Status.OPEN else 400
@@ -138,23 +174,52 @@ def _refused(request, task: ReviewTask, error, *, form=None, qa_form=None):
 @reviewer_login
 @require_POST
 def decide(request, pk: int):
+    """Approve (held for the undo window), edit field by field and approve, or reject."""
     task = _task_for(request.user, pk)
     form = DecisionForm(request.POST)
-    if not form.is_valid():
-        return _refused(request, task, None, form=form)
-    data = form.cleaned_data
+    edit_form = None
+    if form.is_valid() and form.cleaned_data["decision"] == "edit":
+        edit_form = OutputEditForm(request.POST, original=_held_output(task),
+                                   choices=output_choices(task.run.release.snapshot_data, task.position))  # fmt: skip
+    if not form.is_valid() or (edit_form is not None and not edit_form.is_valid()):
+        return _refused(request, task, None, form=form, edit_form=edit_form)
+    decision = form.cleaned_data["decision"]
     try:
-        review_decide(task=task, actor=request.user, decision=data["decision"], reason=data["reason"],
-                      edited_output=data["edited_output"])  # fmt: skip
+        if decision == "approve":
+            review_approval_hold(task=task, actor=request.user)
+        else:
+            review_decide(task=task, actor=request.user, decision=decision, reason=form.cleaned_data["reason"],
+                          edited_output=edit_form.cleaned_data["edited_output"] if edit_form else None)  # fmt: skip
     except (ValidationError, PermissionDenied) as error:
         if isinstance(error, ValidationError) and hasattr(error, "error_dict"):
             for field, problems in error.message_dict.items():
-                form.add_error(field if field in form.fields else None, problems)
-            return _refused(request, task, None, form=form)
-        return _refused(request, task, error, form=form)
-    done = {"approve": "approved", "edit": "edited and approved", "reject": "rejected"}[data["decision"]]
-    messages.success(request, f"Review {task.pk}: {done}.")
+                target = form if field in form.fields else edit_form if edit_form is not None else form
+                target.add_error(field if field in target.fields else None, problems)
+            return _refused(request, task, None, form=form, edit_form=edit_form)
+        return _refused(request, task, error, form=form, edit_form=edit_form)
+    if decision != "approve":  # an approval is announced by its undo bar on the next page
+        done = {"edit": "edited and approved", "reject": "rejected"}[decision]
+        messages.success(request, f"Review {task.pk}: {done}.")
     return redirect(f"{reverse('reviews-next')}?after={task.pk}")
+
+
+def _held_output(task: ReviewTask):
+    gate = StepRun.objects.filter(run_id=task.run_id, position=task.position).only("input").first()
+    return gate.input if gate else None
+
+
+@reviewer_login
+@require_POST
+def undo(request, pk: int):
+    """Take back one's approval within its undo window."""
+    task = _task_for(request.user, pk)
+    try:
+        review_approval_undo(task=task, actor=request.user)
+    except ValidationError as error:
+        messages.error(request, _message(error))
+        return redirect("reviews-queue")
+    messages.info(request, f"Approval of review {task.pk} undone: nothing was recorded, and it is still yours.")
+    return redirect(task)
 
 
 @reviewer_login
@@ -187,6 +252,8 @@ def next_task(request):
     tasks = review_queue_for_user(user=request.user).filter(
         Q(claimed_by__isnull=True) | Q(claimed_by=request.user) | Q(claim_expires_at__lte=now)
     )
+    # Not one the user just approved: it waits out its undo window.
+    tasks = tasks.exclude(pending_approvals__reviewer=request.user)
     after = request.GET.get("after", "")
     if after.isdigit():
         tasks = tasks.exclude(pk=int(after))
@@ -219,6 +286,8 @@ def metrics(request, slug: str):
     release = next((r for r in releases if str(r.number) == number), None)
     status = 200
     form = MinutesForm(request.POST or None)
+    # The form is shown to whom review_settings_set allows: the owner, or one who may change the pipeline.
+    may_set = pipeline.owner_id == request.user.pk or user_can(request.user, "change", pipeline)
     if request.method == "POST":
         if form.is_valid():
             try:
@@ -232,6 +301,7 @@ def metrics(request, slug: str):
                 return redirect(request.get_full_path())
         else:
             status = 400
-    context = {"pipeline": pipeline, "releases": releases, "release": release, "form": form,
-               "m": review_metrics(pipeline=pipeline, release=release)}  # fmt: skip
+    days = review_metrics_daily(pipeline=pipeline, release=release)
+    context = {"pipeline": pipeline, "releases": releases, "release": release, "form": form, "may_set": may_set,
+               "m": review_metrics(pipeline=pipeline, release=release), "charts": metrics_charts(days)}  # fmt: skip
     return render(request, "reviews/metrics.html", context, status=status)

@@ -79,7 +79,7 @@ class PipelineAdmin(GovernedModelAdmin):
     action_rights = {"pause_pipelines": ("deploy_pipeline",), "unpause_pipelines": ("deploy_pipeline",)}
     readonly_fields = ("related",)
     fieldsets = [
-        (None, {"fields": ("workspace", "name", "slug", "description", "related", "input_schema")}),
+        (None, {"fields": ("workspace", "name", "slug", "description", "related", "input_schema", "title_field")}),
         ("Ownership", {"fields": ("owner", "team", "escalation_contact", "runbook")}),
         ("Review", {"fields": ("approval_policy",)}),
     ]

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("pipelines", "0018_credentials_and_queued_evaluations"),
+        ("pipelines", "0019_pipeline_title_field"),
     ]
 
     operations = [

@@ -4,7 +4,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils.text import normalize_newlines
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
@@ -21,7 +21,7 @@ from governance.models import (
     validate_credential_workspace,
     validate_policy_workspace,
 )
-from pipelines.steps import KIND_CHOICES, KINDS, validate_json_schema, validate_step_config
+from pipelines.steps import FIELD_NAME, KIND_CHOICES, KINDS, validate_json_schema, validate_step_config
 from pipelines.steps.prompts import check_template, parse_template
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -241,6 +241,13 @@ class Pipeline(models.Model):
         ApprovalPolicy, on_delete=models.PROTECT, null=True, blank=True, related_name="pipelines"
     )
     input_schema = models.JSONField(default=dict, blank=True, help_text="A JSON Schema the run input must satisfy.")
+    # The reviewer app's queue names each item by this field of the output under review.
+    title_field = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[RegexValidator(FIELD_NAME, "A field name, such as subject or ticket.title.")],
+        help_text="The field a review queue row shows as the item's title (e.g. subject).",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     history = HistoricalRecords(get_user=history_user)

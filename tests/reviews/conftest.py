@@ -1,7 +1,10 @@
 """A small gated pipeline in acme (gate, then a stored delivery), released by
 the author and deployed, and helpers to hold runs at its gate."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from audit.context import acting_as
 from governance.roles import REVIEWERS
@@ -9,6 +12,7 @@ from pipelines.models import Run
 from pipelines.releases.cut import release_cut
 from pipelines.runs.engine import run_execute, run_start
 from reviews.models import ReviewTask
+from reviews.services import reviews_approvals_finalize, undo_seconds
 from tests import factories
 from tests.conftest import _persona
 from tests.releasing import release_to_production
@@ -87,3 +91,8 @@ def globex_gated(globex, superuser):
 
 def task_of(run: Run) -> ReviewTask:
     return ReviewTask.objects.get(run=run, kind__in=ReviewTask.BLOCKING)
+
+
+def finalize_approvals() -> list[int]:
+    """What the worker does when approvals' undo windows have closed (the test does not wait them out)."""
+    return reviews_approvals_finalize(now=timezone.now() + timedelta(seconds=undo_seconds() + 1))

@@ -26,7 +26,7 @@ def test_the_demos_held_runs_fill_the_demo_reviewers_queue(db):
 
 def test_the_beat_schedule_runs_escalation_and_the_periodic_sample(db):
     tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
-    assert {"reviews.escalate_overdue", "reviews.sample_periodic"} <= tasks
+    assert {"reviews.escalate_overdue", "reviews.sample_periodic", "reviews.finalize_approvals"} <= tasks
     app.loader.import_default_modules()
-    assert {"reviews.escalate_overdue", "reviews.sample_periodic"} <= set(app.tasks)
+    assert {"reviews.escalate_overdue", "reviews.sample_periodic", "reviews.finalize_approvals"} <= set(app.tasks)
     assert reviews_escalate_task() == [] and reviews_sample_task() == {}

@@ -1,12 +1,15 @@
 """The metrics page: is the pipeline paying?"""
 
+from datetime import UTC
+
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from pipelines.runs.engine import run_execute
-from reviews.metrics import percentile, review_metrics, wilson_interval
+from reviews.metrics import percentile, review_metrics, review_metrics_daily, wilson_interval
 from reviews.models import PipelineReviewSettings, ReviewTask
 from reviews.services import review_decide, review_qa_record
 from tests.reviews.conftest import gated_pipeline, hold, task_of
@@ -73,4 +76,29 @@ def test_the_metrics_page_is_for_those_who_review_or_view_the_pipeline(worked, r
     assert PipelineReviewSettings.objects.get(pipeline=worked).minutes_per_item == 5
     assert AuditEvent.objects.get(action="review_settings.changed").actor_name == "lead"
     page = client.get(url).content.decode()
-    assert "0.500" in page  # the sampled error rate
+    assert "50.0%" in page  # the sampled error rate, as a percentage
+    assert 'id="minutes-form"' in page  # the lead may change the pipeline
+
+
+def test_the_metrics_page_shows_percentages_and_charts_and_the_minutes_form_only_to_its_owner(worked, reviewer):
+    client = Client()
+    client.force_login(reviewer)
+    page = client.get(reverse("reviews-metrics", args=[worked.slug])).content.decode()
+    assert 'id="minutes-form"' not in page  # a reviewer neither owns nor may change the pipeline
+    assert "0.333" not in page and "0.667" not in page
+    for chart in ("volume", "held", "rates", "wait"):
+        assert f'<svg class="chart" id="chart-{chart}"' in page
+    assert "<script" not in page.split("</main>")[0]  # drawn on the server: no script in the page body
+    assert '<span class="figure" id="held-share">60%</span>' in page  # 3 of 5 held
+    assert '<span class="figure" id="approval-rate">33%</span>' in page
+    assert '<span class="figure" id="edit-rate">33%</span>' in page
+
+
+def test_the_daily_series_counts_each_day_and_fills_the_empty_ones(worked):
+    days = review_metrics_daily(pipeline=worked, days=30)
+    assert len(days) == 30 and days[-1].date == timezone.now().astimezone(UTC).date()
+    today = days[-1]
+    assert (today.gated, today.held, today.decided) == (5, 3, 3)
+    assert (today.approved, today.edited, today.rejected) == (2, 1, 1)
+    assert today.held_share == pytest.approx(0.6) and today.median_seconds is not None
+    assert all(day.gated == 0 and day.decided == 0 and day.median_seconds is None for day in days[:-1])

@@ -11,7 +11,7 @@ from guardian.shortcuts import assign_perm, remove_perm
 
 from audit.models import AuditEvent
 from governance.permissions import permission_cache, user_can
-from tests.reviews.conftest import hold, task_of
+from tests.reviews.conftest import finalize_approvals, hold, task_of
 
 
 def _client(user) -> Client:
@@ -61,6 +61,8 @@ def test_the_queue_counts_follow_a_decision_at_once(gated, reviewer):
     assert client.get(reverse("reviews-queue")).context["counts"]["total"] == 2  # cached, same answer
     response = client.post(reverse("reviews-decide", args=[first.pk]), {"decision": "approve"})
     assert response.status_code == 302
+    assert client.get(reverse("reviews-queue")).context["counts"]["total"] == 2  # the approval may still be undone
+    finalize_approvals()
     assert client.get(reverse("reviews-queue")).context["counts"]["total"] == 1
     hold(gated)
     assert client.get(reverse("reviews-queue")).context["counts"]["total"] == 2
@@ -79,6 +81,10 @@ def test_a_decision_records_its_events_in_order_and_consecutively(gated, reviewe
     last = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first()
     response = client.post(reverse("reviews-decide", args=[task.pk]), {"decision": decision, "reason": "Wrong tone."})
     assert response.status_code == 302
+    if decision == "approve":  # held for its undo window, then written by the worker
+        assert AuditEvent.objects.filter(seq__gt=last).get().action == "review.approval_pending"
+        last += 1
+        finalize_approvals()
     events = list(AuditEvent.objects.filter(seq__gt=last).order_by("seq").values_list("seq", "action"))
     actions = [a for _, a in events]
     expected = ["review.decided", "step.completed", "run.resumed"] if decision == "approve" else [
@@ -103,10 +109,9 @@ def test_a_decision_asks_each_thing_once_and_locks_only_the_task_and_the_run(gat
     savepoint inside the decision's own, and no lock on the pipeline or
     release rows (which every other decision and new run of the pipeline needs)."""
     task = task_of(hold(gated))
-    client = _client(reviewer)
-    with CaptureQueriesContext(connection) as queries:
-        response = client.post(reverse("reviews-decide", args=[task.pk]), {"decision": "approve"})
-    assert response.status_code == 302
+    assert _client(reviewer).post(reverse("reviews-decide", args=[task.pk]), {"decision": "approve"}).status_code == 302
+    with CaptureQueriesContext(connection) as queries:  # the approval written when its undo window closes
+        assert len(finalize_approvals()) == 1
     statements = [q["sql"] for q in queries.captured_queries]
 
     def count(*needles):
@@ -115,7 +120,8 @@ def test_a_decision_asks_each_thing_once_and_locks_only_the_task_and_the_run(gat
     assert count("objectpermission") == 1
     assert count('FROM "pipelines_steprun"') == 1
     assert count('FROM "pipelines_run"') == 1
-    assert count("SAVEPOINT", "RELEASE") == 1 and count("SAVEPOINT") - count("RELEASE") == 1
+    # review_decide's own block is a savepoint inside the finalizer's transaction.
+    assert count("SAVEPOINT", "RELEASE") == 2 and count("SAVEPOINT") - count("RELEASE") == 2
     locks = [sql for sql in statements if "FOR " in sql and "UPDATE" in sql.split("FOR ")[-1]]
     if connection.features.has_select_for_update_of:
         assert len(locks) == 2 and all(" OF " in sql.split("FOR ")[-1] for sql in locks)

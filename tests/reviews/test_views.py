@@ -1,6 +1,8 @@
 """The reviewer web app through Django's test client: who sees what, and how
 refusals read."""
 
+import json
+
 import pytest
 from django.db import connection
 from django.test import Client
@@ -9,11 +11,11 @@ from django.urls import reverse
 
 from audit.context import acting_as
 from audit.models import AuditEvent
-from pipelines.models import Run
+from pipelines.models import Run, StepRun
 from pipelines.releases.cut import release_cut
-from reviews.models import ReviewDecision, ReviewTask
+from reviews.models import PendingApproval, ReviewDecision, ReviewTask
 from tests.releasing import release_to_production
-from tests.reviews.conftest import gated_pipeline, hold, task_of
+from tests.reviews.conftest import finalize_approvals, gated_pipeline, hold, task_of
 
 
 def _client(user) -> Client:
@@ -35,7 +37,7 @@ MAY_REVIEW = {"lead": True, "reviewer": True, "superuser": True,
 
 
 @pytest.mark.parametrize("persona", sorted(MAY_REVIEW))
-@pytest.mark.parametrize("page", ["detail", "decide", "qa", "release"])
+@pytest.mark.parametrize("page", ["detail", "decide", "undo", "qa", "release"])
 def test_every_task_page_is_open_only_to_those_with_review_output(persona, page, held, personas, superuser):
     user = superuser if persona == "superuser" else personas[persona]
     task, _ = held
@@ -131,31 +133,139 @@ def test_a_reject_without_a_reason_is_refused_naming_the_field(held, reviewer):
     assert not ReviewDecision.objects.exists()
 
 
-def test_an_edit_that_is_not_json_is_refused_naming_the_field(held, reviewer):
-    task, _ = held
-    response = _client(reviewer).post(reverse("reviews-decide", args=[task.pk]), {"decision": "edit", "output": "{"})
+def _held(task: ReviewTask) -> dict:
+    return StepRun.objects.get(run_id=task.run_id, position=task.position).input
+
+
+def _edit(original: dict, **changes) -> dict:
+    """The edit form's POST: one field per output field, in the held output's order."""
+    data = {"decision": "edit"}
+    for index, key in enumerate(original):
+        value = changes.get(key, original[key])
+        data[f"field_{index}"] = value if isinstance(value, str) else json.dumps(value)
+    return data
+
+
+def _name(original: dict, key: str) -> str:
+    return f"field_{list(original).index(key)}"
+
+
+def test_an_edit_that_breaks_a_field_is_refused_naming_the_field(gated, reviewer):
+    task = task_of(hold(gated, confidence=0.4))
+    held = _held(task)
+    response = _client(reviewer).post(reverse("reviews-decide", args=[task.pk]), _edit(held, confidence="high"))
     assert response.status_code == 400
-    assert "The edited output is not valid JSON" in response.content.decode()
+    page = response.content.decode()
+    assert 'class="edit-field invalid"' in page and "Enter a number for confidence." in page
+    assert "high" in page  # what the reviewer typed is kept
     assert not ReviewDecision.objects.exists()
+
+
+def test_an_edit_is_made_field_by_field_and_shown_as_a_word_diff(gated, reviewer):
+    task = task_of(hold(gated, draft="We will look into it.", confidence=0.4))
+    held = _held(task)
+    client = _client(reviewer)
+    page = client.get(reverse("reviews-detail", args=[task.pk])).content.decode()
+    assert f'name="{_name(held, "draft")}" value="We will look into it."' in page  # a line of text, not JSON
+    assert f'<input type="number" name="{_name(held, "confidence")}"' in page
+    response = client.post(reverse("reviews-decide", args=[task.pk]), _edit(held, draft="We will refund it today."))
+    assert response.status_code == 302
+    decision = ReviewDecision.objects.get()
+    assert decision.edited_output == {**held, "draft": "We will refund it today."}
+    page = client.get(reverse("reviews-detail", args=[task.pk])).content.decode()
+    diff = page.split('<p class="diff">')[1].split("</p>")[0]
+    assert diff == "We will <del>look into it.</del><ins>refund it today.</ins>"
+
+
+def test_a_select_offers_the_choices_the_output_shape_names(acme, superuser, author, reviewer):
+    pipeline = gated_pipeline(acme, superuser=superuser, author=author, slug="acme-labelled")
+    pipeline.input_schema = {**pipeline.input_schema, "properties": {
+        **pipeline.input_schema["properties"], "label": {"enum": ["refund", "question", "complaint"]}}}  # fmt: skip
+    pipeline.save()
+    with acting_as(superuser):
+        release_to_production(release_cut(pipeline=pipeline, actor=author), actor=superuser)
+    task = task_of(hold(pipeline, label="question"))
+    client = _client(reviewer)
+    page = client.get(reverse("reviews-detail", args=[task.pk])).content.decode()
+    held = _held(task)
+    assert f'<select name="{_name(held, "label")}"' in page and "complaint" in page
+    response = client.post(reverse("reviews-decide", args=[task.pk]), _edit(held, label="refund"))
+    assert response.status_code == 302
+    assert ReviewDecision.objects.get().edited_output["label"] == "refund"
+    task2 = task_of(hold(pipeline, label="question"))
+    bad = _edit(_held(task2))
+    bad[_name(_held(task2), "label")] = "spam"
+    response = client.post(reverse("reviews-decide", args=[task2.pk]), bad)
+    assert response.status_code == 400
+    assert "label: choose one of refund, question, complaint." in response.content.decode()
 
 
 def test_a_decision_on_a_decided_task_gets_a_clear_message(held, reviewer, second_reviewer):
     task, _ = held
     response = _client(reviewer).post(reverse("reviews-decide", args=[task.pk]), {"decision": "approve"})
     assert response.status_code == 302
+    # In its undo window the approver still holds the task.
+    response = _client(second_reviewer).post(reverse("reviews-decide", args=[task.pk]), {"decision": "approve"})
+    assert response.status_code == 400 and "reviewer holds this review" in response.content.decode()
+    finalize_approvals()
     response = _client(second_reviewer).post(reverse("reviews-decide", args=[task.pk]), {"decision": "approve"})
     assert response.status_code == 409 and "already decided" in response.content.decode()
     assert ReviewDecision.objects.count() == 1
 
 
-def test_approving_through_the_web_resumes_the_run_and_lists_the_decision_as_mine(held, reviewer):
+def test_approving_through_the_web_resumes_the_run_when_the_undo_window_closes(held, reviewer):
     task, _ = held
     client = _client(reviewer)
     response = client.post(reverse("reviews-decide", args=[task.pk]), {"decision": "approve"})
     assert response.status_code == 302 and response["Location"].startswith(reverse("reviews-next"))
+    assert Run.objects.get(pk=task.run_id).status == Run.Status.WAITING_REVIEW
+    assert not ReviewDecision.objects.exists()
+    page = client.get(reverse("reviews-queue")).content.decode()
+    assert f'id="undo-{task.pk}"' in page  # the undo toast
+    finalize_approvals()
     assert Run.objects.get(pk=task.run_id).status == Run.Status.QUEUED
+    assert f'id="undo-{task.pk}"' not in client.get(reverse("reviews-queue")).content.decode()
     mine = client.get(reverse("reviews-mine"))
     assert [d.task_id for d in mine.context["page"]] == [task.pk]
+
+
+def test_an_undone_approval_leaves_the_task_open_and_records_no_decision(held, reviewer):
+    task, _ = held
+    client = _client(reviewer)
+    client.post(reverse("reviews-decide", args=[task.pk]), {"decision": "approve"})
+    response = client.post(reverse("reviews-undo", args=[task.pk]))
+    assert response.status_code == 302 and response["Location"] == task.get_absolute_url()
+    assert finalize_approvals() == []
+    task.refresh_from_db()
+    assert task.status == ReviewTask.Status.OPEN and task.claimed_by == reviewer
+    assert Run.objects.get(pk=task.run_id).status == Run.Status.WAITING_REVIEW
+    assert not ReviewDecision.objects.exists() and not PendingApproval.objects.exists()
+    events = AuditEvent.objects.filter(object_type="review_task", object_id=task.pk).order_by("seq")
+    actions = list(events.values_list("action", flat=True))
+    assert actions[-2:] == ["review.approval_pending", "review.approval_undone"]
+    assert "review.decided" not in actions
+    # Once the window has closed there is nothing left to undo.
+    client.post(reverse("reviews-decide", args=[task.pk]), {"decision": "approve"})
+    finalize_approvals()
+    response = client.post(reverse("reviews-undo", args=[task.pk]), follow=True)
+    assert "Too late to undo" in response.content.decode()
+    assert ReviewDecision.objects.get().decision == "approve"
+
+
+def test_two_reviewers_each_count_once_when_an_approval_is_in_its_window(acme, superuser, author, reviewer,
+                                                                        second_reviewer):  # fmt: skip
+    pipeline = gated_pipeline(acme, superuser=superuser, author=author, slug="acme-two", required_approvals=2)
+    task = task_of(hold(pipeline))
+    first, second = _client(reviewer), _client(second_reviewer)
+    assert first.post(reverse("reviews-decide", args=[task.pk]), {"decision": "approve"}).status_code == 302
+    assert second.post(reverse("reviews-decide", args=[task.pk]), {"decision": "approve"}).status_code == 400
+    finalize_approvals()  # the first approval is written; the claim goes back to the queue
+    assert second.post(reverse("reviews-decide", args=[task.pk]), {"decision": "approve"}).status_code == 302
+    assert first.post(reverse("reviews-decide", args=[task.pk]), {"decision": "approve"}).status_code in (400, 409)
+    finalize_approvals()
+    assert list(ReviewDecision.objects.order_by("pk").values_list("reviewer__username", flat=True)) == [
+        "reviewer", "reviewer2"]  # fmt: skip
+    assert ReviewTask.objects.get(pk=task.pk).status == ReviewTask.Status.APPROVED
 
 
 def test_the_task_page_shows_the_redacted_input_and_never_the_raw_one(acme, superuser, author, reviewer):
