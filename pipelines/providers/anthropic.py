@@ -22,7 +22,7 @@ read), all at the input price; the cost is an upper bound when a cache is used.
 
 import json
 
-from pipelines.providers import ModelRequest, ModelResponse, ProviderError, cost_of
+from pipelines.providers.base import ModelRequest, ModelResponse, ProviderError, cost_of
 from pipelines.providers.exchange import (
     Exchange,
     api_key,

@@ -17,7 +17,7 @@ named by its code and message.
 import json
 from urllib.parse import quote, urlencode
 
-from pipelines.providers import ModelRequest, ModelResponse, ProviderError
+from pipelines.providers.base import ModelRequest, ModelResponse, ProviderError
 from pipelines.providers.exchange import api_key, error_text, fixed_fields_check, key_scrubbed, post_json
 from pipelines.providers.openai import chat_completion_read
 

@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 
-from pipelines.providers import ModelRequest, ModelResponse, ProviderError, cost_of
+from pipelines.providers.base import ModelRequest, ModelResponse, ProviderError, cost_of
 
 # Keywords per demo label, matched as whole words (plus a plural, past-tense or
 # -ing ending), case-insensitively; each stretch of text counts once per label, so

@@ -41,7 +41,7 @@ from governance.credential_sources import CredentialError, scrub
 from governance.credentials import credential_value
 from governance.egress import EgressError
 from pipelines.http import shared_client, stream_to, workspace_target
-from pipelines.providers import ModelRequest, ModelResponse, ProviderError
+from pipelines.providers.base import ModelRequest, ModelResponse, ProviderError
 
 logger = logging.getLogger(__name__)
 

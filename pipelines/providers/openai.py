@@ -9,7 +9,7 @@ the ``chat.completion`` reply, whose shape Azure OpenAI shares
 (``chat_completion_read``).
 """
 
-from pipelines.providers import ModelRequest, ModelResponse, ProviderError, cost_of
+from pipelines.providers.base import ModelRequest, ModelResponse, ProviderError, cost_of
 from pipelines.providers.exchange import (
     Exchange,
     api_key,
