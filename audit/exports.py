@@ -43,6 +43,7 @@ from audit.context import Actor, current_actor
 from audit.models import AuditEvent
 from audit.report import ReportEvent, ReportFacts, render_report
 from audit.selectors import _POSTGRES_TS, _sqlite_ts_text
+from audit.services import audit_record
 
 FORMATS = ("jsonl", "csv", "pdf")
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8", "pdf": "application/pdf"}
@@ -481,8 +482,6 @@ def audit_export_start(
     ``names`` names the workspaces and pipelines the reader may see, for the
     PDF report (``audit`` itself knows them only by id).
     """
-    from audit.services import audit_record
-
     if fmt not in FORMATS:
         raise ExportError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if fmt == "pdf":

@@ -20,6 +20,8 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
+from governance.permissions import is_governance_lead
+
 logger = logging.getLogger("keel.security")
 
 
@@ -36,7 +38,6 @@ def two_factor_pending(request) -> bool:
         return False
     if user.is_verified():
         return False
-    from governance.permissions import is_governance_lead
 
     return _devices(user).filter(confirmed=True).exists() or is_governance_lead(user)
 

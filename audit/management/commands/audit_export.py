@@ -8,6 +8,8 @@ from django.core.management.base import BaseCommand, CommandError
 from audit.access import audit_scope_for, visible_names
 from audit.context import acting_as
 from audit.exports import FORMATS, AuditFilter, AuditScope, ExportError, audit_export_start, export_chunks
+from governance.models import Workspace
+from pipelines.models import Pipeline
 
 
 def _moment(option: str, value: str | None) -> datetime | None:
@@ -56,8 +58,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        from governance.models import Workspace
-        from pipelines.models import Pipeline
 
         fmt = options["format"]
         if fmt not in FORMATS:

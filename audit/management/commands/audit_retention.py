@@ -4,6 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 from audit.context import acting_as
 from audit.models import RetentionPolicy
 from audit.services import retention_policy_set
+from governance.models import Workspace
+from pipelines.runs.redaction import retention_apply
 
 
 class Command(BaseCommand):
@@ -19,8 +21,6 @@ class Command(BaseCommand):
         parser.add_argument("--apply", action="store_true", help="redact personal data past its retention now")
 
     def handle(self, *args, workspace, days, apply, **options):
-        from governance.models import Workspace
-        from pipelines.runs.redaction import retention_apply
 
         if (workspace is None) != (days is None):
             raise CommandError("--workspace and --days go together.")
