@@ -155,5 +155,6 @@ def test_the_review_page_shows_the_diff_against_production_and_the_evaluation(cl
     evaluate_now(release=candidate, actor=author)
     client.force_login(lead)
     page = client.get(reverse("admin:pipelines_release_review", args=[candidate.pk])).content.decode()
-    assert "+Customer wrote:" in page and "--- live/acme-classify-prompt" in page
+    # The prompt's diff, coloured as the history's: the new line marked as added.
+    assert '<span class="keel-diff-add">+Customer wrote:' in page
     assert "Passed 3 of 3 cases" in page and "is draft, not approved" in page
