@@ -76,6 +76,7 @@ def _plant(address: str, *, acme, superuser, author, reviewer, operator) -> Run:
     Delivery.objects.create(
         run=run, position=2, channel="webhook", url="https://hooks.example.com/in", payload_sha256="d" * 64,
         status=Delivery.Status.FAILED, last_error=f"422: unknown {address}", notice={"to": address},
+        recipients=[{"address": address, "status": "refused", "reply": f"550 no such user {address}"}],
     )  # fmt: skip
     ReviewTask.objects.filter(pk=task.pk).update(rule_hits=[{"phrase": address}])
     Document.objects.filter(run=run).update(text=f"From: {address}")  # a PDF's text, extracted on the worker
