@@ -8,6 +8,7 @@ are read; everything here runs after the commit, outside any transaction.
 
 import json
 
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -30,8 +31,20 @@ events_committed_watch(COUNTED)
 _slugs: dict[int, str] = {}
 
 
+@receiver(post_save, sender=Pipeline, dispatch_uid="observability.pipeline_saved")
+@receiver(post_delete, sender=Pipeline, dispatch_uid="observability.pipeline_deleted")
+def pipeline_labels_forget(sender=None, instance=None, **kwargs) -> None:
+    """Forget the slugs read so far (all of them without an instance): a renamed or
+    deleted pipeline is labelled as it now is, and an id SQLite hands out again is
+    read anew."""
+    if instance is None:
+        _slugs.clear()
+    else:
+        _slugs.pop(instance.pk, None)
+
+
 def pipeline_label(pipeline_id: int | None) -> str:
-    """A pipeline's slug, read once per process (slugs identify pipelines and do not change)."""
+    """A pipeline's slug, read once per process until the pipeline is saved or deleted."""
     if pipeline_id is None:
         return ""
     if pipeline_id not in _slugs:
