@@ -12,6 +12,7 @@ import secrets
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
 from django.db.models import Q
@@ -161,7 +162,9 @@ PIPELINE_RIGHTS = ("view", "change")
 
 
 @functools.cache
-def _token_read_for(vendor: str) -> tuple[str, list, Columns, Columns, Columns]:
+def _token_read_for(vendor: str, content_types: tuple[int, int]) -> tuple[str, list, Columns, Columns, Columns]:
+    # Keyed by the content types' ids too: the rights' parameters name them, and a
+    # database whose content types were made anew (a flushed test database) has others.
     token = Columns(ServiceToken, "t")
     # What a request needs of the user and the pipeline; the rest loads if anything asks for it.
     user = Columns(get_user_model(), "u", defer=("password",))
@@ -186,4 +189,5 @@ def _token_read_for(vendor: str) -> tuple[str, list, Columns, Columns, Columns]:
 
 
 def _token_read() -> tuple[str, list, Columns, Columns, Columns]:
-    return _token_read_for(connection.vendor)
+    content_types = ContentType.objects.get_for_models(Pipeline, Workspace)
+    return _token_read_for(connection.vendor, (content_types[Pipeline].pk, content_types[Workspace].pk))
