@@ -11,6 +11,7 @@ import pytest
 from audit.context import acting_as
 from governance.roles import AUDITORS, GOVERNANCE_LEADS, OPERATORS, PROMPT_ENGINEERS, REVIEWERS, ROLES
 from tests import factories
+from tests.workers import empty_queue
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -47,6 +48,13 @@ def _audit_guards_survive_flush():
     DatabaseOperations.sql_flush = sql_flush
     yield
     DatabaseOperations.sql_flush = original
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_messages_from_earlier_sessions():
+    """Each session makes its test database anew, so ids start again: a message
+    an earlier session left on the broker would name this session's rows."""
+    empty_queue()
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,7 @@ from tests import factories
 from tests.pipelines.chat_server import ChatServer, Reply, completion
 from tests.pipelines.webhook_server import Answer, WebhookServer
 from tests.releasing import release_to_production
-from tests.workers import celery_worker, wait_for
+from tests.workers import celery_worker, empty_queue, wait_for
 
 LEASE_SECONDS = 2
 
@@ -29,6 +29,7 @@ LEASE_SECONDS = 2
 def slow_pipeline(superuser):
     """check → a model step on a real chat-completions server → parse → store."""
     server = ChatServer()
+    empty_queue()  # the workers below see this test's messages only
     with server, acting_as(superuser):
         workspace = factories.WorkspaceFactory(owner=superuser)
         prompt = factories.PromptTemplateFactory(
@@ -109,6 +110,7 @@ SECRET_ENV = "TEST_WEBHOOK_SECRET"  # a name the test deployment allows credenti
 @pytest.fixture
 def webhook_pipeline(superuser):
     """check → a model on a real chat server → parse → a webhook to a real receiver → store."""
+    empty_queue()  # the workers below see this test's messages only
     with ChatServer() as chat, WebhookServer() as receiver, acting_as(superuser):
         workspace = factories.WorkspaceFactory(owner=superuser)
         prompt = factories.PromptTemplateFactory(workspace=workspace, body="Classify: {{ subject }}",
@@ -160,7 +162,8 @@ def test_twenty_workers_killed_with_a_webhook_in_flight_lose_no_run_and_repeat_n
     for trial in range(TRIALS + 1):
         with worker(f"worker-{trial}") as process:
             if runs:  # the run the last worker died in: taken back once its lease lapsed
-                assert wait_for(lambda: runs[-1].pk in runs_recover(), timeout=30, interval=0.5)
+                recovered = wait_for(lambda: runs[-1].pk in runs_recover(), timeout=30, interval=0.5)
+                assert recovered, _state(runs[-1], tmp_path / f"worker-{trial}.log")
                 done = wait_for(lambda: Run.objects.get(pk=runs[-1].pk).status == Run.Status.COMPLETED, timeout=90)
                 assert done, (tmp_path / f"worker-{trial}.log").read_text()[-3000:]
             if trial == TRIALS:
@@ -182,3 +185,9 @@ def test_twenty_workers_killed_with_a_webhook_in_flight_lose_no_run_and_repeat_n
         completed = AuditEvent.objects.filter(action="step.completed", object_id=str(run.pk))
         assert sorted(e.payload_data["position"] for e in completed) == [1, 2, 3, 4, 5]
     assert audit_chain_verify().ok
+
+
+def _state(run: Run, log_path) -> str:
+    """What a failed trial leaves to read: the run's row and its worker's log."""
+    row = Run.objects.values("status", "lease_owner", "lease_expires_at", "attempts", "next_position").get(pk=run.pk)
+    return f"{row}\n{log_path.read_text()[-3000:]}"
