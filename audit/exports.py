@@ -33,7 +33,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Max, Min, Q
 from django.utils import timezone
 
@@ -41,8 +40,8 @@ from audit.canonical import canonical_text
 from audit.chain import format_ts
 from audit.context import Actor, current_actor
 from audit.models import AuditEvent
+from audit.queries import event_batches
 from audit.report import ReportEvent, ReportFacts, render_report
-from audit.selectors import _POSTGRES_TS, _sqlite_ts_text
 from audit.services import audit_record
 
 FORMATS = ("jsonl", "csv", "pdf")
@@ -177,31 +176,6 @@ def audit_events_for(*, scope: AuditScope, audit_filter: AuditFilter):
     return AuditEvent.objects.filter(query)
 
 
-_COLUMNS = (
-    "seq, {ts}, actor_id, actor_name, action, object_type, object_id, workspace_id, "
-    "pipeline_id, payload, payload_sha256, prev_hash, hash, redacted_at IS NOT NULL"
-)
-
-
-def _rows(low: int, high: int, batch: int = BATCH) -> Iterator[list[tuple]]:
-    """Batches of events with low <= seq <= high, in seq order, read by keyset
-    so that no query holds more than one batch and none uses OFFSET."""
-    postgres = connection.vendor == "postgresql"
-    columns = _COLUMNS.format(ts=_POSTGRES_TS if postgres else "ts || ''")
-    sql = f"SELECT {columns} FROM audit_auditevent WHERE seq >= %s AND seq <= %s ORDER BY seq LIMIT %s"
-    after = low
-    while after <= high:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [after, high, batch])
-            rows = cursor.fetchall()
-        if not rows:
-            return
-        if not postgres:
-            rows = [(row[0], _sqlite_ts_text(row[1]), *row[2:]) for row in rows]
-        yield rows
-        after = rows[-1][0] + 1
-
-
 @dataclass
 class ExportPlan:
     """What one export covers, fixed before its first byte is written."""
@@ -250,7 +224,7 @@ def _entries(plan: ExportPlan) -> Iterator[list[tuple[str, tuple]]]:
     unnamed: set[int] = set()  # redacted included events not yet followed by their record
     low, high = plan.first_seq, plan.last_seq
     while True:
-        for rows in _rows(low, high):
+        for rows in event_batches(low, high, BATCH):
             batch = []
             for row in rows:
                 if not allows(row[7], row[8]):

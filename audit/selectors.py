@@ -3,99 +3,33 @@
 import json
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from django.db import connection, transaction
 
-from audit.chain import GENESIS_HASH, ChainResult, format_ts, verify_rows
+from audit.chain import GENESIS_HASH, ChainResult, verify_rows
+from audit.queries import event_rows, first_unnamed_redaction, last_seq, stored_hash
 
-_COLUMNS = (
-    "seq, {ts}, actor_id, actor_name, action, object_type, object_id, workspace_id, "
-    "pipeline_id, payload, payload_sha256, prev_hash, hash, redacted_at IS NOT NULL"
-)
-# The first redacted event that no later ``audit.redacted`` event names.
-# ``audit_redact`` writes the tombstone and that event in one transaction, and
-# object_id is hashed into the event, so a tombstone without one was written by
-# hand with the one UPDATE the guards allow. Found on the object index.
-_UNNAMED_REDACTION = (
-    "SELECT min(e.seq) FROM audit_auditevent e WHERE e.redacted_at IS NOT NULL AND NOT EXISTS ("
-    "SELECT 1 FROM audit_auditevent r WHERE r.object_type = 'audit_event' AND r.object_id = CAST(e.seq AS TEXT)"
-    " AND r.action = 'audit.redacted' AND r.seq > e.seq)"
-)
 UNNAMED_REDACTION_REASON = "redacted, but no later audit.redacted event names it (a redaction made by hand)"
 
 # Chains at least this long are verified in two processes (see audit_chain_verify).
 SPLIT_FROM = 200_000
-
-# PostgreSQL writes the chain's ts text itself (format_ts's "%Y-%m-%dT%H:%M:%S.%fZ"),
-# so no datetime is built and formatted per row: the slowest part of a Python walk.
-_POSTGRES_TS = "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-
-
-def _ts_text(value) -> str:
-    # PostgreSQL hands back aware datetimes; SQLite the stored UTC text.
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return format_ts(value)
-
-
-def _sqlite_ts_text(value: str) -> str:
-    """Django keeps an aware datetime in SQLite as naive UTC text, with or
-    without microseconds ("2026-01-01 10:00:00[.000137]"); rewrite that shape
-    by slicing and leave any other to the general path."""
-    if len(value) == 26 and value[10] == " ":
-        return value[:10] + "T" + value[11:] + "Z"
-    if len(value) == 19 and value[10] == " ":
-        return value[:10] + "T" + value[11:] + ".000000Z"
-    return _ts_text(value)
-
-
-def _stored_rows(batch_size: int, low: int | None = None, high: int | None = None):
-    """Events in seq order (those with low <= seq <= high, when given) as plain
-    tuples, streamed in batches so memory stays flat over millions of rows (a
-    server-side cursor on PostgreSQL)."""
-    where = "WHERE seq BETWEEN %s AND %s" if low is not None else ""
-    params = [low, high] if low is not None else []
-    if connection.vendor == "postgresql":
-        connection.ensure_connection()
-        with connection.connection.cursor(name="audit_verify") as cursor:
-            columns = _COLUMNS.format(ts=_POSTGRES_TS)
-            cursor.execute(f"SELECT {columns} FROM audit_auditevent {where} ORDER BY seq", params)
-            # Whole batches: iterating the server-side cursor row by row costs
-            # more than everything else per row.
-            while rows := cursor.fetchmany(batch_size):
-                yield from rows
-        return
-    with connection.cursor() as cursor:
-        # An expression has no declared type, so the ts text comes back as stored
-        # instead of through Django's datetime converter.
-        columns = _COLUMNS.format(ts="ts || ''")
-        cursor.execute(f"SELECT {columns} FROM audit_auditevent {where} ORDER BY seq", params)
-        ts_text = _sqlite_ts_text
-        while rows := cursor.fetchmany(batch_size):
-            for row in rows:
-                yield (row[0], ts_text(row[1]), *row[2:])
 
 
 def _verify_range(batch_size: int, low: int | None = None, high: int | None = None, **start) -> ChainResult:
     if connection.vendor == "postgresql":
         # A named (server-side) cursor lives inside a transaction.
         with transaction.atomic():
-            return verify_rows(_stored_rows(batch_size, low, high), **start)
-    return verify_rows(_stored_rows(batch_size, low, high), **start)
+            return verify_rows(event_rows(batch_size, low, high), **start)
+    return verify_rows(event_rows(batch_size, low, high), **start)
 
 
 def _verify_newer_half(batch_size: int, split: int, last: int) -> list | None:
     """In the forked process: walk split+1..last, linked to the stored hash of
     #split. None when there is no #split (the older half will find that)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT hash FROM audit_auditevent WHERE seq = %s", [split])
-        row = cursor.fetchone()
-    if row is None:
+    seam = stored_hash(split)
+    if seam is None:
         return None
-    result = _verify_range(batch_size, split + 1, last, first_seq=split + 1, first_prev=row[0])
+    result = _verify_range(batch_size, split + 1, last, first_seq=split + 1, first_prev=seam)
     return [result.count, result.head_hash, result.broken_seq, result.reason]
 
 
@@ -163,9 +97,7 @@ def audit_chain_verify(*, batch_size: int = 10_000) -> ChainResult:
     visible to this connection only, so the walk stays in this process.
     """
     if not connection.in_atomic_block and (os.cpu_count() or 1) > 1 and hasattr(os, "fork"):
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT max(seq) FROM audit_auditevent")
-            last = cursor.fetchone()[0] or 0
+        last = last_seq()
         if last >= SPLIT_FROM:
             return _redactions_named(_verify_split(batch_size, last))
     return _redactions_named(_verify_range(batch_size))
@@ -176,11 +108,7 @@ def _redactions_named(result: ChainResult) -> ChainResult:
     ``audit.redacted`` event names. Every link still holds after such a
     redaction (the one UPDATE the guards allow keeps every hash), so only the
     missing record of it shows that it was made by hand."""
-    with connection.cursor() as cursor:
-        cursor.execute(_UNNAMED_REDACTION)
-        seq = cursor.fetchone()[0]
-        if seq is None or (not result.ok and result.broken_seq <= seq):
-            return result
-        cursor.execute("SELECT hash FROM audit_auditevent WHERE seq = %s", [seq - 1])
-        row = cursor.fetchone()
-    return ChainResult(seq - 1, row[0] if row else GENESIS_HASH, seq, UNNAMED_REDACTION_REASON)
+    seq = first_unnamed_redaction()
+    if seq is None or (not result.ok and result.broken_seq <= seq):
+        return result
+    return ChainResult(seq - 1, stored_hash(seq - 1) or GENESIS_HASH, seq, UNNAMED_REDACTION_REASON)

@@ -9,43 +9,18 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit.bulk import insert_dicts
 from audit.canonical import UnsafeNumber, canonical_text, json_safe
-from audit.chain import GENESIS_HASH, ChainResult, event_hash, format_ts, payload_sha256
+from audit.chain import ChainResult, event_hash, format_ts, payload_sha256
 from audit.checkpoints import chain_against_checkpoint
 from audit.context import Actor, current_actor, current_via
 from audit.models import REDACTED_PAYLOAD, AuditEvent, RetentionPolicy
+from audit.queries import chain_head_lock, insert_dicts
 from audit.selectors import audit_chain_verify
 from audit.signals import WATCHED_ACTIONS, events_committed
-
-# An arbitrary constant naming the chain head's advisory lock on PostgreSQL.
-_CHAIN_LOCK_KEY = 0x6B65656C
 
 
 class AuditError(Exception):
     pass
-
-
-def _lock_head() -> tuple[int, str]:
-    """Take the chain head for this transaction and return (last seq, last hash).
-
-    PostgreSQL: a transaction-scoped advisory lock, then a fresh read of the
-    newest row (READ COMMITTED gives each statement a new snapshot, so the read
-    sees whatever the previous holder committed). SQLite: the immediate
-    transaction already holds the database's write lock.
-    """
-    head = "SELECT seq, hash FROM audit_auditevent ORDER BY seq DESC LIMIT 1"
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # Both in one round trip: without parameters psycopg sends the
-            # simple query protocol, which runs each statement with a snapshot
-            # of its own, so the read still follows the lock.
-            cursor.execute(f"SELECT pg_advisory_xact_lock({_CHAIN_LOCK_KEY:d}); {head}")
-            cursor.nextset()
-        else:
-            cursor.execute(head)
-        row = cursor.fetchone()
-    return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
 
 def _payload_text(payload) -> str:
@@ -150,7 +125,7 @@ def audit_append(events: list[dict], *, along: tuple[str, list] | None = None) -
     # Inside the caller's transaction a savepoint would only cost two round
     # trips: an append that fails must abort the caller's transaction anyway.
     with transaction.atomic(savepoint=False):
-        seq, prev_hash = _lock_head()
+        seq, prev_hash = chain_head_lock()
         for fields in prepared:
             seq += 1
             ts = timezone.now()

@@ -13,19 +13,14 @@ foreign key an object without rights of its own answers to, and everything
 else has a ``workspace`` foreign key.
 """
 
-import functools
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
-from django.db import connection
 from django.db.models import Model, Q, QuerySet
-from guardian.ctypes import get_content_type
 from guardian.shortcuts import get_objects_for_user
-from guardian.utils import get_group_obj_perms_model, get_user_obj_perms_model
 
 from governance.models import Workspace
+from governance.queries import grants_held, rights_columns
 from governance.roles import GOVERNANCE_LEADS
 
 ACTIONS = ("view", "change", "approve_release", "deploy_pipeline", "review_output", "view_audit")
@@ -133,7 +128,7 @@ def rights_sql(
     ride along, and ``user_can_record`` files them for the request."""
     if model is Workspace or getattr(model, "permission_parent_field", None):
         raise ValueError(f"rights_sql answers for models under a workspace, not {model.__name__}")
-    columns, params = [], []
+    per_action = []
     for action in actions:
         if action not in ACTIONS:
             raise ValueError(f"unknown action {action!r}")
@@ -141,15 +136,9 @@ def rights_sql(
         grants = [(model, key, own)] if own else []  # as _grants has them
         if own or action not in PIPELINE_ONLY:
             grants.append((Workspace, workspace, _workspace_codename(action, inside=True)))
-        parts = []
-        for grant_model, key_column, permission in grants:
-            codename = permission.split(".", 1)[1]
-            content_type_id = get_content_type(grant_model).pk
-            for sql, generic in _grant_sql(grant_model, user, key_column):
-                parts.append(sql)
-                params += [content_type_id, codename, *([content_type_id] if generic else [])]
-        columns.append(f"EXISTS ({' UNION ALL '.join(parts)})" if parts else "1 = 0")
-    return ", ".join(columns), params
+        per_action.append([(grant_model, key_column, permission.split(".", 1)[1])
+                           for grant_model, key_column, permission in grants])  # fmt: skip
+    return rights_columns(user, per_action)
 
 
 def user_can_record(user, obj: Model, answers: dict[str, bool]) -> None:
@@ -193,70 +182,13 @@ def _granted_each(user, grants_by_action: dict[str, list[tuple[type[Model], obje
     query instead of two per object and action. An unsaved object has no
     rights yet."""
     actions = list(grants_by_action)
-    parts, params = [], []
-    for index, action in enumerate(actions):
-        for model, pk, permission in grants_by_action[action]:
-            if pk is None:
-                continue
-            codename = permission.split(".", 1)[1]
-            content_type_id = get_content_type(model).pk
-            for sql, generic in _grant_sql(model):
-                parts.append((index, sql))
-                params += [content_type_id, codename, user.pk, *([content_type_id, str(pk)] if generic else [pk])]
-    if not parts:
-        return set()
-    with connection.cursor() as cursor:
-        if len(actions) == 1:  # one answer wanted: the first row settles it
-            cursor.execute(" UNION ALL ".join(sql for _, sql in parts) + " LIMIT 1", params)
-            return set(actions) if cursor.fetchone() is not None else set()
-        # Each part answers with its action's position (a constant: no parameter to type).
-        cursor.execute(" UNION ".join(f"SELECT {index:d} FROM ({sql}) g" for index, sql in parts), params)
-        return {actions[row[0]] for row in cursor.fetchall()}
-
-
-@functools.cache
-def _grant_sql(model: type[Model], user: str = "%s", key: str = "%s") -> tuple[tuple[str, bool], ...]:
-    """The SELECTs behind guardian's user and group permission checks on
-    ``model`` (its direct permission tables, or the generic ones), each with
-    whether it is generic. Written once per model as SQL: building the same
-    four-part ORM query on every check cost more than running it.
-    Parameters: content type, codename, user, then the object's key (a
-    generic table: content type and the key as text). ``user`` and ``key``
-    may name columns of an enclosing statement instead (``rights_sql``):
-    those two are then not parameters."""
-    q = connection.ops.quote_name
-    memberships = get_user_model().groups.through._meta
-    groups_of = (
-        f"SELECT {q(memberships.get_field('group').column)} FROM {q(memberships.db_table)}"
-        f" WHERE {q(memberships.get_field('user').column)} = {user}"
-    )
-    permissions = Permission._meta
-    permission_key = (
-        f"SELECT {q(permissions.pk.column)} FROM {q(permissions.db_table)}"
-        f" WHERE {q(permissions.get_field('content_type').column)} = %s"
-        f" AND {q(permissions.get_field('codename').column)} = %s"
-    )
-    selects = []
-    for perms_model, holder in ((get_user_obj_perms_model(model), "user"), (get_group_obj_perms_model(model), "group")):
-        meta = perms_model._meta
-        col = {f.name: "o." + q(f.column) for f in meta.concrete_fields}
-        generic = perms_model.objects.is_generic()
-        who = f"{col['user']} = {user}" if holder == "user" else f"{col['group']} IN ({groups_of})"
-        if generic:  # the object's key kept as text
-            text_key = key if key == "%s" else f"CAST({key} AS TEXT)"
-            key_sql = f"{col['content_type']} = %s AND {col['object_pk']} = {text_key}"
-        else:
-            key_sql = f"{col['content_object']} = {key}"
-        # The permission's key as a scalar subquery rather than a join: the
-        # planner settles four parts of this shape in about half the time.
-        selects.append(
-            (
-                f"SELECT 1 FROM {q(meta.db_table)} o WHERE {col['permission']} = ({permission_key})"
-                f" AND {who} AND {key_sql}",
-                generic,
-            )
-        )
-    return tuple(selects)
+    grants = [
+        (index, model, pk, permission.split(".", 1)[1])
+        for index, action in enumerate(actions)
+        for model, pk, permission in grants_by_action[action]
+        if pk is not None
+    ]
+    return {actions[index] for index in grants_held(user.pk, grants)}
 
 
 def workspaces_for_user(user, action: str, *, inside: bool = True) -> QuerySet[Workspace]:

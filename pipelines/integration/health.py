@@ -10,7 +10,6 @@ shows a secret, a URL or any data: only what is up and what is not.
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection
 from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -18,6 +17,7 @@ from django.views.decorators.http import require_GET
 
 from pipelines.broker import broker_down
 from pipelines.models import Heartbeat
+from pipelines.queries import database_ping
 
 COMPONENTS = ("worker", "beat")
 
@@ -35,8 +35,7 @@ def live(request) -> JsonResponse:
 
 def _database() -> str | None:
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
+        database_ping()
     except Exception as exc:  # any failure means not ready; the reason is its kind, never its text
         return type(exc).__name__
     return None

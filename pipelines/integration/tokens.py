@@ -6,24 +6,21 @@ secret carries 256 bits of randomness, so a plain hash (no salt, no slow KDF)
 is enough: nothing short of the token itself finds its hash.
 """
 
-import functools
 import hashlib
 import secrets
 from datetime import timedelta
 
-from django.contrib.auth import get_user_model
-from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from audit.services import audit_record
 from governance.accounts import acting_as_check
 from governance.models import Workspace
-from governance.permissions import can_manage_permissions, rights_sql, user_can, user_can_record
+from governance.permissions import can_manage_permissions, user_can, user_can_record
 from pipelines.models import Pipeline, ServiceToken
-from pipelines.rows import Columns, fetch_row
+from pipelines.queries import token_read
 
 TOKEN_PREFIX = "keel_"
 # last_used_at is written at most this often per token: a busy token would
@@ -127,28 +124,22 @@ def token_authenticate(plain: str) -> ServiceToken | None:
     """The live token for this text, or None (unknown, malformed or revoked).
 
     The token arrives with its user and (for a pipeline token) its pipeline,
-    read in one statement (pipelines/rows.py), with the user's view and
+    read in one statement (pipelines/queries.py), with the user's view and
     change rights on that pipeline (what a run's creation asks), filed for the
     request's ``permission_cache`` block.
     """
     if not plain.startswith(TOKEN_PREFIX) or len(plain) > 200:
         return None
-    sql, params, token_columns, user_columns, pipeline_columns = _token_read()
-    row = fetch_row(sql, [*params, _digest(plain)])
-    if row is None:
+    found = token_read(_digest(plain), PIPELINE_RIGHTS)
+    if found is None:
         return None
-    token = token_columns.instance(row, 0)
-    user = user_columns.instance(row, len(token_columns))
-    token.user = user  # assigning a related instance caches it, as select_related would
-    pipeline = pipeline_columns.instance(row, len(token_columns) + len(user_columns))
-    token.pipeline = pipeline
-    token.authenticated_pipeline = pipeline  # read with the token: the API's selectors use it
-    if token.is_revoked or not user.is_active:
+    token, rights, creator_name = found
+    token.created_by_name = creator_name  # for the audit context (None if unknown)
+    token.authenticated_pipeline = token.pipeline  # read with the token: the API's selectors use it
+    if token.is_revoked or not token.user.is_active:
         return None
-    rights = row[-len(PIPELINE_RIGHTS) - 1 : -1]
-    if pipeline is not None:
-        user_can_record(user, pipeline, dict(zip(PIPELINE_RIGHTS, rights, strict=True)))
-    token.created_by_name = row[-1]  # the creator's username, for the audit context (None if unknown)
+    if token.pipeline is not None:
+        user_can_record(token.user, token.pipeline, rights)
     now = timezone.now()
     if token.last_used_at is None or token.last_used_at < now - LAST_USED_GRANULARITY:
         # A conditional UPDATE, so concurrent requests write it once.
@@ -159,35 +150,3 @@ def token_authenticate(plain: str) -> ServiceToken | None:
 
 # The rights the token read answers on a pipeline token's pipeline: finding it, and starting a run.
 PIPELINE_RIGHTS = ("view", "change")
-
-
-@functools.cache
-def _token_read_for(vendor: str, content_types: tuple[int, int]) -> tuple[str, list, Columns, Columns, Columns]:
-    # Keyed by the content types' ids too: the rights' parameters name them, and a
-    # database whose content types were made anew (a flushed test database) has others.
-    token = Columns(ServiceToken, "t")
-    # What a request needs of the user and the pipeline; the rest loads if anything asks for it.
-    user = Columns(get_user_model(), "u", defer=("password",))
-    pipeline = Columns(Pipeline, "p", defer=("description", "runbook", "input_schema"))
-    workspace = f"p.{connection.ops.quote_name(Pipeline._meta.get_field('workspace').column)}"
-    rights, params = rights_sql(Pipeline, PIPELINE_RIGHTS, user=user.pk, key=pipeline.pk, workspace=workspace)
-    quote = connection.ops.quote_name
-    user_model = get_user_model()
-    creator_name = f"cu.{quote(user_model._meta.get_field(user_model.USERNAME_FIELD).column)}"
-    creator_key = f"cu.{quote(user_model._meta.pk.column)}"
-    created_by = f"t.{quote(ServiceToken._meta.get_field('created_by').column)}"
-    # key_sha256 is unique: one row at most, no ORDER BY needed. Last: the
-    # creator's name, which every event of the request names (audit.context.Via).
-    sql = (
-        f"SELECT {token.sql}, {user.sql}, {pipeline.sql}, {rights}, {creator_name} FROM {token.table} t"
-        f" INNER JOIN {user.table} u ON {user.pk} = t.user_id"
-        f" LEFT OUTER JOIN {pipeline.table} p ON {pipeline.pk} = t.pipeline_id"
-        f" LEFT OUTER JOIN {user.table} cu ON {creator_key} = {created_by}"
-        " WHERE t.key_sha256 = %s"
-    )
-    return sql, params, token, user, pipeline
-
-
-def _token_read() -> tuple[str, list, Columns, Columns, Columns]:
-    content_types = ContentType.objects.get_for_models(Pipeline, Workspace)
-    return _token_read_for(connection.vendor, (content_types[Pipeline].pk, content_types[Workspace].pk))

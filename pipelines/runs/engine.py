@@ -21,8 +21,8 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from audit.bulk import insert_dicts
 from audit.canonical import canonical_bytes
+from audit.queries import insert_dicts
 from audit.services import audit_append
 from config.logcontext import log_context_bind
 from config.observability.instruments import step_observed
@@ -31,10 +31,10 @@ from pipelines.broker import enqueue, enqueue_on_commit, waiting_messages
 from pipelines.delivery.errors import DeliveryError
 from pipelines.delivery.reports import report_build
 from pipelines.delivery.webhooks import delivery_send
-from pipelines.models import Budget, Deployment, Pipeline, Release, Run, StepRun
+from pipelines.models import Deployment, Pipeline, Release, Run, StepRun
 from pipelines.providers import call_model
+from pipelines.queries import deployment_read, insert_one, insert_statement, run_load, run_update, step_update
 from pipelines.releases.canary import deployment_release_for
-from pipelines.rows import Columns, fetch_row, insert_one, insert_statement, update_where
 from pipelines.runs.budgets import budget_assess, budget_hold
 from pipelines.runs.documents import DocumentRefused, run_first_document
 from pipelines.runs.inputs import input_canonical
@@ -127,7 +127,7 @@ def run_start(
     if actor is not None and getattr(actor, "is_authenticated", False) and not user_can(actor, "change", pipeline):
         raise PermissionDenied("Starting a run needs the change right on the pipeline.")
 
-    deployment, budgeted, earlier_id, run_id = _deployment_read(pipeline, environment, idempotency_key)
+    deployment, budgeted, earlier_id, run_id = deployment_read(pipeline, environment, idempotency_key)
     if idempotency_key:
         if deployment is None:
             # Without a deployment row the earlier run had nowhere to ride: ask on its own.
@@ -202,101 +202,6 @@ def run_start(
         # A concurrent start with the same key won the race: return its run.
         return Run.objects.get(pipeline=pipeline, idempotency_key=idempotency_key), False
     return run, True
-
-
-def _deployment_read(
-    pipeline: Pipeline, environment: str, key: str | None
-) -> tuple[Deployment | None, bool, int | None, int | None]:
-    """(the deployment with its release and canary release, whether any budget
-    covers the pipeline, the run an earlier start with ``key`` created, and on
-    PostgreSQL an id for a new run from the run table's sequence) in one round
-    trip, or (None, False, None, None) without a deployment row.
-
-    Every run start makes this read; it is written as SQL once (pipelines/rows.py).
-    """
-    sql, deployment_columns, release_columns, canary_columns = _deployment_read_sql(connection.vendor)
-    row = fetch_row(sql, [pipeline.pk, pipeline.workspace_id, pipeline.pk, key or None, pipeline.pk, environment])
-    if row is None:
-        return None, False, None, None
-    deployment = deployment_columns.instance(row, 0)
-    start = len(deployment_columns)
-    # Assigning a related instance caches it, as select_related would.
-    deployment.pipeline = pipeline
-    deployment.release = release_columns.instance(row, start)
-    deployment.canary_release = canary_columns.instance(row, start + len(release_columns))
-    budgeted, earlier_id, run_id = row[-3:]
-    return deployment, bool(budgeted), earlier_id, run_id
-
-
-@functools.cache
-def _deployment_read_sql(vendor: str) -> tuple[str, Columns, Columns, Columns]:
-    deployment = Columns(Deployment, "d")
-    # The snapshot (the whole configuration) is not needed to start a run; it loads on first use.
-    release, canary = (Columns(Release, alias, defer=("snapshot", "notes")) for alias in ("r", "c"))
-    budgets, runs = (connection.ops.quote_name(m._meta.db_table) for m in (Budget, Run))
-    next_run_id = (
-        f"nextval(pg_get_serial_sequence('{Run._meta.db_table}', '{Run._meta.pk.column}'))"
-        if vendor == "postgresql"
-        else "NULL"
-    )
-    sql = (
-        f"SELECT {deployment.sql}, {release.sql}, {canary.sql},"
-        # pipelines.runs.budgets.budgets_over: the pipeline's own budgets and its workspace's.
-        f" EXISTS (SELECT 1 FROM {budgets} b WHERE b.pipeline_id = %s OR b.workspace_id = %s),"
-        # (pipeline, idempotency_key) is unique; a NULL key matches nothing.
-        f" (SELECT e.id FROM {runs} e WHERE e.pipeline_id = %s AND e.idempotency_key = %s),"
-        # An id for the run about to start: it then goes in with its first audit
-        # event in one statement. (A start that ends otherwise leaves a gap, as
-        # any rolled-back insert does.) SQLite has no sequence: the insert assigns it.
-        f" {next_run_id}"
-        f" FROM {deployment.table} d"
-        f" LEFT OUTER JOIN {release.table} r ON {release.pk} = d.release_id"
-        f" LEFT OUTER JOIN {canary.table} c ON {canary.pk} = d.canary_release_id"
-        # (pipeline, environment) is unique: one row at most.
-        " WHERE d.pipeline_id = %s AND d.environment = %s"
-    )
-    return sql, deployment, release, canary
-
-
-def _claimable_sql(table: str) -> str:
-    """Free to take: queued, or running under a lease that has expired (its
-    worker died), for ``table`` (the run table's name or alias in the
-    statement). Its parameters are ``_claimable_params``."""
-    status, lease = (f"{table}.{_quote(Run._meta.get_field(name).column)}" for name in ("status", "lease_expires_at"))
-    return f"({status} = %s OR ({status} = %s AND {lease} < %s))"
-
-
-def _claimable_params(now) -> list:
-    return [Run.Status.QUEUED, Run.Status.RUNNING, connection.ops.adapt_datetimefield_value(now)]
-
-
-def _load(run_id: int) -> Run | None:
-    """The run, with its pipeline and release (less the snapshot), if it is
-    free to take; it is claimed with the first commit."""
-    sql, run_columns, pipeline_columns, release_columns = _load_sql(connection.vendor)
-    row = fetch_row(sql, [run_id, *_claimable_params(timezone.now())])
-    if row is None:
-        return None
-    run = run_columns.instance(row, 0)
-    start = len(run_columns)
-    run.pipeline = pipeline_columns.instance(row, start)
-    run.release = release_columns.instance(row, start + len(pipeline_columns))
-    return run
-
-
-@functools.cache
-def _load_sql(vendor: str) -> tuple[str, Columns, Columns, Columns]:
-    # Every task of a worker makes this read; compiling it with the ORM cost
-    # three times what the database takes to answer it (pipelines/rows.py).
-    run, pipeline = Columns(Run, "r"), Columns(Pipeline, "p")
-    release = Columns(Release, "l", defer=("snapshot",))  # parsed once per process: Release.snapshot_data
-    sql = (
-        f"SELECT {run.sql}, {pipeline.sql}, {release.sql} FROM {run.table} r"
-        f" JOIN {pipeline.table} p ON {pipeline.pk} = r.pipeline_id"
-        f" JOIN {release.table} l ON {release.pk} = r.release_id"
-        f" WHERE {run.pk} = %s AND {_claimable_sql('r')}"
-    )
-    return sql, run, pipeline, release
 
 
 def _document_before(run: Run, position: int) -> dict:
@@ -418,11 +323,11 @@ class _Batch:
             fields["attempts"], count = 1, False
         fields.update(run_fields, next_position=self.next_position)
         with transaction.atomic():
-            if not _run_update(self.run.pk, fields, claim=not self.claimed, count=count, owner=self.owner, now=now):
+            if not run_update(self.run.pk, fields, claim=not self.claimed, count=count, owner=self.owner, now=now):
                 raise _LeaseLost
             for position, step_fields in self.rows.items():
                 if position in self.stored:
-                    _step_update(self.run.pk, position, step_fields)
+                    step_update(self.run.pk, position, step_fields)
             insert_dicts(StepRun, [{"run_id": self.run.pk, "position": p, **f}
                                    for p, f in self.rows.items() if p not in self.stored])  # fmt: skip
             if self.signals:
@@ -448,40 +353,6 @@ class _Batch:
         self.event(event, payload)
         self.commit(status=status, failure_reason=reason, output=output, lease_owner="", lease_expires_at=None,
                     finished_at=timezone.now() if status in Run.FINISHED else None)  # fmt: skip
-
-
-def _run_update(run_id: int, fields: dict, *, claim: bool, count: bool, owner: str, now) -> int:
-    """Set ``fields`` on the run if it is this worker's (``claim``: if it is
-    free to take, and ``count``: counting an attempt); returns the rows
-    changed, 0 or 1."""
-    claim_where, owner_where, _, attempts = _filters(connection.vendor)
-    if claim:
-        return update_where(Run, fields, claim_where, [run_id, *_claimable_params(now)], also=attempts if count else "")
-    return update_where(Run, fields, owner_where, [run_id, owner, Run.Status.RUNNING])
-
-
-def _step_update(run_id: int, position: int, fields: dict) -> None:
-    """Set ``fields`` on a stored StepRun row."""
-    update_where(StepRun, fields, _filters(connection.vendor)[2], [run_id, position])
-
-
-@functools.cache
-def _filters(vendor: str) -> tuple[str, str, str, str]:
-    """The worker's UPDATE filters, written once: a run free to take, a run
-    this worker holds, a step row; and the claim's count of an attempt."""
-    run_id, owner, status, attempts = (_quote(Run._meta.get_field(name).column)
-                                       for name in ("id", "lease_owner", "status", "attempts"))  # fmt: skip
-    step_run, step_position = (_quote(StepRun._meta.get_field(name).column) for name in ("run", "position"))
-    return (
-        f"{run_id} = %s AND {_claimable_sql(_quote(Run._meta.db_table))}",
-        f"{run_id} = %s AND {owner} = %s AND {status} = %s",
-        f"{step_run} = %s AND {step_position} = %s",
-        f"{attempts} = {attempts} + 1",
-    )
-
-
-def _quote(name: str) -> str:
-    return connection.ops.quote_name(name)
 
 
 def _hand_back_connection() -> None:
@@ -511,7 +382,7 @@ def run_execute(run_id: int, *, owner: str | None = None, call=call_model) -> Ru
        StepError is recorded as the step's failure and hands the run back.
     """
     owner = owner or f"worker-{uuid.uuid4().hex[:12]}"
-    run = _load(run_id)
+    run = run_load(run_id)
     if run is None:
         return None
     snapshot = run.release.snapshot_data

@@ -15,13 +15,14 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, models, transaction
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from audit.models import AuditEvent, RetentionPolicy
 from audit.services import audit_record, audit_redact
 from pipelines.models import Evaluation, EvaluationCase, EvaluationResult, Run
+from pipelines.queries import sqlite_wal_truncate
 from pipelines.runs.engine import run_expire
 from pipelines.runs.personal_data import (
     TOMBSTONE,
@@ -69,16 +70,6 @@ def _family_redact(roots: dict, *, reason: str, actor) -> dict[str, int]:
         if hits:
             counts[AuditEvent._meta.db_table] = len(hits)
     return counts
-
-
-def _scrub_sqlite() -> None:
-    """SQLite keeps old page images in its write-ahead log until they are
-    overwritten; after an erasure, fold the log into the file (which
-    ``secure_delete`` keeps free of old content) and empty it. A reader that
-    holds the log open leaves it for the next checkpoint."""
-    if connection.vendor == "sqlite" and not connection.in_atomic_block:
-        with connection.cursor() as cursor:
-            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 @transaction.atomic
@@ -187,7 +178,8 @@ def retention_apply(*, now: datetime | None = None, actor="retention") -> dict[i
         for evaluation in evaluations.order_by("pk"):
             counts["evaluations"] += evaluation_data_redact(evaluation=evaluation, reason=reason, actor=actor)
         done[policy.workspace_id] = counts
-    _scrub_sqlite()
+    # The erased values' old pages: secure_delete keeps the file free of them, this empties the log.
+    sqlite_wal_truncate()
     return done
 
 
@@ -334,5 +326,5 @@ def subject_erase(*, identifier: str, reason: str, actor) -> dict:
         tables[AuditEvent._meta.db_table] = len(events)
         kept = subject_kept_copies(identifier=identifier)
         _subject_recorded("subject.erased", identifier, actor, runs=runs, tables=tables, kept=kept, reason=reason)
-    _scrub_sqlite()
+    sqlite_wal_truncate()  # as after a retention sweep
     return {"runs": runs, "tables": tables, "kept": kept}

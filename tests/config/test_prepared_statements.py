@@ -31,7 +31,7 @@ def test_the_run_start_statements_are_prepared_after_a_few_runs():
         run_start(pipeline=pipeline, input={**TICKET, "subject": f"Parcel {index}"}, actor=None, trigger="cli",
                   enqueue=False)  # fmt: skip
     prepared = _prepared_statements()
-    # The run goes in with its run.started event, one statement (audit/bulk.py's along).
+    # The run goes in with its run.started event, one statement (audit/queries.py's along).
     assert any(s.startswith('WITH along AS (INSERT INTO "pipelines_run"') for s in prepared), prepared
     assert any('FROM "pipelines_deployment" d' in s for s in prepared), prepared
 

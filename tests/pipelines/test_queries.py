@@ -1,17 +1,36 @@
-"""The hand-written reads and insert of the run-creation path (pipelines/rows.py)
-give exactly what the ORM gives, on PostgreSQL and SQLite alike."""
+"""pipelines/queries.py, the app's hand-written SQL (the run start's read and
+inserts, the worker's load and updates, the API's token read), gives exactly
+what the ORM gives, on the database the suite runs on: CI runs it on
+PostgreSQL and on SQLite."""
 
-from datetime import UTC, datetime
+import hashlib
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import IntegrityError, connection, transaction
 from django.db.models.signals import post_save
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from pipelines.integration.tokens import token_authenticate
-from pipelines.models import Budget, Deployment, Pipeline, Run, ServiceToken
+from audit.context import acting_as
+from audit.models import AuditEvent
+from audit.services import audit_append
+from pipelines.integration.tokens import token_authenticate, token_create, token_revoke
+from pipelines.models import Budget, Deployment, Pipeline, Run, ServiceToken, StepRun
+from pipelines.queries import (
+    database_ping,
+    deployment_read,
+    insert_one,
+    insert_statement,
+    run_load,
+    run_update,
+    step_update,
+    token_read,
+)
 from pipelines.releases.cut import release_cut
-from pipelines.rows import insert_one
-from pipelines.runs.engine import _deployment_read
+from pipelines.runs.engine import run_start
+from reviews.models import ReviewTask
 from tests.pipelines.integration.api.conftest import TICKET, deploy
 from tests.releasing import prompt_edit
 
@@ -27,9 +46,6 @@ def pipeline(acme_config, superuser):
 
 @pytest.fixture
 def make_token(superuser):
-    from audit.context import acting_as
-    from pipelines.integration.tokens import token_create
-
     def make(user, **scope):
         with acting_as(user):
             return token_create(user=user, name="crm", actor=user, **scope)
@@ -40,8 +56,6 @@ def make_token(superuser):
 def test_the_deployment_read_gives_the_orms_values(pipeline, superuser):
     # Every kind of value that SQLite hands back as text or integers: a decimal,
     # JSON, a datetime, a boolean; and a canary release beside the live one.
-    from audit.context import acting_as
-
     prompt_edit(pipeline, actor=superuser, body="Classify: {{ subject }}")
     with acting_as(superuser):
         canary = release_cut(pipeline=pipeline, actor=superuser)
@@ -53,7 +67,7 @@ def test_the_deployment_read_gives_the_orms_values(pipeline, superuser):
         paused=True,
         pause_reason="maintenance",
     )
-    deployment, budgeted, earlier, _ = _deployment_read(pipeline, "production", None)
+    deployment, budgeted, earlier, _ = deployment_read(pipeline, "production", None)
     expected = Deployment.objects.select_related("release", "canary_release").get(
         pipeline=pipeline, environment="production"
     )
@@ -75,17 +89,15 @@ def test_the_deployment_read_gives_the_orms_values(pipeline, superuser):
 def test_the_deployment_read_sees_a_workspace_budget_and_an_earlier_run(pipeline, superuser):
     run, _ = _start(pipeline, superuser, key="k-1")
     Budget.objects.create(workspace=pipeline.workspace, unit="money", soft_limit=1, hard_limit=2)
-    _, budgeted, earlier, _ = _deployment_read(pipeline, "production", "k-1")
+    _, budgeted, earlier, _ = deployment_read(pipeline, "production", "k-1")
     assert (budgeted, earlier) == (True, run.pk)
-    assert _deployment_read(pipeline, "production", "another key")[2] is None
-    assert _deployment_read(pipeline, "staging", "k-1") == (None, False, None, None)
+    assert deployment_read(pipeline, "production", "another key")[2] is None
+    assert deployment_read(pipeline, "staging", "k-1") == (None, False, None, None)
 
 
 def test_on_postgresql_the_deployment_read_takes_the_next_run_id_from_the_sequence(pipeline, superuser):
-    from django.db import connection
-
-    first = _deployment_read(pipeline, "production", None)[3]
-    second = _deployment_read(pipeline, "production", None)[3]
+    first = deployment_read(pipeline, "production", None)[3]
+    second = deployment_read(pipeline, "production", None)[3]
     run, _ = _start(pipeline, superuser, key="k-5")
     if connection.vendor != "postgresql":
         assert first is second is None  # SQLite has no sequence: the insert assigns the id
@@ -95,11 +107,6 @@ def test_on_postgresql_the_deployment_read_takes_the_next_run_id_from_the_sequen
 
 
 def test_a_run_start_sends_its_run_and_its_first_event_in_one_statement(pipeline, superuser):
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    from audit.models import AuditEvent
-
     with CaptureQueriesContext(connection) as queries:
         run, created = _start(pipeline, superuser, key="k-6")
     inserts = [q["sql"] for q in queries.captured_queries if q["sql"].lstrip().upper().startswith(("INSERT", "WITH"))]
@@ -115,12 +122,6 @@ def test_a_run_start_sends_its_run_and_its_first_event_in_one_statement(pipeline
 def test_a_failing_run_insert_takes_its_event_with_it(pipeline, superuser):
     # The same key twice at once: the second insert breaks the unique key, and the
     # statement that carries the run carries its event, so neither is stored.
-    from django.db import IntegrityError, connection, transaction
-
-    from audit.models import AuditEvent
-    from audit.services import audit_append
-    from pipelines.rows import insert_statement
-
     first, _ = _start(pipeline, superuser, key="k-7")
     before = AuditEvent.objects.count()
     duplicate = _new_run(pipeline, superuser, key="k-7")
@@ -140,8 +141,6 @@ def test_a_failing_run_insert_takes_its_event_with_it(pipeline, superuser):
 
 
 def test_insert_statement_refuses_a_row_without_its_key(pipeline, superuser):
-    from pipelines.rows import insert_statement
-
     with pytest.raises(ValueError, match="with its key"):
         insert_statement(_new_run(pipeline, superuser, key="k-8"))
 
@@ -163,8 +162,6 @@ def test_a_workspace_token_reads_without_a_pipeline(make_token, author, pipeline
 
 
 def test_an_unknown_revoked_or_inactive_token_reads_as_none(make_token, author, pipeline, superuser):
-    from pipelines.integration.tokens import token_revoke
-
     token, plain = make_token(author, pipeline=pipeline)
     assert token_authenticate(plain[:-1] + ("x" if plain[-1] != "x" else "y")) is None
     author.is_active = False
@@ -199,8 +196,6 @@ def test_insert_one_goes_through_save_when_a_receiver_listens(pipeline, superuse
 
 
 def test_insert_one_goes_through_save_when_the_model_has_its_own(pipeline, superuser):
-    from reviews.models import ReviewTask
-
     run = insert_one(_new_run(pipeline, superuser, key="k-4"))
     task = insert_one(ReviewTask(run=run, pipeline=pipeline, position=5, kind=ReviewTask.Kind.EXCEPTION,
                                  reasons=["rule", "low_confidence"]))  # fmt: skip
@@ -224,6 +219,57 @@ def _new_run(pipeline, actor, *, key: str) -> Run:
 
 
 def _start(pipeline, actor, *, key: str):
-    from pipelines.runs.engine import run_start
-
     return run_start(pipeline=pipeline, input=TICKET, actor=actor, trigger="api", idempotency_key=key, enqueue=False)
+
+
+def test_a_run_loads_while_it_is_free_to_take_and_not_while_a_live_lease_holds_it(pipeline, superuser):
+    run, _ = _start(pipeline, superuser, key="k-9")
+    loaded = run_load(run.pk)
+    expected = Run.objects.get(pk=run.pk)
+    assert _fields(loaded) == _fields(expected)
+    assert loaded.pipeline.pk == pipeline.pk and loaded.release.pk == run.release_id
+    assert loaded.release.snapshot_data == expected.release.snapshot_data  # deferred, loaded on use
+    now = timezone.now()
+    claim = {"status": Run.Status.RUNNING, "lease_owner": "w-1", "lease_expires_at": now + timedelta(minutes=5)}
+    assert run_update(run.pk, claim, claim=True, count=True, owner="w-1", now=now) == 1
+    assert run_load(run.pk) is None  # another worker's, under a live lease
+    assert run_update(run.pk, claim, claim=True, count=True, owner="w-2", now=now) == 0  # nobody takes it twice
+    assert run_update(run.pk, {"next_position": 2}, claim=False, count=False, owner="w-2", now=now) == 0
+    assert run_update(run.pk, {"next_position": 2}, claim=False, count=False, owner="w-1", now=now) == 1
+    stored = Run.objects.get(pk=run.pk)
+    assert (stored.status, stored.lease_owner, stored.attempts, stored.next_position) == ("running", "w-1", 1, 2)
+    # The lease lapses (the worker died): free to take again, and a new claim counts an attempt.
+    later = now + timedelta(minutes=6)
+    assert run_update(run.pk, {"lease_owner": "w-2"}, claim=True, count=True, owner="w-2", now=later) == 1
+    assert Run.objects.get(pk=run.pk).attempts == 2
+
+
+def test_a_step_row_update_sets_its_fields_as_the_orm_would(pipeline, superuser):
+    run, _ = _start(pipeline, superuser, key="k-10")
+    StepRun.objects.create(run=run, position=1, name="check", kind="validate", status="running", input={})
+    at = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
+    step_update(
+        run.pk, 1, {"status": "completed", "output": {"a": [1, None]}, "cost": Decimal("0.25"), "finished_at": at}
+    )
+    step = StepRun.objects.get(run=run, position=1)
+    assert (step.status, step.output, step.cost, step.finished_at) == (
+        "completed",
+        {"a": [1, None]},
+        Decimal("0.25"),
+        at,
+    )
+
+
+def test_the_token_read_answers_the_rights_asked_for(make_token, author, outsider, pipeline):
+    _, mine = make_token(author, pipeline=pipeline)
+    token, rights, creator = token_read(_digest(mine), ("view", "change", "approve_release"))
+    assert token.user.pk == author.pk and creator == "author"
+    assert rights == {"view": True, "change": True, "approve_release": False}  # a prompt engineer's rights
+
+
+def test_the_database_answers_a_ping(db):
+    database_ping()
+
+
+def _digest(plain: str) -> str:
+    return hashlib.sha256(plain.encode()).hexdigest()  # a token is stored as its SHA-256 (tokens.py)
