@@ -1,3 +1,4 @@
+import functools
 import json
 
 from drf_spectacular.types import OpenApiTypes
@@ -142,6 +143,25 @@ class RunSerializer(RunSummarySerializer):
         return {"position": gate.position, "status": gate.status, **gate.decision}
 
 
+class StartedRunSerializer(RunSerializer):
+    """``RunSerializer`` for a run that the request answering has just started,
+    as that request left it: no step has run and nothing was delivered, so
+    those are read from nowhere (a worker may begin at once; the run's own
+    URL shows its progress)."""
+
+    steps = serializers.SerializerMethodField()
+    deliveries = serializers.SerializerMethodField()
+
+    def get_steps(self, run: Run) -> list:
+        return []
+
+    def get_deliveries(self, run: Run) -> list:
+        return []
+
+    def get_gate(self, run: Run) -> None:
+        return None
+
+
 class RunFilterSerializer(serializers.Serializer):
     pipeline = serializers.SlugField(required=False, max_length=100, help_text="A pipeline's slug.")
     status = serializers.ChoiceField(choices=Run.Status.choices, required=False)
@@ -159,11 +179,10 @@ class ErrorSerializer(serializers.Serializer):
     errors = ErrorItemSerializer(many=True)
 
 
-_run_serializer: RunSerializer | None = None
-
-
-def run_representation(run: Run) -> dict:
-    """``RunSerializer(run).data``, without building the serializer's fields again.
+def run_representation(run: Run, *, started: bool = False) -> dict:
+    """``RunSerializer(run).data`` (``started``: ``StartedRunSerializer``'s, for
+    a run the request has just started), without building the serializer's
+    fields again.
 
     A ModelSerializer introspects its model and deep-copies its fields for every
     instance, which costs more CPU than the rest of a run's creation answer. The
@@ -171,9 +190,11 @@ def run_representation(run: Run) -> dict:
     them (no request context, no per-call state), so one instance answers
     every call with the same output.
     """
-    global _run_serializer
-    if _run_serializer is None:
-        serializer = RunSerializer()
-        serializer.fields  # noqa: B018 (build the fields now, before the instance is shared)
-        _run_serializer = serializer
-    return _run_serializer.to_representation(run)
+    return _built(StartedRunSerializer if started else RunSerializer).to_representation(run)
+
+
+@functools.cache
+def _built(serializer_class: type[RunSerializer]) -> RunSerializer:
+    serializer = serializer_class()
+    serializer.fields  # noqa: B018 (build the fields now, before the instance is shared)
+    return serializer

@@ -7,7 +7,6 @@ from contextlib import nullcontext
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import prefetch_related_objects
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, ValidationError
@@ -97,13 +96,11 @@ class RunCreateView(KeelAPIView):
                 document_store(run=run, data=raw, document=document, source=source, actor=request.user)
         if not created and run.input_sha256 != hashlib.sha256(canonical_bytes(run_input)).hexdigest():
             raise Conflict(f"Idempotency key {key!r} was used for run {run.pk} with a different input.")
-        if created:
-            # A run this request created: answer from the row in hand, with its
-            # (still empty) steps and deliveries fetched as the serializer reads them.
-            prefetch_related_objects([run], "steps", "deliveries")
-        else:
+        if not created:
             run = run_detail_for_token(token=token, run_id=run.pk)
-        return Response(run_representation(run), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        # A run this request created is answered from the row in hand, as the request left it.
+        return Response(run_representation(run, started=created),
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)  # fmt: skip
 
 
 def _read_upload(upload) -> bytes:
