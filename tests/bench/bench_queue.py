@@ -4,8 +4,10 @@
 - ``queue_page_p95_ms``: ``GET /review/`` signed in as the demo's reviewer,
   one request after another: the queue's counts come from the cache.
 - ``queue_page_uncached_p95_ms``: the same, with a task closed between
-  requests (opened, then approved through the web app, untimed), so that every
-  timed page counts the queue again.
+  requests (opened, then rejected with a reason through the web app, untimed),
+  so that every timed page counts the queue again. Rejected, not approved: an
+  approval waits out its undo window (reviews/services.py) before it is recorded,
+  and the task stays in the queue meanwhile; a rejection closes it at once.
 
 Keel runs under gunicorn as the production guide runs it, from the checkout
 measured (DEBUG off, its cache in Redis); the client is one plain HTTP
@@ -13,7 +15,7 @@ client in this process that waits for each answer, so it never queues behind
 itself. The tasks are seeded once through the checkout's own ``manage.py
 shell`` (``seed_queue.py``) and topped up on every run. Each repeat measures
 every side in turn, the order rotating; the figures are each repeat's 95th
-percentile. An approval enqueues its run's resumption on the side's Redis
+percentile. A rejection enqueues its run's notice on the side's Redis
 database, which no worker drains and which is flushed afterwards.
 """
 
@@ -122,7 +124,7 @@ class _Reviewer:
         return cached, uncached
 
     def _close_one(self, page: httpx.Response) -> None:
-        """Open the queue's first task and approve it, as a reviewer does."""
+        """Open the queue's first task and reject it, as a reviewer does."""
         match = TASK_LINK.search(page.text)
         if match is None:
             raise RuntimeError("the queue page lists no task to open")
@@ -130,6 +132,7 @@ class _Reviewer:
         opened = self._send("GET", f"/review/tasks/{task}/")
         if opened.status_code != 200:
             raise RuntimeError(f"GET /review/tasks/{task}/: {opened.status_code}")
-        decided = self._send("POST", f"/review/tasks/{task}/decide/", data={"decision": "approve"})
+        rejection = {"decision": "reject", "reason": "benchmark"}
+        decided = self._send("POST", f"/review/tasks/{task}/decide/", data=rejection)
         if decided.status_code != 302:
-            raise RuntimeError(f"approving task {task}: {decided.status_code} {decided.text[:300]}")
+            raise RuntimeError(f"rejecting task {task}: {decided.status_code} {decided.text[:300]}")

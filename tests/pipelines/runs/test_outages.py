@@ -47,7 +47,9 @@ SLUG = "support-triage"
 SETTLED = {Run.Status.COMPLETED, Run.Status.WAITING_REVIEW}
 # Seconds of creations before the outage, of the outage, and after the server's return.
 BEFORE, OUTAGE, AFTER = 3.0, 8.0, 4.0
-RECOVERY_LIMIT = 30.0
+# How long every run may take to settle once the server is back: it bounds a failure only (a slow
+# or loaded machine takes longer); the time it took is a figure the test writes, not a condition.
+RECOVERY_LIMIT = 180.0
 
 
 @dataclass
