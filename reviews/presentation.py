@@ -11,8 +11,6 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from django.utils.text import Truncator
-
 from pipelines.steps.documents import MISSING, get_path
 
 # Keys whose short text is a category to glance at (a chip), not prose to read.
@@ -93,11 +91,16 @@ def title_and_excerpt(output: object, title_field: str, *, length: int = 160) ->
     if not texts:
         texts = [value for key, value in output.items() if isinstance(value, str) and key != title_field]
     excerpt = max(texts, key=len) if texts else ""
-    return Truncator(title).chars(120), Truncator(_one_line(excerpt)).chars(length)
+    return _clipped(title, 120), _clipped(_one_line(excerpt), length)
 
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def _clipped(text: str, length: int) -> str:
+    """``text`` in at most ``length`` characters, an ellipsis marking a cut."""
+    return text if len(text) <= length else text[: length - 1].rstrip() + "…"
 
 
 # A word with the space after it: a diff then never splits on a lone space.

@@ -31,9 +31,10 @@ def test_the_title_and_excerpt_come_from_the_output_under_review():
     output = {"subject": "Refund   please", "draft": "We are sorry.\nA refund is on its way " + "x" * 300}
     title, excerpt = title_and_excerpt(output, "subject")
     assert title == "Refund please"
-    assert excerpt.startswith("We are sorry. A refund") and len(excerpt) <= 160
+    assert excerpt.startswith("We are sorry. A refund") and len(excerpt) == 160 and excerpt.endswith("x…")
     assert title_and_excerpt(output, "") == ("", excerpt)
     assert title_and_excerpt(None, "subject") == ("", "")
+    assert title_and_excerpt({"subject": "Short", "body": "y" * 200}, "subject") == ("Short", "y" * 159 + "…")
 
 
 def test_a_word_diff_keeps_the_words_that_stayed():
