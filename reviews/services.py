@@ -552,11 +552,11 @@ def reviews_sample_draw(*, pipeline: Pipeline, since, until, size: int, seed: in
 
 @transaction.atomic
 def review_settings_set(*, pipeline: Pipeline, minutes_per_item: int, actor):
-    """Set the minutes a person would spend per item (the metrics' time saved).
-    The pipeline's owner sets it, or whoever may change the pipeline."""
-
-    if not (pipeline.owner_id == getattr(actor, "pk", None) or user_can(actor, "change", pipeline)):
-        raise PermissionDenied("Only the pipeline's owner, or someone who may change it, sets this.")
+    """Set the minutes a person would spend per item (the metrics' time saved):
+    the pipeline's owner's estimate, so the owner alone sets it (an active
+    user; the owner is changed on the pipeline)."""
+    if actor is None or not getattr(actor, "is_active", False) or pipeline.owner_id != actor.pk:
+        raise PermissionDenied("Only the pipeline's owner sets the minutes per item.")
     if isinstance(minutes_per_item, bool) or not isinstance(minutes_per_item, int) or not 0 <= minutes_per_item <= 600:
         raise ValidationError({"minutes_per_item": "Give whole minutes from 0 to 600."})
     settings_row, _ = PipelineReviewSettings.objects.select_for_update().get_or_create(pipeline=pipeline)

@@ -286,8 +286,8 @@ def metrics(request, slug: str):
     release = next((r for r in releases if str(r.number) == number), None)
     status = 200
     form = MinutesForm(request.POST or None)
-    # The form is shown to whom review_settings_set allows: the owner, or one who may change the pipeline.
-    may_set = pipeline.owner_id == request.user.pk or user_can(request.user, "change", pipeline)
+    # The form is shown to whom review_settings_set allows: the pipeline's owner.
+    may_set = pipeline.owner_id == request.user.pk
     if request.method == "POST":
         if form.is_valid():
             try:
