@@ -42,6 +42,9 @@ TIMEOUT = 600
 # Celery's default transport (AMQP) when a broker answers on its default
 # address; else the bare app shares Redis like Keel (noted in the figures).
 AMQP_DEFAULT = ("127.0.0.1", 5672)
+# Celery's default broker URL, spelled out: the bare app in this process and its
+# worker must not read CELERY_BROKER_URL from the caller's environment.
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 
 
 def measure(checkouts: list[Checkout]) -> dict[str, dict[str, list[float]]]:
@@ -51,12 +54,12 @@ def measure(checkouts: list[Checkout]) -> dict[str, dict[str, list[float]]]:
         outside.redis_flush(checkout.redis_url)
         tokens[checkout.side] = outside.demo_ready(checkout, envs[checkout.side])
     head = checkouts[-1]
-    bare_env = {k: v for k, v in envs[head.side].items() if k != "CELERY_BROKER_URL"}
     amqp = _answers(AMQP_DEFAULT)
     if not amqp:
         print("  no AMQP broker on 127.0.0.1:5672: the bare Celery app uses Redis instead", flush=True)
-        bare_env["CELERY_BROKER_URL"] = f"{outside.REDIS}/{outside.REDIS_DB['bare']}"
-    bare_app = Celery("bare", broker=bare_env.get("CELERY_BROKER_URL"))
+    bare_broker = AMQP_URL if amqp else f"{outside.REDIS}/{outside.REDIS_DB['bare']}"
+    bare_env = {**envs[head.side], "CELERY_BROKER_URL": bare_broker}
+    bare_app = Celery("bare", broker=bare_broker)
     try:
         with ExitStack() as stack:
             bases = {}
