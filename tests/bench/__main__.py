@@ -210,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--one", metavar="NAME", choices=names, help=argparse.SUPPRESS)  # the child's
     args = parser.parse_args(argv)
+    # Every benchmark names the broker of each process it starts. A Celery app
+    # in this process would read the caller's CELERY_BROKER_URL before the
+    # broker it is given (Celery's settings look at the variable first).
+    os.environ.pop("CELERY_BROKER_URL", None)
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     if args.one:
         return run_one(args.one)

@@ -42,8 +42,8 @@ TIMEOUT = 600
 # Celery's default transport (AMQP) when a broker answers on its default
 # address; else the bare app shares Redis like Keel (noted in the figures).
 AMQP_DEFAULT = ("127.0.0.1", 5672)
-# Celery's default broker URL, spelled out: the bare app in this process and its
-# worker must not read CELERY_BROKER_URL from the caller's environment.
+# Celery's default broker URL, spelled out for the bare app in this process and
+# its worker alike (the runner drops the caller's CELERY_BROKER_URL).
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 
 
