@@ -97,7 +97,7 @@ def own_app(own_redis, monkeypatch):
     own = Celery("outage", broker=own_redis.url(), set_as_current=False)
     own.conf.broker_connection_timeout = 2
 
-    @own.task(name="outage.echo")
+    @own.task(name="outage.echo", shared=False)  # this app only: no other test's app inherits it
     def echo(value):
         return value
 
