@@ -48,8 +48,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.canonical import canonical_bytes
-from audit.services import audit_record
 from pipelines.delivery.errors import DeliveryError
+from pipelines.delivery.events import delivery_event
 from pipelines.delivery.reports import report_build
 from pipelines.models import Delivery, Deployment, Run
 from pipelines.steps.documents import MISSING, get_path
@@ -201,8 +201,9 @@ def _delivery_for(run: Run, position: int, letter: Letter) -> Delivery:
                     recipients=[{"address": address, "status": PENDING, "reply": ""} for address in letter.to],
                     payload_sha256=letter.sha256,
                 )
-                _event(run, "delivery.created", delivery, {"channel": "email", "recipients": len(letter.to),
-                       "message_id": delivery.message_id, "payload_sha256": delivery.payload_sha256})  # fmt: skip
+                created = {"channel": "email", "recipients": len(letter.to), "message_id": delivery.message_id,
+                           "payload_sha256": delivery.payload_sha256}  # fmt: skip
+                delivery_event(run, "delivery.created", delivery, created)
             return delivery
         except IntegrityError:
             delivery = Delivery.objects.get(run=run, position=position)  # another worker made it first
@@ -335,11 +336,14 @@ def _record_attempt(delivery: Delivery, run: Run, outcome: _Outcome) -> Delivery
             delivery.status = Delivery.Status.FAILED
         delivery.save()
         accepted = statuses.count(ACCEPTED)
-        _event(run, "delivery.attempted", delivery, {"channel": "email", "attempt": delivery.attempts,
-               "status_code": outcome.code, "error": outcome.error or None, "receiver": outcome.receiver or None,
-               "accepted": accepted, "refused": statuses.count(REFUSED)})  # fmt: skip
+        attempted = {"channel": "email", "attempt": delivery.attempts, "status_code": outcome.code,
+                     "error": outcome.error or None, "receiver": outcome.receiver or None, "accepted": accepted,
+                     "refused": statuses.count(REFUSED)}  # fmt: skip
+        delivery_event(run, "delivery.attempted", delivery, attempted)
         if delivery.status == Delivery.Status.DELIVERED:
-            _event(run, "delivery.delivered", delivery, {"attempts": delivery.attempts, "receiver": delivery.receiver})
+            delivery_event(
+                run, "delivery.delivered", delivery, {"attempts": delivery.attempts, "receiver": delivery.receiver}
+            )
     return delivery
 
 
@@ -349,20 +353,8 @@ def _hold(delivery: Delivery, run: Run) -> Delivery:
         with transaction.atomic():
             Delivery.objects.filter(pk=delivery.pk).update(status=Delivery.Status.HELD)
             delivery.status = Delivery.Status.HELD
-            _event(run, "delivery.held", delivery, {"channel": "email"})
+            delivery_event(run, "delivery.held", delivery, {"channel": "email"})
     return delivery
-
-
-def _event(run: Run, action: str, delivery: Delivery, payload: dict) -> None:
-    # Against the run, as a webhook delivery's events are, and with no address in them.
-    audit_record(
-        action=action,
-        object_type="run",
-        object_id=run.pk,
-        payload={"delivery_id": str(delivery.delivery_id), "position": delivery.position, **payload},
-        workspace_id=run.pipeline.workspace_id,
-        pipeline_id=run.pipeline_id,
-    )
 
 
 def _record(delivery: Delivery) -> dict:

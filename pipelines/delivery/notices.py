@@ -28,8 +28,8 @@ from django.db import transaction
 from audit.canonical import canonical_bytes
 from pipelines.broker import enqueue_on_commit
 from pipelines.delivery.errors import DeliveryError
+from pipelines.delivery.events import delivery_event
 from pipelines.delivery.webhooks import (
-    delivery_event,
     delivery_hold,
     delivery_record,
     run_paused,

@@ -33,12 +33,12 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.canonical import canonical_bytes
-from audit.services import audit_record
 from governance.credential_sources import CredentialError, scrub
 from governance.credentials import credential_value
 from governance.egress import EgressError
 from pipelines.delivery.email import email_send
 from pipelines.delivery.errors import DeliveryError
+from pipelines.delivery.events import delivery_event
 from pipelines.delivery.reports import report_build
 from pipelines.http import post_to, shared_client, workspace_target
 from pipelines.models import Delivery, Deployment, Run
@@ -257,18 +257,6 @@ def _record_attempt(delivery: Delivery, run: Run, outcome: _Outcome) -> Delivery
                 run, "delivery.delivered", delivery, {"attempts": delivery.attempts, "receiver": delivery.receiver}
             )
     return delivery
-
-
-def delivery_event(run: Run, action: str, delivery: Delivery, payload: dict) -> None:
-    # Recorded against the run, beside its step events, so the run's timeline tells the whole story.
-    audit_record(
-        action=action,
-        object_type="run",
-        object_id=run.pk,
-        payload={"delivery_id": str(delivery.delivery_id), "position": delivery.position, **payload},
-        workspace_id=run.pipeline.workspace_id,
-        pipeline_id=run.pipeline_id,
-    )
 
 
 def _host(url: str) -> str:
