@@ -1,8 +1,8 @@
 """The pipelines app's hand-written SQL, in one place. Each statement here is
 one that every run start, every worker task or every API request makes, where
 compiling the ORM's query cost more than the database takes to answer it, or
-one the ORM cannot express (a sequence's
-next value read with the row that needs it, several rights read with a token).
+one the ORM cannot express (a sequence's next value read with the row that
+needs it, several rights read with a token).
 Everything else in the app goes through the ORM. Tested on PostgreSQL and
 SQLite (tests/pipelines/test_queries.py and the engine's and API's tests).
 
