@@ -89,8 +89,13 @@ def audit_append(events: list[dict], *, along: tuple[str, list] | None = None) -
 
     ``along``: the caller's INSERT of the row the events describe, as ``(sql,
     params)``, sent with the events' own (``insert_dicts``): one round trip
-    fewer for a run start, whose run row and ``run.started`` go in together."""
-    prepared = []
+    fewer for a run start, whose run row and ``run.started`` go in together.
+
+    An event may hold ``hints``: what its writer knows of the object in
+    process (the engine, a run's creation time), handed to the receivers of
+    ``events_committed`` with the event so they need not read it back; never
+    stored, hashed or returned."""
+    prepared, hints = [], {}
     default_actor = None
     # A request made with an API token: every event it records names the token and its creator.
     via = current_via()
@@ -105,6 +110,8 @@ def audit_append(events: list[dict], *, along: tuple[str, list] | None = None) -
         if via_payload is not None:
             payload = {**payload, "via_token": via_payload}
         payload_text = _payload_text(payload)
+        if event.get("hints"):
+            hints[len(prepared)] = event["hints"]
         prepared.append(
             {
                 "actor_id": who.id,
@@ -134,7 +141,9 @@ def audit_append(events: list[dict], *, along: tuple[str, list] | None = None) -
             fields.update(seq=seq, ts=ts, payload=payload_text, prev_hash=prev_hash, hash=digest)
             prev_hash = digest
         insert_dicts(AuditEvent, prepared, along=along)
-        if watched := [fields for fields in prepared if fields["action"] in WATCHED_ACTIONS]:
+        watched = [{**fields, "hints": hints[index]} if index in hints else fields
+                   for index, fields in enumerate(prepared) if fields["action"] in WATCHED_ACTIONS]  # fmt: skip
+        if watched:
             # robust: a receiver's error is logged and never reaches the writer.
             transaction.on_commit(partial(events_committed.send, sender=AuditEvent, events=watched), robust=True)
     return prepared

@@ -54,7 +54,7 @@ def pipeline_label(pipeline_id: int | None) -> str:
 
 @receiver(events_committed, dispatch_uid="observability.count_events")
 def count_events(sender, *, events: list[dict], **kwargs) -> None:
-    finished: dict[int, tuple[str, str]] = {}
+    finished: dict[int, tuple[str, str]] = {}  # run id -> labels, for the runs whose times are to be read
     for event in events:
         action = event["action"]
         if action not in COUNTED:
@@ -64,7 +64,11 @@ def count_events(sender, *, events: list[dict], **kwargs) -> None:
             m.RUNS_STARTED.labels(pipeline).inc()
         elif action in RUN_ENDS:
             m.RUNS_FINISHED.labels(pipeline, RUN_ENDS[action]).inc()
-            finished[int(event["object_id"])] = (pipeline, RUN_ENDS[action])
+            hints = event.get("hints") or {}
+            if "created_at" in hints:  # the engine ending a run knows its times
+                _observe_duration(pipeline, RUN_ENDS[action], hints["created_at"], hints["finished_at"])
+            else:
+                finished[int(event["object_id"])] = (pipeline, RUN_ENDS[action])
         elif action == "delivery.attempted":
             payload = json.loads(event["payload"])
             delivered = payload.get("error") is None and 200 <= (payload.get("status_code") or 0) < 300
@@ -81,9 +85,11 @@ def count_events(sender, *, events: list[dict], **kwargs) -> None:
 
 def _observe_durations(finished: dict[int, tuple[str, str]]) -> None:
     # One read of the runs' creation times, after the commit that ended them.
-    now = timezone.now()
     rows = Run.objects.filter(pk__in=finished).values_list("pk", "created_at", "finished_at")
     for run_id, created_at, finished_at in rows:
-        pipeline, status = finished[run_id]
-        seconds = ((finished_at or now) - created_at).total_seconds()
-        m.RUN_DURATION.labels(pipeline, status).observe(max(seconds, 0.0))
+        _observe_duration(*finished[run_id], created_at, finished_at)
+
+
+def _observe_duration(pipeline: str, status: str, created_at, finished_at) -> None:
+    seconds = ((finished_at or timezone.now()) - created_at).total_seconds()
+    m.RUN_DURATION.labels(pipeline, status).observe(max(seconds, 0.0))

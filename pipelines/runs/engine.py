@@ -350,9 +350,12 @@ class _Batch:
             setattr(self.run, name, value)
 
     def finish(self, status: str, *, event: str, payload: dict, reason: str = "", output=None) -> None:
+        finished_at = timezone.now() if status in Run.FINISHED else None
         self.event(event, payload)
+        if finished_at is not None:  # the run's duration, for the metrics (audit_append's hints)
+            self.events[-1]["hints"] = {"created_at": self.run.created_at, "finished_at": finished_at}
         self.commit(status=status, failure_reason=reason, output=output, lease_owner="", lease_expires_at=None,
-                    finished_at=timezone.now() if status in Run.FINISHED else None)  # fmt: skip
+                    finished_at=finished_at)  # fmt: skip
 
 
 def _hand_back_connection() -> None:

@@ -9,17 +9,22 @@ import sys
 import pytest
 from django.conf import settings as django_settings
 from django.core.management import call_command
+from django.db import connection
 from django.db.models import Count, Sum
+from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditEvent
 from config.observability.multiproc import metrics_dir_prepare
-from pipelines.models import Run, StepRun
+from pipelines.models import Pipeline, Run, StepRun
+from pipelines.runs.engine import run_execute, run_start
 from reviews.models import ReviewTask
 from tests.config.scrape import TOKEN, scrape, value
 from tests.workers import celery_worker
 
 PIPELINE = "support-triage"
 FINAL = ("completed", "failed", "rejected", "cancelled")
+TICKET = {"subject": "Where is my parcel?", "body": "The tracking has not moved since Monday.",
+          "customer_email": "ada@example.com"}  # fmt: skip
 
 
 @pytest.fixture
@@ -105,6 +110,33 @@ def test_a_scrape_after_demo_runs_on_a_worker_counts_what_the_database_holds(cli
     labels = {name for _, pairs in after for name, _ in pairs}
     assert labels <= {"pipeline", "status", "kind", "outcome", "provider", "model", "direction", "le", "environment",
                       "scope", "name", "unit", "limit", "trigger", "result"}  # fmt: skip
+
+
+def test_a_run_the_engine_ends_is_timed_from_what_it_holds_not_read_back(
+    client, db, metrics_token, django_capture_on_commit_callbacks
+):
+    call_command("keel_demo", stdout=io.StringIO())
+    pipeline = Pipeline.objects.get(slug=PIPELINE)
+    with django_capture_on_commit_callbacks(execute=False):
+        run, _ = run_start(pipeline=pipeline, input=TICKET, actor=None, trigger="cli")
+    before = scrape(client)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        run = run_execute(run.pk)
+    assert run.status == "completed"  # a parcel question passes the demo's gate
+    with CaptureQueriesContext(connection) as queries:
+        for callback in callbacks:  # after the commit: the counters and the duration
+            callback()
+    assert [q["sql"] for q in queries.captured_queries if "pipelines_run" in q["sql"]] == []
+    after = scrape(client)
+    stored = Run.objects.get(pk=run.pk)
+    count = value(after, "keel_run_duration_seconds_count", pipeline=PIPELINE, status="completed") - value(
+        before, "keel_run_duration_seconds_count", pipeline=PIPELINE, status="completed"
+    )
+    seconds = value(after, "keel_run_duration_seconds_sum", pipeline=PIPELINE, status="completed") - value(
+        before, "keel_run_duration_seconds_sum", pipeline=PIPELINE, status="completed"
+    )
+    assert count == 1
+    assert seconds == pytest.approx((stored.finished_at - stored.created_at).total_seconds(), abs=1e-6)
 
 
 def test_preparing_the_folder_removes_only_the_files_of_processes_gone(tmp_path):
