@@ -16,22 +16,27 @@ def pipelines_for_token(*, token: ServiceToken, action: str = "view") -> QuerySe
 def pipeline_for_token(*, token: ServiceToken, slug: str, also: tuple[str, ...] = ()) -> Pipeline | None:
     """The pipeline ``slug`` if the token reaches it, else None.
 
-    A pipeline-scoped token arrives with its pipeline already loaded (the
-    authentication reads it in the same query): when the slug names it, the
-    user's right on that one object decides, with ``user_can`` (the rule
-    ``filter_for_user`` applies to a queryset), instead of a second query
-    through the object-permission filter. Anything else goes through the
-    filter as before. ``also``: rights the caller checks on the pipeline
-    next, asked with the view right in one query (inside a ``permission_cache``
-    block, which the API's views open).
+    The token's scope names the pipeline (a pipeline token arrives with it
+    loaded: the authentication reads it in the same query) or narrows the slug
+    to its workspace; the user's view right on that one object then decides,
+    with ``user_can``: the rule ``filter_for_user`` applies to a queryset,
+    without compiling the object-permission filter for one row. ``also``:
+    rights the caller checks on the pipeline next, asked with the view right
+    in one query (inside a ``permission_cache`` block, which the API's views
+    open).
     """
     pipeline = getattr(token, "authenticated_pipeline", None)
     if token.pipeline_id and pipeline is not None:
         if pipeline.slug != slug:
             return None
-        user_can_prefetch(token.user, ("view", *also), pipeline)
-        return pipeline if user_can(token.user, "view", pipeline) else None
-    return pipelines_for_token(token=token).filter(slug=slug).first()
+    elif token.pipeline_id:
+        pipeline = Pipeline.objects.filter(pk=token.pipeline_id, slug=slug).first()
+    else:
+        pipeline = Pipeline.objects.filter(workspace_id=token.workspace_id, slug=slug).first()
+    if pipeline is None:
+        return None
+    user_can_prefetch(token.user, ("view", *also), pipeline)
+    return pipeline if user_can(token.user, "view", pipeline) else None
 
 
 def runs_for_token(*, token: ServiceToken) -> QuerySet[Run]:

@@ -2,9 +2,11 @@
 
 import json
 
-from pipelines.integration.api.selectors import run_detail_for_token
+from guardian.shortcuts import assign_perm, remove_perm
+
+from pipelines.integration.api.selectors import pipeline_for_token, pipelines_for_token, run_detail_for_token
 from pipelines.integration.api.serializers import RunSerializer
-from pipelines.models import Deployment, Run
+from pipelines.models import Deployment, Run, ServiceToken
 from tests.pipelines.integration.api.conftest import TICKET
 
 
@@ -75,3 +77,30 @@ def test_a_token_whose_user_may_see_but_not_change_the_pipeline_cannot_start_run
     response = api.post_run(acme_pipeline.slug)
     assert response.status_code == 403 and "change right" in response.json()["errors"][0]["reason"]
     assert not Run.objects.exists()
+
+
+def test_the_pipeline_a_token_names_is_found_as_the_object_permission_filter_finds_it(
+    make_token, author, auditor, operator, acme_pipeline, globex_pipeline
+):
+    tokens = [make_token(user, workspace=acme_pipeline.workspace)[0] for user in (author, auditor, operator)]
+    tokens.append(make_token(author, pipeline=acme_pipeline)[0])
+    own_view = "pipelines.view_pipeline"
+    assign_perm(own_view, auditor, globex_pipeline)  # a right outside the tokens' workspace
+
+    def answers() -> list[bool]:
+        found = []
+        for stored in tokens:
+            token = ServiceToken.objects.select_related("user").get(pk=stored.pk)  # no pipeline read with it
+            for slug in (acme_pipeline.slug, globex_pipeline.slug, "no-such-pipeline"):
+                long_way = pipelines_for_token(token=token).filter(slug=slug).first()
+                assert pipeline_for_token(token=token, slug=slug) == long_way, (token.user, slug)
+                found.append(long_way is not None)
+        return found
+
+    assert any(answers())
+    # Rights withdrawn: a person made inactive, a workspace role taken away.
+    type(operator).objects.filter(pk=operator.pk).update(is_active=False)
+    author.groups.clear()
+    remove_perm(own_view, auditor, globex_pipeline)
+    found = answers()
+    assert any(found) and not all(found)
