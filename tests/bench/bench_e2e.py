@@ -26,7 +26,6 @@ import time
 from contextlib import ExitStack
 from urllib.parse import urlsplit
 
-import httpx
 from celery import Celery
 
 from tests.bench import outside
@@ -36,7 +35,7 @@ from tests.bench.outside import Checkout
 REPEATS = 3
 SECONDS = 5.0
 NOOP_TASKS = 1000
-WARM_RUNS = 6
+WARM_SECONDS = 2.0
 SETTLED_POLL = 0.05
 TIMEOUT = 600
 # Celery's default transport (AMQP) when a broker answers on its default
@@ -77,7 +76,7 @@ def measure(checkouts: list[Checkout]) -> dict[str, dict[str, list[float]]]:
                 )  # fmt: skip
             )
             _purge(bare_app)
-            for checkout in checkouts:  # the worker is up and warm: a few runs settled
+            for checkout in checkouts:  # every process of each side has served runs
                 _warm(bases[checkout.side], tokens[checkout.side], envs[checkout.side]["DATABASE_URL"])
             _noop_rate(bare_app, 50)
             loads = {"bare": lambda: _noop_rate(bare_app, NOOP_TASKS)}
@@ -160,15 +159,12 @@ def _settle(runs: _Runs, after: int) -> int:
 
 
 def _warm(base: str, token: str, database_url: str) -> None:
+    """Load the side as the measurement will (every web and worker process
+    serves some runs: imports, connections and caches made) until settled."""
     runs = _Runs(database_url)
     try:
         after = runs.last_id()
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
-            for number in range(WARM_RUNS):
-                response = client.post(CREATE_PATH, json={"input": TICKET, "idempotency_key": f"warm-{time.time()}-"
-                                                          f"{number}", "source": "bench-warm"})  # fmt: skip
-                if response.status_code != 201:
-                    raise RuntimeError(f"warm-up run: {response.status_code} {response.text[:300]}")
+        outside.wrk(f"{base}{CREATE_PATH}", seconds=WARM_SECONDS, post=TICKET, token=token)
         _settle(runs, after)
     finally:
         runs.close()
