@@ -16,7 +16,7 @@ from rest_framework.response import Response
 
 from audit.context import acting_as
 from pipelines.integration.api.errors import Conflict
-from pipelines.integration.api.selectors import pipelines_for_token
+from pipelines.integration.api.selectors import pipeline_for_token
 from pipelines.integration.api.views import ERRORS, KeelAPIView
 from pipelines.models import Deployment, Pipeline
 from pipelines.releases.as_of import parse_moment, pipeline_as_of
@@ -47,7 +47,7 @@ class DeploymentStateSerializer(serializers.Serializer):
 
 
 def _pipeline(request, slug: str) -> Pipeline:
-    pipeline = pipelines_for_token(token=request.auth).filter(slug=slug).first()
+    pipeline = pipeline_for_token(token=request.auth, slug=slug)
     if pipeline is None:
         raise NotFound(f"No pipeline {slug!r} is reachable with this token.")
     return pipeline
