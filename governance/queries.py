@@ -59,6 +59,63 @@ def rights_columns(user: str, grants_by_column: list[list[tuple[type[Model], str
     return ", ".join(columns), params
 
 
+def granted_keys(model: type[Model], codename: str, user_id: int) -> tuple[str, list]:
+    """A SELECT of the keys of the ``model`` objects on which guardian holds
+    the permission ``codename`` for the user, directly or through one of
+    their groups (the objects ``get_objects_for_user`` finds, without global
+    permissions), with its parameters. It names no table of an enclosing
+    statement, so it serves as ``pk__in=RawSQL(...)`` in any query, a
+    subquery's included."""
+    content_type_id = get_content_type(model).pk
+    sql, generics = _granted_keys_sql(model, connection.vendor)
+    params = []
+    for generic in generics:
+        params += [content_type_id, codename, user_id, *([content_type_id] if generic else [])]
+    return sql, params
+
+
+@functools.cache
+def _granted_keys_sql(model: type[Model], vendor: str) -> tuple[str, tuple[bool, ...]]:
+    q = connection.ops.quote_name
+    key_type = model._meta.pk.cast_db_type(connection)
+    selects, generics = [], []
+    for perms_model, holder in ((get_user_obj_perms_model(model), "user"), (get_group_obj_perms_model(model), "group")):
+        meta = perms_model._meta
+        col = {f.name: "o." + q(f.column) for f in meta.concrete_fields}
+        generic = perms_model.objects.is_generic()
+        who = f"{col['user']} = %s" if holder == "user" else f"{col['group']} IN ({_groups_of('%s')})"
+        if generic:  # the object's key kept as text, beside its content type
+            key, of_model = f"CAST({col['object_pk']} AS {key_type})", f" AND {col['content_type']} = %s"
+        else:
+            key, of_model = col["content_object"], ""
+        selects.append(
+            f"SELECT {key} FROM {q(meta.db_table)} o WHERE {col['permission']} = ({_permission_key()})"
+            f" AND {who}{of_model}"
+        )
+        generics.append(generic)
+    return " UNION ".join(selects), tuple(generics)
+
+
+def _groups_of(user: str) -> str:
+    q = connection.ops.quote_name
+    memberships = get_user_model().groups.through._meta
+    return (
+        f"SELECT {q(memberships.get_field('group').column)} FROM {q(memberships.db_table)}"
+        f" WHERE {q(memberships.get_field('user').column)} = {user}"
+    )
+
+
+def _permission_key() -> str:
+    """The permission's key by content type and codename (two parameters)."""
+    q = connection.ops.quote_name
+    permissions = Permission._meta
+    return (
+        f"SELECT {q(permissions.pk.column)} FROM {q(permissions.db_table)}"
+        f" WHERE {q(permissions.get_field('content_type').column)} = %s"
+        f" AND {q(permissions.get_field('codename').column)} = %s"
+    )
+
+
 @functools.cache
 def grant_selects(model: type[Model], user: str = "%s", key: str = "%s") -> tuple[tuple[str, bool], ...]:
     """The SELECTs behind guardian's user and group permission checks on
@@ -70,17 +127,7 @@ def grant_selects(model: type[Model], user: str = "%s", key: str = "%s") -> tupl
     may name columns of an enclosing statement instead (``rights_columns``):
     those two are then not parameters."""
     q = connection.ops.quote_name
-    memberships = get_user_model().groups.through._meta
-    groups_of = (
-        f"SELECT {q(memberships.get_field('group').column)} FROM {q(memberships.db_table)}"
-        f" WHERE {q(memberships.get_field('user').column)} = {user}"
-    )
-    permissions = Permission._meta
-    permission_key = (
-        f"SELECT {q(permissions.pk.column)} FROM {q(permissions.db_table)}"
-        f" WHERE {q(permissions.get_field('content_type').column)} = %s"
-        f" AND {q(permissions.get_field('codename').column)} = %s"
-    )
+    groups_of, permission_key = _groups_of(user), _permission_key()
     selects = []
     for perms_model, holder in ((get_user_obj_perms_model(model), "user"), (get_group_obj_perms_model(model), "group")):
         meta = perms_model._meta

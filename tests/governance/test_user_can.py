@@ -53,6 +53,28 @@ def test_it_answers_as_guardian_for_every_persona_action_and_object(
     assert asked == len(users) * len(objects) * len(ACTIONS)
 
 
+def test_the_listing_filter_finds_what_guardian_grants_for_every_persona_action_and_model(
+    personas, direct_holders, acme, globex, acme_config, globex_config
+):
+    from governance.permissions import filter_for_user
+
+    objects = [acme, globex, *acme_config.values(), *globex_config.values(), acme_config["pipeline"].steps.first()]
+    models = {type(obj) for obj in objects}
+    found = 0
+    for user in [*personas.values(), *direct_holders]:
+        for model in models:
+            for action in ACTIONS:
+                listed = set(
+                    filter_for_user(user, action, model.objects.all()).filter(
+                        pk__in=[o.pk for o in objects if type(o) is model]
+                    )
+                )
+                expected = {o for o in objects if type(o) is model and _guardian_says(user, action, o)}
+                assert listed == expected, (user, action, model)
+                found += len(listed)
+    assert found  # some rights were held, some not (the personas differ)
+
+
 def test_a_right_held_directly_or_through_a_group_is_seen_and_another_object_stays_closed(
     direct_holders, acme_config, globex_config
 ):
