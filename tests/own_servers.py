@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from contextlib import contextmanager, suppress
@@ -138,17 +139,39 @@ def service_env(*, database_url: str, broker_url: str, var_dir: Path, **extra: s
 
 
 @contextmanager
-def processes(commands: list[list[str]], *, env: dict, log_dir: Path):
+def processes(commands: list[list[str]], *, env: dict, log_dir: Path, restart: bool = False):
     """Each command as a subprocess in the repository (its output in
-    ``log_dir``), stopped with SIGTERM (then SIGKILL) on exit."""
-    started = []
+    ``log_dir``), stopped with SIGTERM (then SIGKILL) on exit.
+
+    ``restart``: a process that exits while the block runs is started again,
+    as the production guide's service manager does (systemd ``Restart=always``);
+    the list yielded holds the running ones, and its log a line per restart."""
+    started, stopping = [], threading.Event()
+
+    def start(index: int) -> subprocess.Popen:
+        with open(log_dir / f"process-{index}.log", "a") as log:
+            return subprocess.Popen([sys.executable, "-m", *commands[index]], cwd=ROOT, env=env, stdout=log,
+                                    stderr=subprocess.STDOUT)  # fmt: skip
+
+    def supervise() -> None:
+        while not stopping.wait(0.5):
+            for index, process in enumerate(started):
+                if process.poll() is not None and not stopping.is_set():
+                    with open(log_dir / f"process-{index}.log", "a") as log:
+                        log.write(f"\n== exited with {process.returncode}: started again (Restart=always)\n")
+                    started[index] = start(index)
+
+    supervisor = threading.Thread(target=supervise, daemon=True)
     try:
-        for index, command in enumerate(commands):
-            with open(log_dir / f"process-{index}.log", "a") as log:
-                started.append(subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT, env=env, stdout=log,
-                                                stderr=subprocess.STDOUT))  # fmt: skip
+        for index in range(len(commands)):
+            started.append(start(index))
+        if restart:
+            supervisor.start()
         yield started
     finally:
+        stopping.set()
+        if restart:
+            supervisor.join()
         for process in started:
             process.send_signal(signal.SIGTERM)
         for process in started:
