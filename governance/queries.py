@@ -76,24 +76,38 @@ def granted_keys(model: type[Model], codename: str, user_id: int) -> tuple[str, 
 
 @functools.cache
 def _granted_keys_sql(model: type[Model], vendor: str) -> tuple[str, tuple[bool, ...]]:
-    q = connection.ops.quote_name
+    # ``vendor`` keys the cache: the key's cast type is the database's.
     key_type = model._meta.pk.cast_db_type(connection)
     selects, generics = [], []
-    for perms_model, holder in ((get_user_obj_perms_model(model), "user"), (get_group_obj_perms_model(model), "group")):
-        meta = perms_model._meta
-        col = {f.name: "o." + q(f.column) for f in meta.concrete_fields}
-        generic = perms_model.objects.is_generic()
-        who = f"{col['user']} = %s" if holder == "user" else f"{col['group']} IN ({_groups_of('%s')})"
+    for table, col, generic, grants in _grant_tables(model, "%s"):
         if generic:  # the object's key kept as text, beside its content type
             key, of_model = f"CAST({col['object_pk']} AS {key_type})", f" AND {col['content_type']} = %s"
         else:
             key, of_model = col["content_object"], ""
-        selects.append(
-            f"SELECT {key} FROM {q(meta.db_table)} o WHERE {col['permission']} = ({_permission_key()})"
-            f" AND {who}{of_model}"
-        )
+        selects.append(f"SELECT {key} FROM {table} o WHERE {grants}{of_model}")
         generics.append(generic)
     return " UNION ".join(selects), tuple(generics)
+
+
+def _grant_tables(model: type[Model], user: str):
+    """Guardian's user and group permission tables for ``model``, each as
+    (table, its columns as ``o.<column>``, whether it is generic, and the
+    condition that a row grants the permission, given by content type and
+    codename parameters, to ``user`` or one of their groups)."""
+    q = connection.ops.quote_name
+    groups_of, permission_key = _groups_of(user), _permission_key()
+    for perms_model, holder in ((get_user_obj_perms_model(model), "user"), (get_group_obj_perms_model(model), "group")):
+        meta = perms_model._meta
+        col = {f.name: "o." + q(f.column) for f in meta.concrete_fields}
+        who = f"{col['user']} = {user}" if holder == "user" else f"{col['group']} IN ({groups_of})"
+        # The permission's key as a scalar subquery rather than a join: the
+        # planner settles four parts of this shape in about half the time.
+        yield (
+            q(meta.db_table),
+            col,
+            perms_model.objects.is_generic(),
+            f"{col['permission']} = ({permission_key}) AND {who}",
+        )
 
 
 def _groups_of(user: str) -> str:
@@ -126,26 +140,12 @@ def grant_selects(model: type[Model], user: str = "%s", key: str = "%s") -> tupl
     generic table: content type and the key as text). ``user`` and ``key``
     may name columns of an enclosing statement instead (``rights_columns``):
     those two are then not parameters."""
-    q = connection.ops.quote_name
-    groups_of, permission_key = _groups_of(user), _permission_key()
     selects = []
-    for perms_model, holder in ((get_user_obj_perms_model(model), "user"), (get_group_obj_perms_model(model), "group")):
-        meta = perms_model._meta
-        col = {f.name: "o." + q(f.column) for f in meta.concrete_fields}
-        generic = perms_model.objects.is_generic()
-        who = f"{col['user']} = {user}" if holder == "user" else f"{col['group']} IN ({groups_of})"
+    for table, col, generic, grants in _grant_tables(model, user):
         if generic:  # the object's key kept as text
             text_key = key if key == "%s" else f"CAST({key} AS TEXT)"
             key_sql = f"{col['content_type']} = %s AND {col['object_pk']} = {text_key}"
         else:
             key_sql = f"{col['content_object']} = {key}"
-        # The permission's key as a scalar subquery rather than a join: the
-        # planner settles four parts of this shape in about half the time.
-        selects.append(
-            (
-                f"SELECT 1 FROM {q(meta.db_table)} o WHERE {col['permission']} = ({permission_key})"
-                f" AND {who} AND {key_sql}",
-                generic,
-            )
-        )
+        selects.append((f"SELECT 1 FROM {table} o WHERE {grants} AND {key_sql}", generic))
     return tuple(selects)
